@@ -1,0 +1,1 @@
+"""GoogLeNet model and its Caffe preprocessing."""

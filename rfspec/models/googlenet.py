@@ -1,0 +1,372 @@
+"""BVLC GoogLeNet (the Caffe model-zoo deploy net) in Flax, with Caffe's exact semantics.
+
+`LAYERS` is the single source of truth for the architecture. The Flax module, the Caffe weight
+mapping (`param_shapes`), the blob-size arithmetic (`blob_hw`) and the receptive-field geometry
+(`rfspec.receptive_field`) all walk this one table, so they cannot disagree.
+
+Every entry is one Caffe layer whose name equals its top blob, so layer names double as tap
+names. In-place layers are folded in: a conv entry includes its ReLU (Caffe's blobs hold
+post-ReLU values), and the test-time dropout before the classifier is the identity.
+
+Layout conventions: activations are NHWC, conv kernels HWIO (Caffe stores OIHW), positions
+on a tap's grid are (row, col).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import math
+from typing import NamedTuple, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rfspec.models import preprocess
+
+INPUT = "data"
+
+
+class Layer(NamedTuple):
+  """One Caffe layer of the deploy net.
+
+  Attributes:
+    name: Caffe layer name == its top blob name == the tap name.
+    kind: "conv" (with in-place ReLU), "maxpool", "avepool", "lrn", "concat", "fc" or "softmax".
+    bottoms: names of the input blobs ("data" is the network input).
+    k: kernel side in the layer's input pixels (1 for non-spatial layers).
+    s: stride.
+    p: symmetric zero padding.
+    channels: output channels (classes for "fc" and "softmax").
+  """
+
+  name: str
+  kind: str
+  bottoms: tuple[str, ...]
+  k: int = 1
+  s: int = 1
+  p: int = 0
+  channels: int = 0
+
+
+def _inception(name: str, bottom: str, c1: int, c3r: int, c3: int, c5r: int, c5: int,
+               cp: int) -> tuple[Layer, ...]:
+  """The 8 layers of one inception module, in deploy.prototxt order."""
+  n = lambda suffix: f"{name}/{suffix}"
+  return (
+      Layer(n("1x1"), "conv", (bottom,), 1, 1, 0, c1),
+      Layer(n("3x3_reduce"), "conv", (bottom,), 1, 1, 0, c3r),
+      Layer(n("3x3"), "conv", (n("3x3_reduce"),), 3, 1, 1, c3),
+      Layer(n("5x5_reduce"), "conv", (bottom,), 1, 1, 0, c5r),
+      Layer(n("5x5"), "conv", (n("5x5_reduce"),), 5, 1, 2, c5),
+      Layer(n("pool"), "maxpool", (bottom,), 3, 1, 1, 0),  # channels filled in below
+      Layer(n("pool_proj"), "conv", (n("pool"),), 1, 1, 0, cp),
+      Layer(n("output"), "concat", (n("1x1"), n("3x3"), n("5x5"), n("pool_proj")), channels=c1 + c3 + c5 + cp),
+  )
+
+
+def _fill_channels(layers: Sequence[Layer]) -> tuple[Layer, ...]:
+  """Pass-through layers (pool, LRN) inherit their bottom's channel count."""
+  channels = {INPUT: 3}
+  out = []
+  for layer in layers:
+    if layer.channels == 0:
+      layer = layer._replace(channels=channels[layer.bottoms[0]])
+    channels[layer.name] = layer.channels
+    out.append(layer)
+  return tuple(out)
+
+
+LAYERS: tuple[Layer, ...] = _fill_channels((
+    Layer("conv1/7x7_s2", "conv", (INPUT,), 7, 2, 3, 64),
+    Layer("pool1/3x3_s2", "maxpool", ("conv1/7x7_s2",), 3, 2, 0),
+    Layer("pool1/norm1", "lrn", ("pool1/3x3_s2",)),
+    Layer("conv2/3x3_reduce", "conv", ("pool1/norm1",), 1, 1, 0, 64),
+    Layer("conv2/3x3", "conv", ("conv2/3x3_reduce",), 3, 1, 1, 192),
+    Layer("conv2/norm2", "lrn", ("conv2/3x3",)),
+    Layer("pool2/3x3_s2", "maxpool", ("conv2/norm2",), 3, 2, 0),
+    *_inception("inception_3a", "pool2/3x3_s2", 64, 96, 128, 16, 32, 32),
+    *_inception("inception_3b", "inception_3a/output", 128, 128, 192, 32, 96, 64),
+    Layer("pool3/3x3_s2", "maxpool", ("inception_3b/output",), 3, 2, 0),
+    *_inception("inception_4a", "pool3/3x3_s2", 192, 96, 208, 16, 48, 64),
+    *_inception("inception_4b", "inception_4a/output", 160, 112, 224, 24, 64, 64),
+    *_inception("inception_4c", "inception_4b/output", 128, 128, 256, 24, 64, 64),
+    *_inception("inception_4d", "inception_4c/output", 112, 144, 288, 32, 64, 64),
+    *_inception("inception_4e", "inception_4d/output", 256, 160, 320, 32, 128, 128),
+    Layer("pool4/3x3_s2", "maxpool", ("inception_4e/output",), 3, 2, 0),
+    *_inception("inception_5a", "pool4/3x3_s2", 256, 160, 320, 32, 128, 128),
+    *_inception("inception_5b", "inception_5a/output", 384, 192, 384, 48, 128, 128),
+    Layer("pool5/7x7_s1", "avepool", ("inception_5b/output",), 7, 1, 0),
+    Layer("loss3/classifier", "fc", ("pool5/7x7_s1",), channels=1000),
+    Layer("prob", "softmax", ("loss3/classifier",), channels=1000),
+))
+
+LAYER_BY_NAME: dict[str, Layer] = {layer.name: layer for layer in LAYERS}
+
+# Every blob of deploy.prototxt except the input, in network order.
+TAPS: tuple[str, ...] = tuple(layer.name for layer in LAYERS)
+
+# Caffe's LRN parameters (both norm layers use the defaults k=1).
+LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 1.0
+
+# The classifier needs pool5 to be 1x1, i.e. inputs of this many pixels per side.
+CLASSIFY_MIN, CLASSIFY_MAX = 223, 254
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def check_tap(tap: str) -> Layer:
+  """Returns the layer for `tap`, or raises ValueError suggesting the closest tap names."""
+  try:
+    return LAYER_BY_NAME[tap]
+  except (KeyError, TypeError):
+    close = difflib.get_close_matches(str(tap), TAPS, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    raise ValueError(f"Unknown tap {tap!r}.{hint} See rfspec.TAPS for all {len(TAPS)} tap names.") from None
+
+
+def normalize_taps(taps: str | Sequence[str]) -> tuple[str, ...]:
+  """A tap name or a sequence of them -> a validated tuple (order kept, duplicates dropped)."""
+  taps = (taps,) if isinstance(taps, str) else tuple(taps)
+  if not taps:
+    raise ValueError("Ask for at least one tap, e.g. taps=('inception_4c/output',).")
+  for tap in taps:
+    check_tap(tap)
+  return tuple(dict.fromkeys(taps))
+
+
+def ancestors(taps: Sequence[str]) -> frozenset[str]:
+  """Names of every layer needed to compute `taps` (the taps included)."""
+  needed, stack = set(), list(taps)
+  while stack:
+    name = stack.pop()
+    if name != INPUT and name not in needed:
+      needed.add(name)
+      stack.extend(LAYER_BY_NAME[name].bottoms)
+  return frozenset(needed)
+
+
+# ----------------------------------------------------------------------------- blob sizes
+
+
+def conv_out(n: int, k: int, s: int, p: int) -> int:
+  """Caffe convolution output length: floor((n + 2p - k) / s) + 1."""
+  return (n + 2 * p - k) // s + 1
+
+
+def pool_out(n: int, k: int, s: int, p: int) -> int:
+  """Caffe pooling output length: ceil mode, minus one if the last window starts in the padding."""
+  out = -(-(n + 2 * p - k) // s) + 1
+  if p > 0 and (out - 1) * s >= n + p:
+    out -= 1
+  return out
+
+
+def layer_out(layer: Layer, n: int) -> int:
+  """Output length along one spatial axis of `layer` for input length `n`."""
+  if layer.kind == "conv":
+    return conv_out(n, layer.k, layer.s, layer.p)
+  if layer.kind in ("maxpool", "avepool"):
+    return pool_out(n, layer.k, layer.s, layer.p)
+  if layer.kind in ("fc", "softmax"):
+    return 1
+  return n  # lrn, concat
+
+
+@functools.lru_cache(maxsize=None)
+def blob_hws(image_hw: tuple[int, int]) -> dict[str, tuple[int, int]]:
+  """Spatial size (h, w) of every blob for an input of `image_hw` = (H, W) pixels.
+
+  Sizes < 1 mean the input is too small to reach that blob.
+  """
+  hws = {INPUT: tuple(image_hw)}
+  for layer in LAYERS:
+    h, w = hws[layer.bottoms[0]]
+    hws[layer.name] = (layer_out(layer, h), layer_out(layer, w)) if min(h, w) >= 1 else (0, 0)
+  return hws
+
+
+def min_input_size(tap: str) -> int:
+  """Smallest square input side (px) whose `tap` blob is non-empty."""
+  check_tap(tap)
+  lo = 1
+  while min(blob_hws((lo, lo))[tap]) < 1:
+    lo += 1
+  return lo
+
+
+def blob_hw(tap: str, image_hw: tuple[int, int]) -> tuple[int, int]:
+  """Grid (h, w) of `tap` for an (H, W) input; raises ValueError if the input is too small."""
+  check_tap(tap)
+  image_hw = tuple(int(v) for v in image_hw)
+  hw = blob_hws(image_hw)[tap]
+  if min(hw) < 1:
+    raise ValueError(f"An input of {image_hw[0]}x{image_hw[1]} px is too small for tap {tap!r}; "
+                     f"it needs at least {min_input_size(tap)} px per side.")
+  return hw
+
+
+def check_input_hw(taps: Sequence[str], image_hw: tuple[int, int]) -> None:
+  """Raises ValueError if an (H, W) input cannot produce every tap in `taps`."""
+  for tap in taps:
+    blob_hw(tap, image_hw)
+    if LAYER_BY_NAME[tap].kind in ("fc", "softmax") and blob_hws(tuple(image_hw))["pool5/7x7_s1"] != (1, 1):
+      raise ValueError(f"Tap {tap!r} classifies, which needs pool5 to be 1x1: inputs of "
+                       f"{CLASSIFY_MIN}-{CLASSIFY_MAX} px per side (got {image_hw[0]}x{image_hw[1]}). "
+                       "Resize the image, or ask for an earlier tap.")
+
+
+def param_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
+  """Flax parameter shapes, keyed by Caffe layer name: {"kernel": HWIO or (K, N), "bias": (N,)}."""
+  channels = {INPUT: 3, **{layer.name: layer.channels for layer in LAYERS}}
+  shapes = {}
+  for layer in LAYERS:
+    c_in = channels[layer.bottoms[0]]
+    if layer.kind == "conv":
+      shapes[layer.name] = {"kernel": (layer.k, layer.k, c_in, layer.channels), "bias": (layer.channels,)}
+    elif layer.kind == "fc":
+      shapes[layer.name] = {"kernel": (c_in, layer.channels), "bias": (layer.channels,)}
+  return shapes
+
+
+# ----------------------------------------------------------------------------- ops
+
+
+def _pool_pads(n: int, k: int, s: int, p: int) -> tuple[int, int]:
+  """(low, high) padding that makes a VALID window give Caffe's ceil-mode grid.
+
+  High padding may be negative (crop) when Caffe's minus-one rule drops the last window.
+  """
+  out = pool_out(n, k, s, p)
+  return p, (out - 1) * s + k - n - p
+
+
+def max_pool(x, k: int, s: int, p: int):
+  """Caffe MAX pooling on NHWC `x`: windows are clipped to the image, like -inf padding."""
+  (hl, hh), (wl, wh) = _pool_pads(x.shape[1], k, s, p), _pool_pads(x.shape[2], k, s, p)
+  neg_inf = jnp.array(-jnp.inf, x.dtype)
+  x = jax.lax.pad(x, neg_inf, ((0, 0, 0), (hl, hh, 0), (wl, wh, 0), (0, 0, 0)))
+  return jax.lax.reduce_window(x, neg_inf, jax.lax.max, (1, k, k, 1), (1, s, s, 1), "VALID")
+
+
+def _ave_divisor(n: int, k: int, s: int, p: int) -> np.ndarray:
+  """Caffe's AVE divisor along one axis: the window clipped to [-p, n + p)."""
+  starts = np.arange(pool_out(n, k, s, p)) * s - p
+  return (np.minimum(starts + k, n + p) - starts).astype(np.float32)
+
+
+def ave_pool(x, k: int, s: int, p: int):
+  """Caffe AVE pooling on NHWC `x`: padding counts in the divisor, the ceil overhang does not."""
+  h, w = x.shape[1:3]
+  (hl, hh), (wl, wh) = _pool_pads(h, k, s, p), _pool_pads(w, k, s, p)
+  zero = jnp.array(0, x.dtype)
+  x = jax.lax.pad(x, zero, ((0, 0, 0), (hl, hh, 0), (wl, wh, 0), (0, 0, 0)))
+  total = jax.lax.reduce_window(x, zero, jax.lax.add, (1, k, k, 1), (1, s, s, 1), "VALID")
+  divisor = np.outer(_ave_divisor(h, k, s, p), _ave_divisor(w, k, s, p))
+  return total / jnp.asarray(divisor, x.dtype)[None, :, :, None]
+
+
+def lrn(x):
+  """Caffe ACROSS_CHANNELS LRN on NHWC `x`: x * (k + alpha/size * sum_{c-2..c+2} x^2)^-beta."""
+  half = LRN_SIZE // 2
+  sq_sum = jax.lax.reduce_window(x * x, jnp.array(0, x.dtype), jax.lax.add, (1, 1, 1, LRN_SIZE),
+                                 (1, 1, 1, 1), ((0, 0), (0, 0), (0, 0), (half, half)))
+  return x * (LRN_K + (LRN_ALPHA / LRN_SIZE) * sq_sum) ** -LRN_BETA
+
+
+# ----------------------------------------------------------------------------- model
+
+
+class GoogLeNet(nn.Module):
+  """The BVLC GoogLeNet deploy net.
+
+  Takes Caffe-preprocessed input (see `rfspec.models.preprocess`), NHWC float [N, H, W, 3], and
+  returns {tap: blob} for the requested taps, computing only the layers those taps depend on.
+  Spatial blobs are NHWC [N, h, w, C]; "loss3/classifier" and "prob" are [N, 1000].
+
+  Attributes:
+    dtype: compute dtype (e.g. jnp.bfloat16 on accelerators); params stay float32.
+    precision: lax precision for convs and the classifier. HIGHEST keeps float32 exact on GPUs
+      and TPUs, whose default rounds through bf16/tf32.
+  """
+
+  dtype: jnp.dtype = jnp.float32
+  precision: jax.lax.Precision | str | None = jax.lax.Precision.HIGHEST
+
+  @nn.compact
+  def __call__(self, x, taps: Sequence[str] = TAPS):
+    taps = normalize_taps(taps)
+    needed = ancestors(taps)
+    blobs = {INPUT: x.astype(self.dtype)}
+    for layer in LAYERS:
+      if layer.name in needed:
+        blobs[layer.name] = self._apply(layer, [blobs[b] for b in layer.bottoms])
+    return {tap: blobs[tap] for tap in taps}
+
+  def _apply(self, layer: Layer, inputs):
+    x = inputs[0]
+    if layer.kind == "conv":
+      conv = nn.Conv(layer.channels, (layer.k, layer.k), strides=(layer.s, layer.s),
+                     padding=((layer.p, layer.p), (layer.p, layer.p)), dtype=self.dtype,
+                     precision=self.precision, name=layer.name)
+      return nn.relu(conv(x))
+    if layer.kind == "maxpool":
+      return max_pool(x, layer.k, layer.s, layer.p)
+    if layer.kind == "avepool":
+      return ave_pool(x, layer.k, layer.s, layer.p)
+    if layer.kind == "lrn":
+      return lrn(x)
+    if layer.kind == "concat":
+      return jnp.concatenate(inputs, axis=-1)
+    if layer.kind == "fc":
+      if x.shape[1:3] != (1, 1):
+        raise ValueError(f"{layer.name} needs a 1x1 pool5 (inputs of {CLASSIFY_MIN}-{CLASSIFY_MAX} px), "
+                         f"got pool5 of {x.shape[1]}x{x.shape[2]}.")
+      dense = nn.Dense(layer.channels, dtype=self.dtype, precision=self.precision, name=layer.name)
+      return dense(x.reshape(x.shape[0], -1))
+    if layer.kind == "softmax":
+      return jax.nn.softmax(x.astype(jnp.float32), axis=-1).astype(x.dtype)
+    raise AssertionError(f"unhandled layer kind {layer.kind!r}")
+
+
+def num_params() -> int:
+  """Parameter count of the deploy net, from `param_shapes`."""
+  return sum(math.prod(s) for p in param_shapes().values() for s in p.values())
+
+
+@functools.partial(jax.jit, static_argnames=("taps", "dtype", "precision"))
+def _forward(params, images, taps, dtype, precision):
+  model = GoogLeNet(dtype=dtype, precision=precision)
+  return model.apply({"params": params}, preprocess.to_caffe(images), taps)
+
+
+def forward(params, images, taps: str | Sequence[str] = ("prob",), *, dtype=jnp.float32,
+            precision=jax.lax.Precision.HIGHEST) -> dict[str, jax.Array]:
+  """Runs GoogLeNet on RGB images and returns the requested blobs.
+
+  Args:
+    params: GoogLeNet params, {caffe layer name: {"kernel", "bias"}} (see `rfspec.load_params`).
+    images: float [N, H, W, 3] (or [H, W, 3]), RGB in [0, 1]. Any size large enough for the
+      deepest tap; "loss3/classifier" and "prob" need 223-254 px per side.
+    taps: a tap name or a sequence of names from `rfspec.TAPS`.
+    dtype: compute dtype.
+    precision: conv / matmul precision (HIGHEST reproduces Caffe's float32 numbers).
+
+  Returns:
+    {tap: array}: spatial taps are NHWC [N, h, w, C] and equal Caffe's blobs (post-ReLU where
+    Caffe's ReLU is in place); "loss3/classifier" and "prob" are [N, 1000]. An unbatched
+    [H, W, 3] input gives unbatched outputs.
+  """
+  taps = normalize_taps(taps)
+  images = jnp.asarray(images)
+  unbatched = images.ndim == 3
+  if unbatched:
+    images = images[None]
+  if images.ndim != 4 or images.shape[-1] != 3:
+    raise ValueError(f"images must be [N, H, W, 3] RGB in [0, 1]; got shape {tuple(images.shape)}.")
+  check_input_hw(taps, images.shape[1:3])
+  out = _forward(params, images.astype(jnp.float32), taps, dtype, precision)
+  return {t: v[0] for t, v in out.items()} if unbatched else out

@@ -1,0 +1,29 @@
+"""rfspec: how a convolutional node's preferred stimulus depends on its receptive field."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="rfspec",
+    version="0.1.0",
+    description="Receptive-field position and size vs. node specificity in BVLC GoogLeNet (JAX/Flax).",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["rfspec", "rfspec.*", "experiments", "experiments.*"]),
+    package_data={"experiments": ["*.ipynb"]},
+    include_package_data=True,
+    install_requires=[
+        "jax>=0.4.30",
+        "flax>=0.8",
+        "optax>=0.2",
+        "numpy>=1.24",
+        "orbax-checkpoint>=0.5",
+        "pillow>=9",
+        "absl-py>=1.0",
+        "ml_collections>=0.1.1",
+        "matplotlib>=3.6",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "opencv-python-headless<5"],
+    },
+)
