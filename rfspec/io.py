@@ -100,3 +100,135 @@ def load_image(path, size: tuple[int, int] | None = None) -> np.ndarray:
     if size is not None:
       im = im.resize((size[1], size[0]), Image.BILINEAR)
     return np.asarray(im, np.float32) / 255.0
+
+
+# ----------------------------------------------------------------------------- figure grids
+
+_RF_COLOUR = (230, 40, 40)
+_OFF_IMAGE_COLOUR = (255, 170, 170)
+
+
+def _font(size: int):
+  from PIL import ImageFont
+
+  try:
+    return ImageFont.load_default(size=size)
+  except TypeError:  # Pillow < 10.1 has one bitmap size
+    return ImageFont.load_default()
+
+
+def grid_geometry(rows: int, cols: int, image_hw: tuple[int, int], *, margin: int | None = None,
+                  label_w: int = 110, header_h: int = 40, caption_h: int = 18, gap: int = 6) -> dict:
+  """Pixel layout of `render_grid`'s canvas, so callers and tests can find each cell.
+
+  Cell (r, c)'s image occupies rows [top, top + H) and columns [left, left + W) of the canvas,
+  with `top = header_h + r * cell_h + margin` and `left = label_w + c * cell_w + margin`.
+  """
+  h, w = image_hw
+  margin = max(8, round(0.2 * max(h, w))) if margin is None else margin
+  cell_h, cell_w = h + 2 * margin + caption_h + gap, w + 2 * margin + gap
+  return dict(margin=margin, label_w=label_w, header_h=header_h, caption_h=caption_h, gap=gap,
+              cell_h=cell_h, cell_w=cell_w, height=header_h + rows * cell_h, width=label_w + cols * cell_w)
+
+
+def render_grid(images, *, boxes=None, row_labels=(), col_labels=(), captions=None, title: str = "",
+                margin: int | None = None) -> np.ndarray:
+  """Lays out a grid of visualizations, each with its node's RF box, as one uint8 image.
+
+  Each image sits inside a margin so that the part of the RF box lying off the image stays visible:
+  the box outline is drawn in red (clipped to the margin) and the off-image part of the RF is
+  shaded pink. Off-image RF beyond the margin is not drawn; captions carry the exact numbers.
+
+  Args:
+    images: [R, C, H, W, 3] RGB in [0, 1] (or uint8).
+    boxes: optional int [R, C, 4] RF boxes (top, left, bottom, right), half-open, in the image's
+      pixel coordinates; may extend past the image. None draws no boxes (e.g. tiled outcomes).
+    row_labels: R strings, drawn left of each row (e.g. the position).
+    col_labels: C strings, drawn above each column (e.g. the seed).
+    captions: optional [R][C] strings under each image (e.g. the final objective).
+    title: text at the top left.
+    margin: px of margin around each image (default 20 % of the image side).
+
+  Returns:
+    uint8 [height, width, 3] canvas; see `grid_geometry` for where each cell lies.
+  """
+  from PIL import Image, ImageDraw
+
+  images = np.asarray(images)
+  if images.ndim != 5 or images.shape[-1] != 3:
+    raise ValueError(f"images must be [R, C, H, W, 3]; got {images.shape}.")
+  rows, cols, h, w, _ = images.shape
+  g = grid_geometry(rows, cols, (h, w), margin=margin)
+  m = g["margin"]
+  canvas = Image.new("RGB", (g["width"], g["height"]), (255, 255, 255))
+  draw = ImageDraw.Draw(canvas)
+  small, big = _font(12), _font(16)
+  if title:
+    draw.text((6, 6), title, fill=(0, 0, 0), font=big)
+  for c, label in enumerate(col_labels):
+    draw.text((g["label_w"] + c * g["cell_w"] + m, g["header_h"] - 16), str(label), fill=(0, 0, 0), font=small)
+  for r in range(rows):
+    top0 = g["header_h"] + r * g["cell_h"]
+    if r < len(row_labels):
+      draw.multiline_text((4, top0 + m + h // 2 - 8), str(row_labels[r]), fill=(0, 0, 0), font=small)
+    for c in range(cols):
+      left0 = g["label_w"] + c * g["cell_w"]
+      top, left = top0 + m, left0 + m
+      if boxes is not None:
+        bt, bl, bb, br = (int(v) for v in np.asarray(boxes)[r, c])
+        # Clip the RF box to this cell's margin area; shade it, then paste the image over the
+        # inside part, so only the off-image share of the RF stays pink.
+        ct, cl = max(top + bt, top - m), max(left + bl, left - m)
+        cb, cr = min(top + bb, top + h + m), min(left + br, left + w + m)
+        if cb > ct and cr > cl:
+          draw.rectangle([cl, ct, cr - 1, cb - 1], fill=_OFF_IMAGE_COLOUR)
+      tile = images[r, c]
+      canvas.paste(Image.fromarray(tile if tile.dtype == np.uint8 else to_uint8(tile)), (left, top))
+      if boxes is not None and cb > ct and cr > cl:
+        draw.rectangle([cl, ct, cr - 1, cb - 1], outline=_RF_COLOUR, width=2)
+      if captions is not None:
+        draw.text((left, top + h + m + 1), str(captions[r][c]), fill=(0, 0, 0), font=small)
+  return np.asarray(canvas)
+
+
+# ----------------------------------------------------------------------------- HTML report
+
+
+def html_escape(text) -> str:
+  import html
+
+  return html.escape(str(text))
+
+
+def html_table(header, rows) -> str:
+  """A plain HTML table; cells are escaped, floats shown with 4 significant digits."""
+  fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else html_escape(v)
+  head = "".join(f"<th>{html_escape(h)}</th>" for h in header)
+  body = "".join("<tr>" + "".join(f"<td>{fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
+  return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+img{max-width:100%;border:1px solid #ddd}table{border-collapse:collapse;margin:.5em 0;font-size:.9em}
+td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f4f4f4}
+section{margin-bottom:2.5em}.claim{background:#f6f8ff;padding:.5em 1em;border-left:4px solid #88f}
+.seen{background:#f8fff6;padding:.5em 1em;border-left:4px solid #6b6}code{background:#f4f4f4}"""
+
+
+def write_html_report(path, title: str, sections, intro: str = "") -> str:
+  """Atomically writes a self-contained HTML report.
+
+  Args:
+    path: output file (e.g. DIR/report.html); image paths in sections are relative to it.
+    title: page title.
+    sections: iterable of dicts with "title" and "html" (trusted HTML built by the caller with
+      `html_escape` / `html_table`).
+    intro: trusted HTML placed under the title.
+  """
+  parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html_escape(title)}</title>",
+           f"<style>{_CSS}</style></head><body><h1>{html_escape(title)}</h1>{intro}"]
+  for s in sections:
+    anchor = html_escape(s.get("id", s["title"])).replace(" ", "-")
+    parts.append(f"<section id='{anchor}'><h2>{html_escape(s['title'])}</h2>{s['html']}</section>")
+  parts.append("</body></html>")
+  return write_text(path, "\n".join(parts))

@@ -4,6 +4,7 @@
 it, so tests that need it fail loudly rather than skip when it is missing.
 """
 
+import functools
 import os
 import pathlib
 
@@ -32,9 +33,15 @@ def deploy_path():
   return shared_file(DEPLOY)
 
 
-@pytest.fixture(scope="session")
-def bvlc_params(caffemodel_path):
-  """The real BVLC GoogLeNet params, read from ../shared once per test session."""
+@functools.lru_cache(maxsize=None)
+def real_params():
+  """The real BVLC GoogLeNet params, read from ../shared once per test process."""
   from rfspec.weights import caffe
 
-  return caffe.load_caffemodel(str(caffemodel_path))
+  return caffe.load_caffemodel(str(shared_file(CAFFEMODEL)))
+
+
+@pytest.fixture(scope="session")
+def bvlc_params():
+  """The real BVLC GoogLeNet params (pytest fixture form of `real_params`)."""
+  return real_params()
