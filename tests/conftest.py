@@ -9,6 +9,11 @@ import os
 import pathlib
 
 import pytest
+from absl import flags
+
+# absltest helpers (create_tempdir, ...) read absl flags, which pytest never parses.
+if not flags.FLAGS.is_parsed():
+  flags.FLAGS.mark_as_parsed()
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SHARED = pathlib.Path(os.environ.get("RFSPEC_SHARED", REPO.parent / "shared"))
