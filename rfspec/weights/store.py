@@ -1,0 +1,356 @@
+"""Where GoogLeNet weights come from: the cache, the sha1-checked download, orbax checkpoints.
+
+`load_params(src)` is the one entry point. `src` is a `.caffemodel` file, an orbax checkpoint
+directory (as written by `save_checkpoint` or `python -m experiments.convert_weights`), or
+"bvlc_googlenet". The last resolves through the cache directory (`$RFSPEC_CACHE`, default
+`~/.cache/rfspec`):
+
+  <cache>/bvlc_googlenet/              the converted orbax checkpoint, used when present;
+  <cache>/bvlc_googlenet.caffemodel    else this file, converted once into the checkpoint;
+                                       else downloaded from the BVLC model zoo (sha1-checked).
+
+Every write is atomic (temporary name in the same directory, renamed into place when complete
+and verified), so an interrupted download or save leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rfspec.models import googlenet
+from rfspec.weights import caffe
+
+log = logging.getLogger(__name__)
+
+NAME = "bvlc_googlenet"
+URL = "http://dl.caffe.berkeleyvision.org/bvlc_googlenet.caffemodel"
+SHA1 = "405fc5acd08a3bb12de8ee5e23a96bec22f08204"
+CAFFEMODEL_FILE = f"{NAME}.caffemodel"
+CHECKPOINT_DIR = NAME
+
+# Files orbax writes into every checkpoint directory; one of them marks a directory as one.
+_ORBAX_MARKERS = ("_CHECKPOINT_METADATA", "_METADATA")
+
+
+class WeightsUnavailableError(ConnectionError):
+  """The weights are not cached and cannot be downloaded; the message says where to put them."""
+
+
+class ChecksumError(ValueError):
+  """A downloaded file does not have the expected sha1 (nothing was saved)."""
+
+
+class CheckpointError(ValueError):
+  """A directory that is not a GoogLeNet orbax checkpoint, or one with the wrong params.
+
+  Attributes:
+    problems: one line per missing, unexpected or mis-shaped parameter.
+  """
+
+  def __init__(self, message: str, problems: list[str] | None = None):
+    super().__init__(message)
+    self.problems = list(problems or [])
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+def resolve_cache_dir(cache_dir: str | os.PathLike | None = None) -> str:
+  """The cache directory: `cache_dir` if given, else `$RFSPEC_CACHE`, else ~/.cache/rfspec."""
+  if cache_dir is None:
+    cache_dir = os.environ.get("RFSPEC_CACHE") or os.path.join("~", ".cache", "rfspec")
+  return os.path.abspath(os.path.expanduser(os.fspath(cache_dir)))
+
+
+def _unavailable_message(reason: str, url: str, sha1: str, caffemodel_path: str) -> str:
+  return (f"The BVLC GoogLeNet weights are not cached and cannot be downloaded from {url} "
+          f"({reason}). Download {CAFFEMODEL_FILE} (sha1 {sha1}) from {URL} on a machine with "
+          f"internet access and put it at {caffemodel_path}; or pass "
+          f"--weights=/path/to/{CAFFEMODEL_FILE} (or set RFSPEC_WEIGHTS=/path/to/{CAFFEMODEL_FILE}); "
+          "or set RFSPEC_CACHE to a directory that holds it.")
+
+
+# ----------------------------------------------------------------------------- download
+
+
+class _Progress:
+  """A single self-overwriting progress line on stderr, redrawn at most twice a second."""
+
+  def __init__(self, label: str, total: int | None):
+    self.label, self.total, self.last = label, total, 0.0
+
+  def update(self, done: int, final: bool = False) -> None:
+    now = time.monotonic()
+    if not final and now - self.last < 0.5:
+      return
+    self.last = now
+    mb = done / 1e6
+    if self.total:
+      line = f"{self.label}: {mb:.1f}/{self.total / 1e6:.1f} MB ({100 * done // self.total}%)"
+    else:
+      line = f"{self.label}: {mb:.1f} MB"
+    sys.stderr.write(f"\r{line}" + ("\n" if final else ""))
+    sys.stderr.flush()
+
+
+def download(url: str, path: str | os.PathLike, *, sha1: str, timeout: float = 60.0,
+             progress: bool = True) -> str:
+  """Streams `url` into `path`, verifying its sha1; the file appears only once it is verified.
+
+  The bytes go to a temporary file beside `path` that is renamed into place after the checksum
+  matches; on any failure (connection refused or dropped, timeout, bad checksum, Ctrl-C) the
+  temporary file is removed and nothing is left behind.
+
+  Args:
+    url: http(s) or file URL.
+    path: destination file; its directory is created if needed.
+    sha1: expected hex sha1 of the file.
+    timeout: seconds to wait for the connection and for each read.
+    progress: draw a progress line on stderr.
+
+  Returns:
+    `path`.
+
+  Raises:
+    WeightsUnavailableError: the server cannot be reached, answers with an HTTP error, or the
+      transfer ends early.
+    ChecksumError: the downloaded bytes have another sha1.
+  """
+  path = os.path.abspath(os.fspath(path))
+  parent = os.path.dirname(path)
+  os.makedirs(parent, exist_ok=True)
+  unavailable = lambda reason: WeightsUnavailableError(_unavailable_message(reason, url, sha1, path))
+  fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".part")
+  try:
+    digest, done = hashlib.sha1(), 0
+    try:
+      with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        total = response.headers.get("Content-Length")
+        total = int(total) if total and total.isdigit() else None
+        bar = _Progress(f"downloading {os.path.basename(path)}", total) if progress else None
+        while chunk := response.read(1 << 20):
+          out.write(chunk)
+          digest.update(chunk)
+          done += len(chunk)
+          if bar:
+            bar.update(done)
+        if bar:
+          bar.update(done, final=True)
+        if total is not None and done != total:
+          raise unavailable(f"the transfer broke off after {done:,} of {total:,} bytes")
+        out.flush()
+        os.fsync(out.fileno())
+    except urllib.error.HTTPError as e:
+      raise unavailable(f"HTTP {e.code} {e.reason}") from None
+    except urllib.error.URLError as e:  # refused, DNS failure, timeout while connecting
+      raise unavailable(f"{getattr(e.reason, 'strerror', None) or e.reason}") from None
+    except (http.client.HTTPException, socket.timeout, ConnectionError) as e:
+      raise unavailable(f"the transfer broke off after {done:,} bytes: {type(e).__name__}") from None
+    if digest.hexdigest() != sha1.lower():
+      raise ChecksumError(
+          f"The file downloaded from {url} has sha1 {digest.hexdigest()}, expected {sha1}; it was "
+          f"discarded. Retry later, or download {CAFFEMODEL_FILE} yourself, check its sha1 and put "
+          f"it at {path}.")
+    os.replace(tmp, path)
+  except BaseException:  # includes KeyboardInterrupt: never leave a partial file
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+  return path
+
+
+# ----------------------------------------------------------------------------- orbax
+
+
+def _checkpointer():
+  import orbax.checkpoint as ocp  # heavy import; only paid when checkpoints are used
+
+  return ocp.Checkpointer(ocp.StandardCheckpointHandler())
+
+
+def is_checkpoint(directory: str | os.PathLike) -> bool:
+  """Whether `directory` looks like an orbax checkpoint (has orbax's metadata files)."""
+  directory = os.fspath(directory)
+  return os.path.isdir(directory) and any(
+      os.path.exists(os.path.join(directory, m)) for m in _ORBAX_MARKERS)
+
+
+def save_checkpoint(params, directory: str | os.PathLike, *, overwrite: bool = False) -> str:
+  """Writes GoogLeNet params as an orbax checkpoint, atomically.
+
+  The checkpoint is written into a temporary directory beside `directory` and renamed into place
+  when complete, so an interrupted save leaves no half-written checkpoint. Keys are the Caffe
+  layer names as they are ("conv1/7x7_s2"); orbax's default OCDBT storage keeps "/" inside
+  parameter names, so no nesting is needed.
+
+  Args:
+    params: {caffe layer name: {"kernel", "bias"}} arrays (see `rfspec.load_params`).
+    directory: the checkpoint directory to create.
+    overwrite: replace `directory` if it is an existing orbax checkpoint (never any other
+      directory).
+
+  Returns:
+    The absolute checkpoint directory.
+
+  Raises:
+    FileExistsError: `directory` exists and `overwrite` is False, or it is not a checkpoint.
+  """
+  directory = os.path.abspath(os.fspath(directory))
+  if os.path.lexists(directory):
+    if not overwrite:
+      raise FileExistsError(f"{directory} already exists; pass overwrite=True (--overwrite) to "
+                            "replace the checkpoint, or choose another directory.")
+    if not is_checkpoint(directory):
+      raise FileExistsError(f"{directory} exists and is not an orbax checkpoint; refusing to "
+                            "replace it. Choose another directory.")
+  parent = os.path.dirname(directory)
+  os.makedirs(parent, exist_ok=True)
+  staging = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(directory)}.", suffix=".tmp")
+  try:
+    tree = jax.tree.map(lambda x: np.asarray(x, np.float32), params)
+    target = os.path.join(staging, "checkpoint")
+    _checkpointer().save(target, tree)
+    if os.path.lexists(directory):  # overwrite: move the old one aside, then swap
+      os.replace(directory, os.path.join(staging, "old"))
+    try:
+      os.replace(target, directory)
+    except OSError:
+      if not is_checkpoint(directory):  # a concurrent writer that won the race is fine
+        raise
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+  return directory
+
+
+def _checkpoint_problems(metadata: dict) -> list[str]:
+  """vit_jax-style comparison of a checkpoint's tree with `googlenet.param_shapes()`."""
+  expected = googlenet.param_shapes()
+  flat = lambda tree: {(k, sub): v for k, d in tree.items() if isinstance(d, dict) for sub, v in d.items()}
+  want, have = flat(expected), flat(metadata)
+  problems = [f"missing {k[0]!r} {k[1]}" for k in want if k not in have]
+  problems += [f"unexpected {k[0]!r} {k[1]}" for k in have if k not in want]
+  problems += [f"unexpected {k!r}" for k, v in metadata.items() if not isinstance(v, dict)]
+  for key, shape in want.items():
+    if key in have:
+      got = tuple(getattr(have[key], "shape", None) or ())
+      if got != tuple(shape):
+        problems.append(f"{key[0]!r} {key[1]}: shape {got}, expected {tuple(shape)}")
+  return problems
+
+
+def restore_checkpoint(directory: str | os.PathLike):
+  """Reads GoogLeNet params from an orbax checkpoint written by `save_checkpoint`.
+
+  The checkpoint's tree is first compared with `googlenet.param_shapes()`, and the arrays are
+  then restored into that abstract tree (float32, default device).
+
+  Returns:
+    {caffe layer name: {"kernel", "bias"}} float32 jax arrays.
+
+  Raises:
+    FileNotFoundError: `directory` does not exist.
+    CheckpointError: it is not an orbax checkpoint, or its params do not fit GoogLeNet (every
+      missing, unexpected and mis-shaped parameter listed in one message).
+  """
+  directory = os.path.abspath(os.fspath(directory))
+  if not os.path.exists(directory):
+    raise FileNotFoundError(f"No such checkpoint directory: {directory}")
+  if not is_checkpoint(directory):
+    raise CheckpointError(f"{directory} is not an orbax checkpoint (it has none of "
+                          f"{', '.join(_ORBAX_MARKERS)}). Pass a directory written by "
+                          "`python -m experiments.convert_weights`, or a .caffemodel file.")
+  checkpointer = _checkpointer()
+  try:
+    metadata = checkpointer.metadata(directory)
+    tree = getattr(getattr(metadata, "item_metadata", metadata), "tree", None)
+    if tree is None:
+      tree = metadata
+  except Exception as e:  # orbax raises assorted types for unreadable metadata
+    raise CheckpointError(f"Cannot read the orbax checkpoint {directory} ({type(e).__name__}: "
+                          f"{e}). Rewrite it with `python -m experiments.convert_weights`.") from None
+  problems = _checkpoint_problems(dict(tree))
+  if problems:
+    raise CheckpointError(
+        f"The checkpoint {directory} does not hold BVLC GoogLeNet params "
+        f"({len(problems)} problem(s)):\n  " + "\n  ".join(problems)
+        + "\nRewrite it with `python -m experiments.convert_weights`.", problems)
+  abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s, np.float32), googlenet.param_shapes(),
+                          is_leaf=lambda x: isinstance(x, tuple))
+  # Saved as numpy (no device or sharding baked into the file), so restored as numpy.
+  return jax.tree.map(jnp.asarray, checkpointer.restore(directory, abstract))
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def load_params(src: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
+                url: str | None = None, sha1: str = SHA1, progress: bool = True):
+  """Loads GoogLeNet params from a `.caffemodel`, an orbax checkpoint, or the cache.
+
+  Args:
+    src: a `.caffemodel` file; an orbax checkpoint directory; or "bvlc_googlenet": the converted
+      checkpoint in the cache if there is one, else `<cache>/bvlc_googlenet.caffemodel`
+      (downloaded from `url` and sha1-checked if missing), converted once and saved as the
+      checkpoint.
+    cache_dir: overrides `$RFSPEC_CACHE` (default ~/.cache/rfspec).
+    url: where to download from; default `$RFSPEC_WEIGHTS_URL` (e.g. a mirror), else `URL`.
+    sha1: expected sha1 of the download.
+    progress: draw a download progress line on stderr.
+
+  Returns:
+    {caffe layer name: {"kernel": HWIO or (K, N), "bias": (N,)}} float32 jax arrays, exactly the
+    tree `googlenet.param_shapes()` describes.
+
+  Raises:
+    ValueError: `src` is none of the above.
+    caffe.CaffeModelError / CheckpointError: the file or directory is not GoogLeNet weights.
+    WeightsUnavailableError: "bvlc_googlenet" is not cached and cannot be downloaded; the message
+      says where to put the file.
+    ChecksumError: the download has the wrong sha1.
+  """
+  src = os.fspath(src)
+  if src == NAME:
+    return _load_cached(cache_dir=cache_dir, url=url or os.environ.get("RFSPEC_WEIGHTS_URL") or URL,
+                        sha1=sha1, progress=progress)
+  if os.path.isfile(src):
+    return caffe.load_caffemodel(src)
+  if os.path.isdir(src):
+    return restore_checkpoint(src)
+  raise ValueError(f"Weights {src!r}: no such file or directory. Weights may be a .caffemodel "
+                   f"file, an orbax checkpoint directory (from `python -m experiments.convert_weights`), "
+                   f"or {NAME!r} (cached in {resolve_cache_dir(cache_dir)}, downloaded if missing).")
+
+
+def _load_cached(*, cache_dir, url: str, sha1: str, progress: bool):
+  root = resolve_cache_dir(cache_dir)
+  checkpoint = os.path.join(root, CHECKPOINT_DIR)
+  if is_checkpoint(checkpoint):
+    try:
+      return restore_checkpoint(checkpoint)
+    except CheckpointError as e:
+      raise CheckpointError(f"{e}\nOr delete {checkpoint} to rebuild it from the .caffemodel.",
+                            e.problems) from None
+  caffemodel_path = os.path.join(root, CAFFEMODEL_FILE)
+  if not os.path.isfile(caffemodel_path):
+    log.info("%s is not cached; downloading %s", CAFFEMODEL_FILE, url)
+    download(url, caffemodel_path, sha1=sha1, progress=progress)
+  params = caffe.load_caffemodel(caffemodel_path)
+  try:
+    save_checkpoint(params, checkpoint, overwrite=True)
+  except OSError as e:  # a read-only cache still gives the params
+    log.warning("Could not cache the converted checkpoint at %s: %s", checkpoint, e)
+  return params

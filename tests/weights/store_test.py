@@ -1,0 +1,268 @@
+"""Tests for rfspec.weights.store (cache, download, orbax) and experiments/convert_weights.py.
+
+The download is tested against an http.server on 127.0.0.1 serving the shared caffemodel, with
+its actual sha1 passed in (the official URL is unreachable here).
+"""
+
+import contextlib
+import functools
+import hashlib
+import http.server
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from unittest import mock
+
+from absl.testing import absltest, parameterized
+import jax
+import numpy as np
+
+from rfspec.models import googlenet
+from rfspec.weights import caffe, store
+from tests.conftest import CAFFEMODEL, REPO, real_params, shared_file
+from tests.weights.caffe_test import assert_params_equal
+
+
+@functools.lru_cache(maxsize=None)
+def caffemodel_bytes() -> bytes:
+  return shared_file(CAFFEMODEL).read_bytes()
+
+
+@functools.lru_cache(maxsize=None)
+def caffemodel_sha1() -> str:
+  return hashlib.sha1(caffemodel_bytes()).hexdigest()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+  """Serves the caffemodel at any path; `server.mode` selects a failure to simulate."""
+
+  def do_GET(self):
+    server = self.server
+    server.requests.append(self.path)
+    body = caffemodel_bytes()
+    if server.mode == "404":
+      self.send_error(404, "Not Found")
+      return
+    self.send_response(200)
+    self.send_header("Content-Type", "application/octet-stream")
+    self.send_header("Content-Length", str(len(body)))
+    self.end_headers()
+    if server.mode == "drop":  # announce the whole file, send half, hang up
+      self.wfile.write(body[:len(body) // 2])
+      self.wfile.flush()
+      self.connection.shutdown(socket.SHUT_RDWR)
+      return
+    self.wfile.write(body)
+
+  def log_message(self, *args):  # keep test output quiet
+    pass
+
+
+def unused_port() -> int:
+  """A localhost port that nothing listens on (bound, then released)."""
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+class StoreTestCase(parameterized.TestCase):
+  """RFSPEC_CACHE points at a fresh temporary directory for every test."""
+
+  def setUp(self):
+    super().setUp()
+    self.cache = os.path.join(self.create_tempdir().full_path, "cache")
+    env = {"RFSPEC_CACHE": self.cache}
+    self.enter_context(mock.patch.dict(os.environ, env))
+    os.environ.pop("RFSPEC_WEIGHTS_URL", None)
+
+  def start_server(self, mode: str = "ok") -> str:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.requests, server.mode = [], mode
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    self.addCleanup(thread.join)
+    self.addCleanup(server.server_close)
+    self.addCleanup(server.shutdown)
+    self.server = server
+    return f"http://127.0.0.1:{server.server_address[1]}/bvlc_googlenet.caffemodel"
+
+  def cache_files(self) -> list[str]:
+    """Everything under the cache dir, hidden temporary files included."""
+    out = []
+    for root, dirs, files in os.walk(self.cache):
+      out += [os.path.relpath(os.path.join(root, n), self.cache) for n in dirs + files]
+    return sorted(out)
+
+
+class DownloadTest(StoreTestCase):
+
+  def test_download_converts_and_caches(self):
+    url = self.start_server()
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+      params = store.load_params("bvlc_googlenet", url=url, sha1=caffemodel_sha1())
+    assert_params_equal(self, params, real_params())
+    self.assertLen(self.server.requests, 1)
+    self.assertIn("100%", stderr.getvalue())  # the progress line
+    cached = os.path.join(self.cache, store.CAFFEMODEL_FILE)
+    with open(cached, "rb") as f:
+      self.assertEqual(hashlib.sha1(f.read()).hexdigest(), caffemodel_sha1())
+    self.assertTrue(store.is_checkpoint(os.path.join(self.cache, store.CHECKPOINT_DIR)))
+    self.assertFalse([n for n in os.listdir(self.cache) if n.startswith(".")])  # no temp files
+
+    # Second call: the converted checkpoint, no request.
+    with mock.patch.object(caffe, "load_caffemodel", side_effect=AssertionError("re-parsed")):
+      again = store.load_params("bvlc_googlenet", url=url, sha1=caffemodel_sha1())
+    self.assertLen(self.server.requests, 1)
+    assert_params_equal(self, again, real_params())
+
+  def test_wrong_checksum_leaves_nothing(self):
+    url = self.start_server()
+    with self.assertRaises(store.ChecksumError) as cm:
+      store.load_params("bvlc_googlenet", url=url, sha1="0" * 40, progress=False)
+    self.assertIn(caffemodel_sha1(), str(cm.exception))
+    self.assertIn("0" * 40, str(cm.exception))
+    self.assertLen(self.server.requests, 1)
+    self.assertEqual(self.cache_files(), [])
+
+  def test_server_down_says_where_to_put_the_file(self):
+    url = f"http://127.0.0.1:{unused_port()}/bvlc_googlenet.caffemodel"
+    with self.assertRaises(store.WeightsUnavailableError) as cm:
+      store.load_params("bvlc_googlenet", url=url, progress=False)
+    self.assertIsInstance(cm.exception, ConnectionError)
+    message = str(cm.exception)
+    for part in (os.path.join(self.cache, "bvlc_googlenet.caffemodel"), store.URL, store.SHA1,
+                 "--weights=/path/to/bvlc_googlenet.caffemodel", "RFSPEC_WEIGHTS", "RFSPEC_CACHE"):
+      self.assertIn(part, message)
+    self.assertEqual(self.cache_files(), [])
+
+  def test_weights_url_env_var(self):
+    url = f"http://127.0.0.1:{unused_port()}/mirror/bvlc_googlenet.caffemodel"
+    with mock.patch.dict(os.environ, {"RFSPEC_WEIGHTS_URL": url}):
+      with self.assertRaisesRegex(store.WeightsUnavailableError, "/mirror/"):
+        store.load_params("bvlc_googlenet", progress=False)
+
+  @parameterized.named_parameters(("dropped_connection", "drop", "broke off after"),
+                                  ("http_404", "404", "HTTP 404"))
+  def test_failed_transfer_leaves_nothing(self, mode, reason):
+    url = self.start_server(mode)
+    with self.assertRaisesRegex(store.WeightsUnavailableError, reason):
+      store.download(url, os.path.join(self.cache, "x.caffemodel"), sha1=caffemodel_sha1(),
+                     progress=False)
+    self.assertEqual(self.cache_files(), [])
+
+  def test_ctrl_c_leaves_nothing(self):
+    url = self.start_server()
+    with mock.patch.object(store._Progress, "update", side_effect=KeyboardInterrupt):
+      with self.assertRaises(KeyboardInterrupt):
+        store.download(url, os.path.join(self.cache, "x.caffemodel"), sha1=caffemodel_sha1())
+    self.assertEqual(self.cache_files(), [])
+
+  def test_caffemodel_already_in_cache_is_converted_without_download(self):
+    os.makedirs(self.cache)
+    shutil.copy(shared_file(CAFFEMODEL), os.path.join(self.cache, store.CAFFEMODEL_FILE))
+    url = f"http://127.0.0.1:{unused_port()}/unreachable"
+    params = store.load_params("bvlc_googlenet", url=url)
+    assert_params_equal(self, params, real_params())
+    self.assertTrue(store.is_checkpoint(os.path.join(self.cache, store.CHECKPOINT_DIR)))
+
+  def test_cache_dir_resolution(self):
+    self.assertEqual(store.resolve_cache_dir(), self.cache)
+    self.assertEqual(store.resolve_cache_dir("/tmp/x"), "/tmp/x")
+    with mock.patch.dict(os.environ, {"RFSPEC_CACHE": ""}):
+      self.assertEqual(store.resolve_cache_dir(), os.path.expanduser("~/.cache/rfspec"))
+
+
+class CheckpointTest(StoreTestCase):
+
+  def test_round_trip_equals_original(self):
+    parent = self.create_tempdir().full_path
+    directory = store.save_checkpoint(real_params(), os.path.join(parent, "ckpt"))
+    self.assertEqual(os.listdir(parent), ["ckpt"])  # no staging directory left behind
+    restored = store.restore_checkpoint(directory)
+    assert_params_equal(self, restored, real_params())
+    self.assertIsInstance(restored["conv1/7x7_s2"]["kernel"], jax.Array)
+    # load_params dispatches a directory to the same restore.
+    assert_params_equal(self, store.load_params(directory), real_params())
+
+  def test_mismatched_checkpoint_lists_every_problem(self):
+    shapes = googlenet.param_shapes()
+    tree = {name: {k: np.zeros(s, np.float32) for k, s in p.items()} for name, p in shapes.items()}
+    del tree["inception_4c/5x5"]
+    tree["conv1/7x7_s2"]["kernel"] = np.zeros((5, 5, 3, 64), np.float32)
+    tree["extra/layer"] = {"kernel": np.zeros(3, np.float32)}
+    directory = store.save_checkpoint(tree, os.path.join(self.create_tempdir().full_path, "bad"))
+    with self.assertRaises(store.CheckpointError) as cm:
+      store.restore_checkpoint(directory)
+    message = str(cm.exception)
+    self.assertIsInstance(cm.exception, ValueError)
+    self.assertLen(cm.exception.problems, 4)  # 2 missing, 1 unexpected, 1 mis-shaped
+    self.assertIn("missing 'inception_4c/5x5' kernel", message)
+    self.assertIn("unexpected 'extra/layer' kernel", message)
+    self.assertIn("'conv1/7x7_s2' kernel: shape (5, 5, 3, 64), expected (7, 7, 3, 64)", message)
+
+  def test_directory_that_is_not_a_checkpoint(self):
+    directory = self.create_tempdir().full_path
+    with self.assertRaisesRegex(store.CheckpointError, "not an orbax checkpoint"):
+      store.load_params(directory)
+
+  def test_save_refuses_to_clobber(self):
+    tree = {"a": {"kernel": np.ones(2, np.float32)}}
+    parent = self.create_tempdir()
+    other = parent.mkdir("not_a_checkpoint")
+    other.create_file("keep.txt", "precious")
+    with self.assertRaisesRegex(FileExistsError, "not an orbax checkpoint"):
+      store.save_checkpoint(tree, other.full_path, overwrite=True)
+    self.assertEqual(os.listdir(other.full_path), ["keep.txt"])
+    directory = store.save_checkpoint(tree, os.path.join(parent.full_path, "ckpt"))
+    with self.assertRaisesRegex(FileExistsError, "overwrite"):
+      store.save_checkpoint(tree, directory)
+    store.save_checkpoint({"a": {"kernel": np.zeros(2, np.float32)}}, directory, overwrite=True)
+    self.assertEqual(sorted(os.listdir(parent.full_path)), ["ckpt", "not_a_checkpoint"])
+
+
+class LoadParamsTest(StoreTestCase):
+
+  def test_caffemodel_path(self):
+    assert_params_equal(self, store.load_params(shared_file(CAFFEMODEL)), real_params())
+
+  def test_unknown_src(self):
+    with self.assertRaises(ValueError) as cm:
+      store.load_params("googlenet_v3")
+    message = str(cm.exception)
+    for part in ("'googlenet_v3'", ".caffemodel", "orbax checkpoint", "'bvlc_googlenet'"):
+      self.assertIn(part, message)
+
+
+class ConvertWeightsBinaryTest(absltest.TestCase):
+
+  def run_binary(self, *args):
+    env = {**os.environ, "RFSPEC_CACHE": self.create_tempdir().full_path, "JAX_PLATFORMS": "cpu"}
+    return subprocess.run([sys.executable, "-m", "experiments.convert_weights", *args], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=300)
+
+  def test_converts(self):
+    out = os.path.join(self.create_tempdir().full_path, "ckpt")
+    result = self.run_binary(f"--caffemodel={shared_file(CAFFEMODEL)}", f"--out={out}")
+    self.assertEqual(result.returncode, 0, result.stderr)
+    lines = result.stdout.strip().splitlines()
+    self.assertLen(lines, 1)
+    self.assertIn(out, lines[0])
+    self.assertIn(f"{googlenet.num_params():,} parameters", lines[0])
+    assert_params_equal(self, store.restore_checkpoint(out), real_params())
+
+  def test_bad_path_is_a_user_error(self):
+    out = os.path.join(self.create_tempdir().full_path, "ckpt")
+    result = self.run_binary("--caffemodel=/nonexistent/bvlc_googlenet.caffemodel", f"--out={out}")
+    self.assertEqual(result.returncode, 1)
+    self.assertNotIn("Traceback", result.stderr)
+    self.assertIn("/nonexistent/bvlc_googlenet.caffemodel", result.stderr)
+    self.assertFalse(os.path.exists(out))
+
+
+if __name__ == "__main__":
+  absltest.main()
