@@ -73,4 +73,16 @@ def run(main: Callable[[list[str]], None]) -> None:
       print("interrupted; rerun the same command to resume.", file=sys.stderr)
       sys.exit(130)
 
-  app.run(wrapped)
+  app.run(wrapped, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv):
+  """absl's flag parsing, but a bad flag or config is one paragraph and exit 1, not a traceback."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    # Config-file errors carry the loader's traceback; its last line is the actual message.
+    msg = lines[-1] if any(l.startswith("Traceback") for l in lines) else " ".join(lines)
+    print(f"error: {msg}\nPass --helpshort to see the flags.", file=sys.stderr)
+    sys.exit(1)

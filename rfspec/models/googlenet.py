@@ -247,7 +247,9 @@ def _pool_pads(n: int, k: int, s: int, p: int) -> tuple[int, int]:
 def max_pool(x, k: int, s: int, p: int):
   """Caffe MAX pooling on NHWC `x`: windows are clipped to the image, like -inf padding."""
   (hl, hh), (wl, wh) = _pool_pads(x.shape[1], k, s, p), _pool_pads(x.shape[2], k, s, p)
-  neg_inf = jnp.array(-jnp.inf, x.dtype)
+  # numpy (not jnp) init values: under jit a jnp scalar is a tracer, and reduce_window with a
+  # traced init value cannot be differentiated.
+  neg_inf = np.array(-np.inf, x.dtype)
   x = jax.lax.pad(x, neg_inf, ((0, 0, 0), (hl, hh, 0), (wl, wh, 0), (0, 0, 0)))
   return jax.lax.reduce_window(x, neg_inf, jax.lax.max, (1, k, k, 1), (1, s, s, 1), "VALID")
 
@@ -262,7 +264,7 @@ def ave_pool(x, k: int, s: int, p: int):
   """Caffe AVE pooling on NHWC `x`: padding counts in the divisor, the ceil overhang does not."""
   h, w = x.shape[1:3]
   (hl, hh), (wl, wh) = _pool_pads(h, k, s, p), _pool_pads(w, k, s, p)
-  zero = jnp.array(0, x.dtype)
+  zero = np.array(0, x.dtype)
   x = jax.lax.pad(x, zero, ((0, 0, 0), (hl, hh, 0), (wl, wh, 0), (0, 0, 0)))
   total = jax.lax.reduce_window(x, zero, jax.lax.add, (1, k, k, 1), (1, s, s, 1), "VALID")
   divisor = np.outer(_ave_divisor(h, k, s, p), _ave_divisor(w, k, s, p))
@@ -272,7 +274,7 @@ def ave_pool(x, k: int, s: int, p: int):
 def lrn(x):
   """Caffe ACROSS_CHANNELS LRN on NHWC `x`: x * (k + alpha/size * sum_{c-2..c+2} x^2)^-beta."""
   half = LRN_SIZE // 2
-  sq_sum = jax.lax.reduce_window(x * x, jnp.array(0, x.dtype), jax.lax.add, (1, 1, 1, LRN_SIZE),
+  sq_sum = jax.lax.reduce_window(x * x, np.array(0, x.dtype), jax.lax.add, (1, 1, 1, LRN_SIZE),
                                  (1, 1, 1, 1), ((0, 0), (0, 0), (0, 0), (half, half)))
   return x * (LRN_K + (LRN_ALPHA / LRN_SIZE) * sq_sum) ** -LRN_BETA
 
