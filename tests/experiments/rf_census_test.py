@@ -1,0 +1,135 @@
+"""experiments.rf_census in quick mode: outputs, the 224 px numbers, clean reruns, user errors."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from absl.testing import absltest
+
+from tests.conftest import CAFFEMODEL, REPO, shared_file
+
+QUICK = "--config=experiments/configs/rf_census.py:quick"
+OUTPUTS = ("rf_census.json", "rf_census.md", "pct_inside_vs_depth.png", "inside_fraction_inception_3a_output.png",
+           "inside_fraction_inception_4c_output.png")
+
+
+def run_binary(*args, timeout=600):
+  return subprocess.run([sys.executable, "-m", "experiments.rf_census", *args], cwd=REPO, env=dict(os.environ),
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def stray_files(workdir):
+  """Temporary or hidden files an atomic writer might leave behind."""
+  return [f for f in os.listdir(workdir) if f.startswith(".") or f.endswith(".tmp")]
+
+
+class GeometryOnlyTest(absltest.TestCase):
+  """Quick config with the ERF section off: no weights needed."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.workdir = os.path.join(tempfile.mkdtemp(prefix="rf_census_"), "new", "dir")  # created by the binary
+    cls.first = run_binary(f"--workdir={cls.workdir}", QUICK, "--config.erf=False")
+
+  def test_writes_outputs(self):
+    self.assertEqual(self.first.returncode, 0, self.first.stderr[-3000:])
+    from PIL import Image
+
+    for name in OUTPUTS:
+      path = os.path.join(self.workdir, name)
+      self.assertTrue(os.path.exists(path), name)
+      if name.endswith(".png"):
+        with Image.open(path) as im:
+          self.assertGreater(min(im.size), 100, name)
+    self.assertEqual(stray_files(self.workdir), [])
+    self.assertLen(self.first.stdout.strip().splitlines(), 1)  # one-line summary
+    self.assertIn("census:", self.first.stderr)  # progress on stderr
+
+  def test_json_holds_the_224_numbers(self):
+    with open(os.path.join(self.workdir, "rf_census.json")) as f:
+      data = json.load(f)
+    self.assertEqual(data["sizes"], [[224, 224], [299, 299]])
+    self.assertIsNone(data["erf"])
+    by = {(r["image_hw"][0], r["tap"]): r for r in data["census"]}
+    row = by[224, "inception_4c/output"]
+    self.assertEqual((row["rf_size"], row["stride"], row["grid"]), (299, 16, [14, 14]))
+    self.assertEqual(row["pct_fully_inside"], 0.0)
+    self.assertEqual((by[224, "pool5/7x7_s1"]["rf_size"], by[224, "pool5/7x7_s1"]["stride"]), (907, 32))
+    self.assertGreater(by[224, "conv1/7x7_s2"]["pct_fully_inside"], 90.0)
+    md = open(os.path.join(self.workdir, "rf_census.md")).read()
+    self.assertIn("| `inception_4c/output` | 299 | 16 | 14 | 14x14 | 0.0 |", md)
+    self.assertIn("## Input 299x299", md)
+
+  def test_rerun_overwrites_cleanly(self):
+    self.assertEqual(self.first.returncode, 0, self.first.stderr[-3000:])
+    json_path = os.path.join(self.workdir, "rf_census.json")
+    with open(json_path) as f:
+      before = json.load(f)
+    with open(json_path, "w") as f:
+      f.write("{ truncated")  # as if an old run had been killed mid-write
+    again = run_binary(f"--workdir={self.workdir}", QUICK, "--config.erf=False")
+    self.assertEqual(again.returncode, 0, again.stderr[-3000:])
+    with open(json_path) as f:
+      self.assertEqual(json.load(f), before)
+    self.assertEqual(stray_files(self.workdir), [])
+    self.assertEqual(sorted(os.listdir(self.workdir)), sorted(OUTPUTS))
+
+
+class WithWeightsTest(absltest.TestCase):
+  """Quick config with the ERF section on the real BVLC weights."""
+
+  def test_erf_summary(self):
+    workdir = tempfile.mkdtemp(prefix="rf_census_erf_")
+    result = run_binary(f"--workdir={workdir}", QUICK, f"--weights={shared_file(CAFFEMODEL)}")
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    with open(os.path.join(workdir, "rf_census.json")) as f:
+      erf = json.load(f)["erf"]
+    self.assertEqual(erf["image_hw"], [96, 96])
+    rows = {(r["tap"], r["node"]): r for r in erf["rows"]}
+    self.assertEqual(set(rows), {(t, n) for t in ("conv2/3x3", "inception_3a/output")
+                                 for n in ("centre", "edge", "corner")})
+    for tap in ("conv2/3x3", "inception_3a/output"):
+      self.assertLess(rows[tap, "centre"]["centroid_shift"], rows[tap, "corner"]["centroid_shift"], tap)
+      self.assertLess(rows[tap, "corner"]["inside_fraction"], 1.0)
+      self.assertGreater(rows[tap, "centre"]["radius95"], 0.0)
+    self.assertIn("## Effective RF at 96x96", open(os.path.join(workdir, "rf_census.md")).read())
+    # A rerun with the same settings reuses the cached ERFs (no weights needed any more).
+    again = run_binary(f"--workdir={workdir}", QUICK, f"--weights={shared_file(CAFFEMODEL)}")
+    self.assertEqual(again.returncode, 0, again.stderr[-3000:])
+    self.assertIn("cached", again.stderr)
+    self.assertNotIn("loading weights", again.stderr)
+    self.assertEqual(stray_files(workdir), [])
+
+
+class UserErrorTest(absltest.TestCase):
+
+  def _fails(self, *args, message):
+    workdir = tempfile.mkdtemp(prefix="rf_census_bad_")
+    result = run_binary(f"--workdir={workdir}", QUICK, *args)
+    self.assertEqual(result.returncode, 1, result.stderr[-3000:])
+    self.assertIn(message, result.stderr)
+    self.assertNotIn("Traceback", result.stderr)
+    self.assertFalse(os.path.exists(os.path.join(workdir, "rf_census.json")))
+
+  def test_unknown_heatmap_tap(self):
+    self._fails("--config.erf=False", "--config.heatmap_taps=('inception_4c/outptu',)",
+                message="Did you mean 'inception_4c/output'")
+
+  def test_unknown_erf_tap(self):
+    self._fails("--config.erf_taps=('conv2/3x4',)", "--weights=/nonexistent", message="Did you mean 'conv2/3x3'")
+
+  def test_size_too_small(self):
+    self._fails("--config.erf=False", "--config.sizes=(100,)", message="needs at least 223 px")
+
+  def test_erf_size_too_small_is_caught_before_loading_weights(self):
+    self._fails("--config.erf_image_size=5", "--weights=/nonexistent", message="needs at least 7 px")
+
+  def test_bad_size_value(self):
+    self._fails("--config.erf=False", "--config.sizes=(0,)", message="config.sizes")
+
+
+if __name__ == "__main__":
+  absltest.main()
