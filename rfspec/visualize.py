@@ -1,0 +1,560 @@
+"""The visualisation engine: one pure function, vmapped over a positions x seeds grid.
+
+`optimize(params, seed, node_mask, cfg)` is the pure core: `key = jax.random.key(seed)`, one
+split for the initial image and one for the loop, `fold_in(loop_key, step)` per step, `lax.scan`
+over steps, an optax optimiser, and the objective `Σ node_mask · act(cfg.tap)` -- the paper's
+"gradient of the chosen nodes set to one, all others zero". It can be jitted and vmapped over
+seeds and masks; every element then has its own key and so its own start, jitter, scale and
+rotation.
+
+`visualize` and `visualize_grid` wrap it for use: they validate on the host, run the flattened
+grid (b = p * S + s) as ONE compiled function in chunks of `cfg.chunk` steps (compiled once; the
+state is carried between chunks) so they can report progress and stop on non-finite values,
+and shard the grid over every device.
+
+Sharding and multi-host: the flattened grid is padded to a multiple of the device count (with
+copies of element 0, dropped afterwards) and laid out with `NamedSharding(mesh, P("grid"))` on a
+`jax.make_mesh((n,), ("grid",))` mesh over `jax.devices()`; params are replicated
+(`NamedSharding(mesh, P())`). After `jax.distributed.initialize()`, `jax.devices()` spans every
+host: call `visualize_grid` with the same arguments on every process; each feeds the shards its
+devices own and all of them get the full result.
+
+Conventions: node positions are (i, j) = (row, col) of the tap's grid; pixels (y, x) = (row,
+col); images RGB in [0, 1].
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import logging
+import math
+import time
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from rfspec import masks as masks_lib
+from rfspec import objectives, param, transforms
+from rfspec.models import googlenet
+
+__all__ = ["GridResult", "NonFiniteError", "Progress", "RECIPES", "VisConfig", "VisResult",
+           "grid_mesh", "initial_image", "log_progress", "make_grid_fn", "optimize", "visualize",
+           "visualize_grid"]
+
+_log = logging.getLogger(__name__)
+
+PARAMS = ("pixel", "fourier")
+OPTIMIZERS = ("sgd", "adam")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+# Added to mean |g| so that a node with zero gradient everywhere (e.g. a dead ReLU) stays put
+# instead of producing NaN.
+_GRAD_EPS = 1e-8
+
+# Number of times each config's grid chunk function was traced; tests use it to check that a
+# grid compiles once whatever the seeds.
+TRACE_COUNTS: collections.Counter = collections.Counter()
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@dataclasses.dataclass(frozen=True)
+class VisConfig:
+  """Everything static about a visualisation; frozen and hashable, so jit treats it as static.
+
+  The defaults are the `deepdream` recipe, the Inceptionism procedure the paper used; `lucid`
+  swaps in Lucid's recipe. Build them with `VisConfig(tap=...)` / `VisConfig.deepdream(tap=...)`,
+  `VisConfig.lucid(tap=...)` or `VisConfig.from_recipe(name, tap=...)`; any field can be
+  overridden by keyword, and `dataclasses.replace` works.
+
+  Attributes:
+    tap: the blob whose nodes are maximised, a name from `rfspec.TAPS`.
+    image_hw: (H, W) of the optimised image in pixels; it fixes the tap's grid and so the mask.
+    steps: optimisation steps.
+    param: image parameterisation, "pixel" (random-dot start) or "fourier" (1/f spectrum).
+    init_scale: start amplitude; pixel: half-width of the noise around grey; fourier: spectrum
+      std. None picks 0.1 (pixel) or 0.01 (fourier).
+    decorrelate: fourier only: optimise in decorrelated colour space.
+    optimizer: "sgd" or "adam" (optax), used for ascent on the objective.
+    learning_rate: optimiser step size, in RGB [0, 1] units for "pixel".
+    normalize_grad: divide the gradient by its mean |g| per image first (DeepDream's step).
+    pad: grey border (px) added before jitter/scale/rotate and cropped off afterwards.
+    jitter: largest random roll (px) along y and along x per step.
+    scales: candidate random zoom factors per step (() for none).
+    rotate_degrees: largest random rotation per step (0 for none).
+    objective: "post_relu" (the blob Caffe stores) or "pre_relu" (keeps a gradient where the
+      node is off, so a node that is off at the random start can still be driven). Note that
+      Caffe DeepDream code (`net.backward(start=tap)`) starts the backward pass at the tap's own
+      layer, which skips a conv tap's in-place ReLU: for conv taps (not concat or pool taps) that
+      procedure's gradient is the "pre_relu" one.
+    l2: weight of the L2 penalty (distance from grey) subtracted from the objective.
+    tv: weight of the total-variation penalty subtracted from the objective.
+    dtype: the net's compute dtype, "float32" or "bfloat16" (for GPU/TPU); the image and the
+      optimiser state stay float32.
+    chunk: steps per compiled chunk; progress is reported and finiteness checked between chunks.
+  """
+
+  tap: str
+  image_hw: tuple[int, int] = (224, 224)
+  steps: int = 256
+  param: str = "pixel"
+  init_scale: float | None = None
+  decorrelate: bool = True
+  optimizer: str = "sgd"
+  # DeepDream's step of 1.5 on Caffe's 0-255 scale.
+  learning_rate: float = 1.5 / 255.0
+  normalize_grad: bool = True
+  pad: int = 0
+  jitter: int = 32
+  scales: tuple[float, ...] = ()
+  rotate_degrees: float = 0.0
+  objective: str = "post_relu"
+  l2: float = 0.0
+  tv: float = 0.0
+  dtype: str = "float32"
+  chunk: int = 32
+
+  def __post_init__(self):
+    setattr_ = functools.partial(object.__setattr__, self)
+    googlenet.check_tap(self.tap)
+    try:
+      hw = tuple(int(v) for v in self.image_hw)
+    except (TypeError, ValueError):
+      hw = ()
+    if len(hw) != 2 or min(hw) < 1:
+      raise ValueError(f"VisConfig.image_hw must be (H, W) in pixels, e.g. (224, 224); "
+                       f"got {self.image_hw!r}.")
+    setattr_("image_hw", hw)
+    googlenet.check_input_hw((self.tap,), hw)  # too small for the tap -> ValueError with the minimum
+    setattr_("scales", tuple(float(s) for s in self.scales))
+
+    def need(ok, msg):
+      if not ok:
+        raise ValueError(f"VisConfig: {msg}")
+
+    for name in ("steps", "chunk"):
+      v = getattr(self, name)
+      need(isinstance(v, (int, np.integer)) and v >= 1, f"{name} must be an int >= 1; got {v!r}.")
+    need(self.param in PARAMS, f"param must be one of {PARAMS}; got {self.param!r}.")
+    need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}; got {self.optimizer!r}.")
+    need(self.objective in objectives.OBJECTIVES,
+         f"objective must be one of {objectives.OBJECTIVES}; got {self.objective!r}.")
+    need(self.dtype in DTYPES, f"dtype must be one of {tuple(DTYPES)}; got {self.dtype!r}.")
+    need(self.learning_rate > 0 and math.isfinite(self.learning_rate),
+         f"learning_rate must be a finite number > 0; got {self.learning_rate!r}.")
+    if self.init_scale is None:
+      setattr_("init_scale", 0.1 if self.param == "pixel" else 0.01)
+    need(self.init_scale >= 0, f"init_scale must be >= 0; got {self.init_scale!r}.")
+    for name in ("pad", "jitter"):
+      v = getattr(self, name)
+      need(isinstance(v, (int, np.integer)) and v >= 0, f"{name} must be an int >= 0 (px); got {v!r}.")
+    need(all(s > 0 for s in self.scales),
+         f"scales must all be > 0, e.g. (0.9, 1.0, 1.1); got {self.scales!r}.")
+    need(0 <= self.rotate_degrees <= 180, f"rotate_degrees must be in [0, 180]; got {self.rotate_degrees!r}.")
+    need(self.l2 >= 0 and self.tv >= 0, f"l2 and tv are penalty weights >= 0; got {self.l2!r}, {self.tv!r}.")
+
+  @classmethod
+  def deepdream(cls, tap: str, **overrides) -> "VisConfig":
+    """The paper's recipe (Inceptionism / DeepDream): pixels from a random-dot start, ascent with
+    the step normalised by mean |g|, random jitter (rolls) each step, clipping to [0, 1]."""
+    return cls.from_recipe("deepdream", tap=tap, **overrides)
+
+  @classmethod
+  def lucid(cls, tap: str, **overrides) -> "VisConfig":
+    """Lucid's recipe: Fourier (1/f) parameterisation with decorrelated colour and a sigmoid,
+    Adam at 0.05, and pad 12 / jitter 8 / scale 0.9-1.1 / rotate +-10 degrees each step."""
+    return cls.from_recipe("lucid", tap=tap, **overrides)
+
+  @classmethod
+  def from_recipe(cls, recipe: str, **fields) -> "VisConfig":
+    """A named recipe ("deepdream" or "lucid") with `fields` (tap, image_hw, ...) overriding it."""
+    if recipe not in RECIPES:
+      raise ValueError(f"Unknown recipe {recipe!r}; choose one of {tuple(RECIPES)}.")
+    return cls(**{**RECIPES[recipe], **fields})
+
+  @property
+  def tap_shape(self) -> tuple[int, int, int]:
+    """(h, w, C) of the tap's blob at `image_hw`: the shape a node mask must have."""
+    return masks_lib.tap_shape(self.tap, self.image_hw)
+
+
+# Field overrides per recipe; VisConfig's own defaults are deepdream.
+RECIPES: dict[str, dict[str, Any]] = {
+    "deepdream": {},
+    "lucid": dict(param="fourier", init_scale=0.01, decorrelate=True, optimizer="adam",
+                  learning_rate=0.05, normalize_grad=False, pad=12, jitter=8,
+                  scales=tuple(1 + (i - 5) / 50 for i in range(11)), rotate_degrees=10.0),
+}
+
+
+# ----------------------------------------------------------------------------- the pure core
+
+
+class VisResult(NamedTuple):
+  """Output of `optimize` (or, batched, of `make_grid_fn`).
+
+  Attributes:
+    image: float32 [H, W, 3] RGB in [0, 1] ([B, H, W, 3] batched).
+    trace: float32 [steps], Σ mask · act at each step, measured on that step's (transformed)
+      image before its update ([B, steps] batched).
+  """
+
+  image: jax.Array
+  trace: jax.Array
+
+
+class _State(NamedTuple):
+  z: jax.Array
+  opt_state: Any
+
+
+class _Parts(NamedTuple):
+  param: param.Param
+  transform: transforms.Transform
+  optimizer: optax.GradientTransformation
+
+
+@functools.lru_cache(maxsize=None)
+def _parts(cfg: VisConfig) -> _Parts:
+  if cfg.param == "pixel":
+    p = param.pixel(cfg.image_hw, init_scale=cfg.init_scale)
+  else:
+    p = param.fourier(cfg.image_hw, init_scale=cfg.init_scale, decorrelate=cfg.decorrelate)
+  t = transforms.standard(cfg.image_hw, pad_width=cfg.pad, max_shift=cfg.jitter, scales=cfg.scales,
+                          rotate_degrees=cfg.rotate_degrees)
+  opt = {"sgd": optax.sgd, "adam": optax.adam}[cfg.optimizer](cfg.learning_rate)
+  return _Parts(p, t, opt)
+
+
+def _keys(seed):
+  """seed -> (init_key, loop_key)."""
+  init_key, loop_key = jax.random.split(jax.random.key(seed))
+  return init_key, loop_key
+
+
+def _init_state(seed, cfg: VisConfig) -> _State:
+  parts = _parts(cfg)
+  z = parts.param.init(_keys(seed)[0])
+  return _State(z, parts.optimizer.init(z))
+
+
+def initial_image(seed, cfg: VisConfig) -> jax.Array:
+  """The image a run with `seed` starts from: float32 [H, W, 3] RGB in [0, 1] (jittable)."""
+  return _parts(cfg).param.to_image(_parts(cfg).param.init(_keys(seed)[0]))
+
+
+def _run_steps(params, seed, node_mask, state: _State, steps, cfg: VisConfig):
+  """Runs the optimiser for the step indices `steps` [n]; indices >= cfg.steps are no-ops.
+
+  Returns (state, trace [n]).
+  """
+  parts = _parts(cfg)
+  loop_key = _keys(seed)[1]
+  dtype = DTYPES[cfg.dtype]
+  mask = jnp.asarray(node_mask, jnp.float32)
+
+  def loss_fn(z, key):
+    image = parts.param.to_image(z)
+    seen = parts.transform.apply(key, image)
+    act = objectives.tap_activation(params, seen[None], cfg.tap, pre_relu=cfg.objective == "pre_relu",
+                                    dtype=dtype)[0]
+    obj = objectives.node_objective(act, mask)
+    loss = -obj
+    if cfg.l2:
+      loss += cfg.l2 * objectives.l2(image)
+    if cfg.tv:
+      loss += cfg.tv * objectives.total_variation(image)
+    return loss, obj
+
+  def body(state: _State, step):
+    (_, obj), g = jax.value_and_grad(loss_fn, has_aux=True)(state.z, jax.random.fold_in(loop_key, step))
+    if cfg.normalize_grad:
+      g = g / (jnp.mean(jnp.abs(g)) + _GRAD_EPS)
+    updates, opt_state = parts.optimizer.update(g, state.opt_state, state.z)
+    new = _State(parts.param.project(optax.apply_updates(state.z, updates)), opt_state)
+    # Padding steps of the last chunk leave the state alone (one compiled chunk size for all).
+    active = step < cfg.steps
+    new = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, state)
+    return new, obj
+
+  return jax.lax.scan(body, state, steps)
+
+
+def _check_mask_shape(node_mask, cfg: VisConfig):
+  want = cfg.tap_shape
+  if tuple(node_mask.shape) != want:
+    raise ValueError(f"Node mask shape {tuple(node_mask.shape)} does not match tap {cfg.tap!r} at "
+                     f"{cfg.image_hw[0]}x{cfg.image_hw[1]} px: expected [h, w, C] = {want}. Build it "
+                     f"with rfspec.node_mask({cfg.tap!r}, channel, image_hw={cfg.image_hw}, position=...).")
+
+
+def optimize(params, seed, node_mask, cfg: VisConfig) -> VisResult:
+  """The pure core of `visualize`: jit- and vmap-able over `seed` and `node_mask`.
+
+  Args:
+    params: GoogLeNet params (see `rfspec.load_params`).
+    seed: int scalar (may be traced); the run's randomness is `jax.random.key(seed)`.
+    node_mask: float [h, w, C] for `cfg.tap` at `cfg.image_hw`; nodes at (i, j) = (row, col)
+      of the tap's grid (see `rfspec.node_mask`).
+    cfg: static `VisConfig`.
+
+  Returns:
+    VisResult(image float32 [H, W, 3] RGB in [0, 1], trace float32 [cfg.steps]).
+  """
+  _check_mask_shape(node_mask, cfg)
+  state = _init_state(seed, cfg)
+  state, trace = _run_steps(params, seed, node_mask, state, jnp.arange(cfg.steps), cfg)
+  return VisResult(_parts(cfg).param.to_image(state.z), trace)
+
+
+def make_grid_fn(cfg: VisConfig) -> Callable[..., VisResult]:
+  """The whole run for a flat batch as one jitted function, e.g. to time compile and run apart.
+
+  Returns:
+    jitted `fn(params, seeds int32 [B], masks float32 [B, h, w, C]) -> VisResult(images
+    [B, H, W, 3], traces [B, steps])`: `optimize` vmapped over the batch, all steps in one scan.
+    Use `fn.lower(...).compile()` to compile separately. `visualize_grid` computes the same thing
+    in chunks, with sharding, progress and finiteness checks.
+  """
+  return _make_grid_fn(cfg)
+
+
+@functools.lru_cache(maxsize=64)
+def _make_grid_fn(cfg: VisConfig):
+  return jax.jit(jax.vmap(functools.partial(optimize, cfg=cfg), in_axes=(None, 0, 0)))
+
+
+# ----------------------------------------------------------------------------- chunked runner
+
+
+class _ChunkFns(NamedTuple):
+  init: Callable
+  chunk: Callable
+
+
+@functools.lru_cache(maxsize=64)
+def _chunk_fns(cfg: VisConfig) -> _ChunkFns:
+  n = min(cfg.chunk, cfg.steps)
+
+  def init(seeds):
+    return jax.vmap(lambda s: _init_state(s, cfg))(seeds)
+
+  def chunk(params, seeds, masks, state, step0):
+    TRACE_COUNTS[cfg] += 1  # runs only while tracing
+    steps = step0 + jnp.arange(n)
+    run = jax.vmap(_run_steps, in_axes=(None, 0, 0, 0, None, None))
+    state, trace = run(params, seeds, masks, state, steps, cfg)
+    images = jax.vmap(_parts(cfg).param.to_image)(state.z)
+    finite = (jnp.all(jnp.isfinite(state.z.reshape(len(seeds), -1)), axis=1)
+              & jnp.all(jnp.isfinite(trace), axis=1))
+    return state, trace, images, finite
+
+  return _ChunkFns(jax.jit(init), jax.jit(chunk, donate_argnums=(3,)))
+
+
+class Progress(NamedTuple):
+  """What a `progress` callback receives after each chunk.
+
+  Attributes:
+    step: steps done so far (per image).
+    total: cfg.steps.
+    images: grid elements being optimised (P * S, without padding).
+    image_steps_per_s: throughput; after the first chunk it excludes compile time.
+    elapsed_s: wall time since the run started, compile included.
+    eta_s: estimated seconds left.
+  """
+
+  step: int
+  total: int
+  images: int
+  image_steps_per_s: float
+  elapsed_s: float
+  eta_s: float
+
+
+def log_progress(info: Progress) -> None:
+  """The default `progress` callback: one concise line at INFO on the "rfspec.visualize" logger."""
+  _log.info("visualize: step %d/%d, %d images, %.1f image-steps/s, elapsed %.0fs, ETA %.0fs",
+            info.step, info.total, info.images, info.image_steps_per_s, info.elapsed_s, info.eta_s)
+
+
+class NonFiniteError(FloatingPointError, ValueError):
+  """Raised when an element's image or objective went NaN or inf; names the elements."""
+
+
+class GridResult(NamedTuple):
+  """`visualize_grid(..., return_trace=True)`.
+
+  Attributes:
+    images: float32 [P, S, H, W, 3] RGB in [0, 1].
+    traces: float32 [P, S, steps], Σ mask · act per step (see `VisResult`).
+  """
+
+  images: np.ndarray
+  traces: np.ndarray
+
+
+def grid_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
+  """A 1-D mesh with axis "grid" over `devices` (default: `jax.devices()`, all hosts')."""
+  devices = list(jax.devices() if devices is None else devices)
+  return jax.make_mesh((len(devices),), ("grid",), axis_types=(AxisType.Auto,), devices=devices)
+
+
+def _put(x, sharding: NamedSharding):
+  """A host array -> a global jax.Array with `sharding`; every process passes the same `x`."""
+  if sharding.is_fully_addressable:
+    return jax.device_put(x, sharding)
+  x = np.asarray(x)
+  return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+
+def _get(x) -> np.ndarray:
+  """A global jax.Array -> the full numpy array on every process."""
+  if x.is_fully_addressable:
+    return np.asarray(x)
+  from jax.experimental import multihost_utils
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def _check_seeds(seeds) -> np.ndarray:
+  arr = np.asarray(seeds)
+  if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
+    raise ValueError(f"seeds must be a non-empty 1-D sequence of ints, e.g. [0, 1, 2]; got {seeds!r}.")
+  if arr.min() < np.iinfo(np.int32).min or arr.max() > np.iinfo(np.int32).max:
+    raise ValueError("seeds must fit in int32.")
+  return arr.astype(np.int32)
+
+
+def _run_grid(params, seeds: np.ndarray, masks: np.ndarray, cfg: VisConfig, progress, devices,
+              describe: Callable[[int], str]):
+  """Runs the flat batch (seeds [B], masks [B, h, w, C]) chunk by chunk; returns numpy
+  (images [B, H, W, 3], traces [B, steps])."""
+  fns = _chunk_fns(cfg)
+  mesh = grid_mesh(devices)
+  batch = len(seeds)
+  padded = -(-batch // mesh.size) * mesh.size
+  idx = np.concatenate([np.arange(batch), np.zeros(padded - batch, np.int64)])
+  along, replicated = NamedSharding(mesh, P("grid")), NamedSharding(mesh, P())
+  seeds_d = _put(seeds[idx], along)
+  masks_d = _put(masks[idx], along)
+  params_d = jax.tree.map(lambda a: _put(a, replicated), params)
+  progress = log_progress if progress is None else progress
+
+  n = min(cfg.chunk, cfg.steps)
+  state = fns.init(seeds_d)
+  traces, start, first_done, first_step = [], time.perf_counter(), None, 0
+  for step0 in range(0, cfg.steps, n):
+    state, trace, images, finite = fns.chunk(params_d, seeds_d, masks_d, state, np.int32(step0))
+    traces.append(trace)
+    finite = _get(finite)[:batch]
+    done = min(step0 + n, cfg.steps)
+    if not finite.all():
+      bad = np.flatnonzero(~finite)
+      raise NonFiniteError(
+          f"Non-finite image or objective by step {done} of {cfg.steps} in {len(bad)} of {batch} "
+          f"elements: {', '.join(describe(b) for b in bad[:10])}{' ...' if len(bad) > 10 else ''}. "
+          "Lower cfg.learning_rate, use dtype='float32', or set normalize_grad=True.")
+    now = time.perf_counter()
+    if first_done is None:  # the first chunk's time includes compilation
+      first_done, first_step = now, done
+      rate = batch * done / max(now - start, 1e-9)
+    else:
+      rate = batch * (done - first_step) / max(now - first_done, 1e-9)
+    eta = (cfg.steps - done) * batch / max(rate, 1e-9)
+    progress(Progress(done, cfg.steps, batch, rate, now - start, eta))
+  traces = _get(jnp.concatenate(traces, axis=1))[:batch, :cfg.steps]
+  return _get(images)[:batch], traces
+
+
+def visualize_grid(params, seeds, masks, cfg: VisConfig, *, return_trace: bool = False,
+                   progress: Callable[[Progress], None] | None = None,
+                   devices: Sequence[jax.Device] | None = None) -> np.ndarray | GridResult:
+  """Visualises every (mask, seed) pair of a grid in one compiled, sharded computation.
+
+  Element (p, s) is `visualize(params, seeds[s], masks[p], cfg)`. The flattened grid
+  (b = p * S + s) is padded to a multiple of the device count and sharded over a 1-D "grid"
+  mesh; params are replicated. The steps run as compiled chunks of `cfg.chunk` steps (one
+  compilation whatever the seed values), with `progress` called after each chunk.
+
+  Multi-host: after `jax.distributed.initialize()`, call it on every process with the same
+  arguments; the grid is spread over all hosts' devices and every process returns the result.
+
+  Args:
+    params: GoogLeNet params (see `rfspec.load_params`).
+    seeds: int [S]; each element's randomness comes from `jax.random.key(seed)` alone.
+    masks: float [P, h, w, C] node masks for `cfg.tap` at `cfg.image_hw`, nodes at
+      (i, j) = (row, col) of the tap's grid (see `rfspec.node_mask`, `rfspec.masks.node_masks`).
+    cfg: `VisConfig`.
+    return_trace: also return the objective per step.
+    progress: called with a `Progress` after each chunk; default `log_progress` (INFO log).
+    devices: devices to shard over; default `jax.devices()`.
+
+  Returns:
+    float32 [P, S, H, W, 3] RGB in [0, 1]; or `GridResult(images, traces [P, S, steps])` with
+    return_trace=True.
+
+  Raises:
+    ValueError: masks of the wrong shape, an all-zero mask, bad seeds.
+    NonFiniteError: an element went NaN/inf; the message names its (p, s).
+  """
+  seeds = _check_seeds(seeds)
+  masks = masks_lib.check_mask(masks, cfg.tap, cfg.image_hw, batched=True)
+  n_p, n_s = len(masks), len(seeds)
+  flat_seeds = np.tile(seeds, n_p)
+  flat_masks = np.repeat(masks, n_s, axis=0)
+  describe = lambda b: f"(p, s) = ({b // n_s}, {b % n_s}) [seed {seeds[b % n_s]}]"
+  images, traces = _run_grid(params, flat_seeds, flat_masks, cfg, progress, devices, describe)
+  images = images.reshape(n_p, n_s, *images.shape[1:])
+  traces = traces.reshape(n_p, n_s, -1)
+  return GridResult(images, traces) if return_trace else images
+
+
+def _is_traced(*trees) -> bool:
+  return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(trees))
+
+
+def visualize(params, seed, node_mask, cfg: VisConfig, *, return_trace: bool = False,
+              progress: Callable[[Progress], None] | None = None,
+              devices: Sequence[jax.Device] | None = None) -> np.ndarray | VisResult:
+  """The preferred input of the chosen nodes, by gradient ascent from a random start.
+
+  A pure function of (params, seed, node_mask, cfg): the same seed gives bit-identical output.
+  With concrete inputs it validates them, runs on one device (or `devices`) in compiled chunks,
+  reports progress and stops on non-finite values. Called under `jit`/`vmap` (traced seed or
+  mask) it is `optimize(...).image`, so it can be vmapped over seeds and masks.
+
+  Args:
+    params: GoogLeNet params (see `rfspec.load_params`).
+    seed: int; all randomness (start, jitter, ...) comes from `jax.random.key(seed)`.
+    node_mask: float [h, w, C] for `cfg.tap` at `cfg.image_hw`, nodes at (i, j) = (row, col) of
+      the tap's grid, e.g. `rfspec.node_mask(tap, channel, image_hw, position=(i, j))`.
+    cfg: `VisConfig`, e.g. `VisConfig(tap="inception_4c/output", image_hw=(224, 224))`.
+    return_trace: also return the objective per step.
+    progress: called with a `Progress` after each chunk; default `log_progress` (INFO log).
+    devices: where to run; default the first local device.
+
+  Returns:
+    float32 [H, W, 3] RGB in [0, 1], indexed (y, x); or `VisResult(image, trace [steps])` with
+    return_trace=True.
+
+  Raises:
+    ValueError: a mask of the wrong shape (the message gives the expected one) or all zero.
+    NonFiniteError: the run went NaN/inf.
+  """
+  if _is_traced(params, seed, node_mask):
+    result = optimize(params, seed, node_mask, cfg)
+    return result if return_trace else result.image
+  seed = _check_seeds([seed])
+  mask = masks_lib.check_mask(node_mask, cfg.tap, cfg.image_hw)
+  devices = [jax.local_devices()[0]] if devices is None else devices
+  image, trace = _run_grid(params, seed, mask[None], cfg, progress, devices,
+                           lambda b: f"the run [seed {seed[0]}]")
+  return VisResult(image[0], trace[0]) if return_trace else image[0]

@@ -1,0 +1,212 @@
+"""The visualisation engine: recipes work, masks isolate nodes, the grid is one compiled call.
+
+Real BVLC weights, tiny images (40-48 px), a few steps.
+"""
+
+import dataclasses
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest, parameterized
+
+import rfspec.visualize  # noqa: F401  (the package re-exports a function of the same name)
+from rfspec import masks, objectives
+from rfspec.receptive_field import receptive_field
+from tests.conftest import real_params
+
+vis = sys.modules["rfspec.visualize"]
+VisConfig = vis.VisConfig
+
+TAP, HW = "conv2/3x3", (40, 40)  # grid 10 x 10, RF 19 px: most pixels lie outside one node's RF
+# pre_relu: every node has a gradient from the start, whatever the seed.
+SMALL = VisConfig(tap=TAP, image_hw=HW, steps=6, jitter=3, chunk=4, learning_rate=0.02, objective="pre_relu")
+QUIET = dict(progress=lambda info: None)
+
+
+def _masks(cfg=SMALL, channel=11, positions=((2, 3), (7, 6))):
+  return masks.node_masks(cfg.tap, channel, cfg.image_hw, positions)
+
+
+class VisConfigTest(parameterized.TestCase):
+
+  def test_default_is_the_deepdream_recipe(self):
+    cfg = VisConfig(tap="inception_4c/output")
+    self.assertEqual(cfg, VisConfig.deepdream("inception_4c/output"))
+    self.assertEqual((cfg.image_hw, cfg.param, cfg.optimizer), ((224, 224), "pixel", "sgd"))
+    self.assertTrue(cfg.normalize_grad)
+    self.assertGreater(cfg.jitter, 0)
+    self.assertEqual(cfg.init_scale, 0.1)
+    self.assertEqual(cfg.tap_shape, (14, 14, 512))
+
+  def test_lucid_recipe(self):
+    cfg = VisConfig.lucid("inception_4c/output", steps=64)
+    self.assertEqual((cfg.param, cfg.optimizer, cfg.learning_rate), ("fourier", "adam", 0.05))
+    self.assertEqual((cfg.pad, cfg.jitter, cfg.rotate_degrees), (12, 8, 10.0))
+    self.assertLen(cfg.scales, 11)
+    self.assertFalse(cfg.normalize_grad)
+    self.assertEqual(cfg.steps, 64)
+    self.assertEqual(cfg, VisConfig.from_recipe("lucid", tap="inception_4c/output", steps=64))
+
+  def test_hashable_and_normalised(self):
+    a = VisConfig(tap=TAP, image_hw=[40, 40], scales=[1, 1.1])
+    b = VisConfig(tap=TAP, image_hw=(40, 40), scales=(1.0, 1.1))
+    self.assertEqual(a, b)
+    self.assertEqual(hash(a), hash(b))
+    self.assertEqual(a.image_hw, (40, 40))
+    self.assertEqual(dataclasses.replace(a, steps=9).steps, 9)
+
+  @parameterized.named_parameters(
+      ("tap", dict(tap="inception_4c/outptu"), "inception_4c/output"),
+      ("too_small", dict(tap="inception_4c/output", image_hw=(8, 8)), "at least"),
+      ("hw", dict(image_hw=(40,)), "image_hw"),
+      ("steps", dict(steps=0), "steps"),
+      ("chunk", dict(chunk=0), "chunk"),
+      ("param", dict(param="fft"), "pixel"),
+      ("optimizer", dict(optimizer="lbfgs"), "adam"),
+      ("objective", dict(objective="relu"), "pre_relu"),
+      ("dtype", dict(dtype="float16"), "bfloat16"),
+      ("lr", dict(learning_rate=0.0), "learning_rate"),
+      ("jitter", dict(jitter=-1), "jitter"),
+      ("scales", dict(scales=(0.0,)), "scales"),
+      ("tv", dict(tv=-1.0), "tv"),
+  )
+  def test_invalid_values(self, override, needle):
+    with self.assertRaisesRegex(ValueError, needle):
+      VisConfig(**(dict(tap=TAP, image_hw=HW) | override))
+
+  def test_unknown_recipe(self):
+    with self.assertRaisesRegex(ValueError, "deepdream"):
+      VisConfig.from_recipe("inceptionism", tap=TAP)
+
+
+class VisualizeTest(parameterized.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.params = real_params()
+
+  @parameterized.parameters("deepdream", "lucid")
+  def test_target_node_grows_tenfold_in_every_element(self, recipe):
+    """Both recipes at 48 px: every (position, seed) ends at >= 10x its start activation."""
+    tap, hw, seeds = "inception_3a/output", (48, 48), [0, 1]
+    overrides = dict(jitter=4) if recipe == "deepdream" else {}  # DeepDream's 32 px is for 224 px
+    cfg = VisConfig.from_recipe(recipe, tap=tap, image_hw=hw, steps=40, chunk=20, **overrides)
+    named = masks.named_positions(tap, hw)
+    positions = [named["centre"], named["top_left"]]
+    act = lambda images: np.asarray(objectives.tap_activation(self.params, jnp.asarray(images), tap))
+    a0 = act(np.stack([vis.initial_image(s, cfg) for s in seeds]))  # [S, h, w, C]
+    start = np.stack([a0[:, i, j] for i, j in positions])  # [P, S, C]
+    # The post-ReLU objective needs a node that is on at the start; take the weakest such channel.
+    on = (start > 0).all(axis=(0, 1))
+    self.assertTrue(on.any())
+    channel = int(np.argmin(np.where(on, start.max(axis=(0, 1)), np.inf)))
+    images, traces = vis.visualize_grid(self.params, seeds, masks.node_masks(tap, channel, hw, positions),
+                                        cfg, return_trace=True, **QUIET)
+    self.assertEqual(images.shape, (2, 2, 48, 48, 3))
+    self.assertEqual(traces.shape, (2, 2, 40))
+    a1 = act(images.reshape(-1, 48, 48, 3)).reshape(2, 2, *a0.shape[1:])
+    end = np.stack([a1[p, :, i, j, channel] for p, (i, j) in enumerate(positions)])
+    ratio = end / start[..., channel]
+    self.assertTrue(np.all(ratio >= 10), f"{recipe}: channel {channel}, end/start per (p, s) = {ratio}")
+
+  def test_mask_isolates_the_node(self):
+    """Pixel parameterisation, no transforms: pixels outside the node's RF box never move."""
+    cfg = dataclasses.replace(SMALL, jitter=0, steps=5)
+    i, j = 2, 7
+    image = vis.visualize(self.params, 3, masks.node_mask(TAP, 11, HW, (i, j)), cfg, **QUIET)
+    start = np.asarray(vis.initial_image(3, cfg))
+    top, left, bottom, right = receptive_field(TAP, HW).box(i, j)
+    inside = np.zeros(HW, bool)
+    inside[max(top, 0):bottom, max(left, 0):right] = True
+    self.assertGreater((~inside).sum(), 0.6 * inside.size)
+    np.testing.assert_array_equal(image[~inside], start[~inside])
+    self.assertGreater(np.mean(image[inside] != start[inside]), 0.5)
+
+  def test_grid_element_equals_visualize(self):
+    seeds, ms = [3, 11], _masks()
+    grid = vis.visualize_grid(self.params, seeds, ms, SMALL, **QUIET)
+    self.assertEqual(grid.shape, (2, 2, 40, 40, 3))
+    self.assertEqual(grid.dtype, np.float32)
+    for p in range(2):
+      for s in range(2):
+        one = vis.visualize(self.params, seeds[s], ms[p], SMALL, **QUIET)
+        np.testing.assert_allclose(one, grid[p, s], atol=1e-5, err_msg=f"element (p, s) = ({p}, {s})")
+    self.assertFalse(np.allclose(grid[0, 0], grid[1, 0]))
+
+  def test_make_grid_fn_is_the_same_computation(self):
+    seeds, ms = np.array([3, 11], np.int32), _masks()
+    images, traces = vis.visualize_grid(self.params, seeds, ms, SMALL, return_trace=True, **QUIET)
+    fn = vis.make_grid_fn(SMALL)
+    compiled = fn.lower(self.params, np.tile(seeds, 2), np.repeat(ms, 2, axis=0)).compile()
+    out = compiled(self.params, np.tile(seeds, 2), np.repeat(ms, 2, axis=0))
+    np.testing.assert_allclose(out.image.reshape(images.shape), images, atol=1e-5)
+    np.testing.assert_allclose(out.trace.reshape(traces.shape), traces, rtol=1e-4, atol=1e-3)
+
+  def test_same_seed_bit_identical_different_seeds_differ(self):
+    ms = _masks()[:1]
+    a = vis.visualize_grid(self.params, [5, 5, 6], ms, SMALL, **QUIET)
+    b = vis.visualize_grid(self.params, [5, 5, 6], ms, SMALL, **QUIET)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a[0, 0], a[0, 1])
+    self.assertGreater(np.abs(a[0, 0] - a[0, 2]).mean(), 1e-3)
+
+  def test_grid_compiles_once_whatever_the_seeds(self):
+    cfg = dataclasses.replace(SMALL, steps=5, chunk=2)  # 3 chunks, the last one padded
+    calls = []
+    vis.visualize_grid(self.params, [0, 1], _masks(cfg), cfg, progress=calls.append)
+    vis.visualize_grid(self.params, [987654, -3], _masks(cfg), cfg, progress=calls.append)
+    self.assertEqual(vis.TRACE_COUNTS[cfg], 1)
+    self.assertEqual([c.step for c in calls], [2, 4, 5] * 2)
+    self.assertTrue(all(c.total == 5 and c.images == 4 and c.image_steps_per_s > 0 for c in calls))
+    self.assertEqual(calls[-1].eta_s, 0.0)
+
+  def test_trace_starts_at_the_initial_objective(self):
+    cfg = dataclasses.replace(SMALL, jitter=0, steps=3)
+    m = _masks(cfg)[0]
+    image, trace = vis.visualize(self.params, 4, m, cfg, return_trace=True, **QUIET)
+    self.assertEqual(trace.shape, (3,))
+    act = objectives.tap_activation(self.params, vis.initial_image(4, cfg)[None], TAP)
+    self.assertAlmostEqual(float(trace[0]), float(objectives.node_objective(act, m)[0]), places=3)
+    self.assertEqual(image.shape, (40, 40, 3))
+
+  def test_pure_function_vmaps(self):
+    f = lambda seed, m: vis.visualize(self.params, seed, m, SMALL)
+    out = jax.eval_shape(jax.vmap(jax.vmap(f, (0, None)), (None, 0)), jnp.arange(3), jnp.asarray(_masks()))
+    self.assertEqual(out.shape, (2, 3, 40, 40, 3))
+
+  def test_bfloat16(self):
+    cfg = dataclasses.replace(SMALL, dtype="bfloat16", steps=3, chunk=3)
+    image = vis.visualize(self.params, 0, _masks()[0], cfg, **QUIET)
+    self.assertEqual(image.dtype, np.float32)
+    self.assertTrue(np.all(np.isfinite(image)) and image.min() >= 0 and image.max() <= 1)
+    self.assertGreater(np.abs(image - np.asarray(vis.initial_image(0, cfg))).max(), 1e-3)
+
+  def test_bad_masks_and_seeds(self):
+    good = _masks()
+    with self.assertRaisesRegex(ValueError, r"expected \[h, w, C\] = \(10, 10, 192\)"):
+      vis.visualize(self.params, 0, masks.node_mask(TAP, 0, (48, 48), (0, 0)), SMALL)
+    with self.assertRaisesRegex(ValueError, r"\(P, 10, 10, 192\)"):
+      vis.visualize_grid(self.params, [0], good[0], SMALL)
+    with self.assertRaisesRegex(ValueError, "all zero"):
+      vis.visualize(self.params, 0, np.zeros_like(good[0]), SMALL)
+    with self.assertRaisesRegex(ValueError, r"masks \[1\] are all zero"):
+      vis.visualize_grid(self.params, [0], np.stack([good[0], 0 * good[0]]), SMALL)
+    for seeds in ([], [[0, 1]], [0.5]):
+      with self.assertRaisesRegex(ValueError, "seeds"):
+        vis.visualize_grid(self.params, seeds, good, SMALL)
+
+  def test_non_finite_names_the_elements(self):
+    ms = _masks()
+    ms[1] *= 1e38  # finite, but mask * act overflows float32 for element p = 1 only
+    with self.assertRaisesRegex(FloatingPointError, r"\(p, s\) = \(1, 0\).*\(p, s\) = \(1, 1\)") as cm:
+      vis.visualize_grid(self.params, [0, 1], ms, SMALL, **QUIET)
+    self.assertNotIn("(0, ", str(cm.exception))
+    self.assertIn("learning_rate", str(cm.exception))
+    self.assertIsInstance(cm.exception, ValueError)  # the binaries report it as a user error
+
+
+if __name__ == "__main__":
+  absltest.main()
