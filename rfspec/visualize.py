@@ -42,10 +42,10 @@ from jax.sharding import PartitionSpec as P
 
 from rfspec import masks as masks_lib
 from rfspec import objectives, param, transforms
-from rfspec.models import googlenet
+from rfspec.models import googlenet, preprocess
 
 __all__ = ["GridResult", "NonFiniteError", "Progress", "RECIPES", "VisConfig", "VisResult",
-           "grid_mesh", "initial_image", "log_progress", "make_grid_fn", "optimize", "visualize",
+           "embed_canvas", "grid_mesh", "initial_image", "log_progress", "make_grid_fn", "optimize", "visualize",
            "visualize_grid"]
 
 _log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ _log = logging.getLogger(__name__)
 PARAMS = ("pixel", "fourier")
 OPTIMIZERS = ("sgd", "adam")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+CANVAS_FILLS = ("zero", "grey", "reflect")
 
 # Added to mean |g| so that a node with zero gradient everywhere (e.g. a dead ReLU) stays put
 # instead of producing NaN.
@@ -85,7 +86,10 @@ class VisConfig:
     decorrelate: fourier only: optimise in decorrelated colour space.
     optimizer: "sgd" or "adam" (optax), used for ascent on the objective.
     learning_rate: optimiser step size, in RGB [0, 1] units for "pixel".
-    normalize_grad: divide the gradient by its mean |g| per image first (DeepDream's step).
+    normalize_grad: divide the gradient by its mean |g| per image first (DeepDream's step). The
+      mean is taken over the pixels the objective can reach (g != 0): for tiled or whole-layer
+      objectives that is every pixel, exactly DeepDream; for a single node it is its RF, so the
+      step per RF pixel does not blow up by (image area / RF area).
     pad: grey border (px) added before jitter/scale/rotate and cropped off afterwards.
     jitter: largest random roll (px) along y and along x per step.
     scales: candidate random zoom factors per step (() for none).
@@ -97,6 +101,12 @@ class VisConfig:
       procedure's gradient is the "pre_relu" one.
     l2: weight of the L2 penalty (distance from grey) subtracted from the objective.
     tv: weight of the total-variation penalty subtracted from the objective.
+    canvas_pad: embed the image in a canvas this many px wider on every side before the net
+      sees it (after the transforms), so large RFs no longer fall off the image (the padding
+      ablation). Masks then index the canvas's grid, `net_hw`. Use a multiple of the tap's
+      stride to keep node (i, j) of the image grid at (i + pad/stride, j + pad/stride).
+    canvas_fill: what fills the canvas: "zero" (the net's zero input, i.e. the ImageNet mean
+      colour, as zero padding would give), "grey" (0.5) or "reflect" (mirror of the image).
     dtype: the net's compute dtype, "float32" or "bfloat16" (for GPU/TPU); the image and the
       optimiser state stay float32.
     chunk: steps per compiled chunk; progress is reported and finiteness checked between chunks.
@@ -119,6 +129,8 @@ class VisConfig:
   objective: str = "post_relu"
   l2: float = 0.0
   tv: float = 0.0
+  canvas_pad: int = 0
+  canvas_fill: str = "zero"
   dtype: str = "float32"
   chunk: int = 32
 
@@ -133,7 +145,7 @@ class VisConfig:
       raise ValueError(f"VisConfig.image_hw must be (H, W) in pixels, e.g. (224, 224); "
                        f"got {self.image_hw!r}.")
     setattr_("image_hw", hw)
-    googlenet.check_input_hw((self.tap,), hw)  # too small for the tap -> ValueError with the minimum
+    googlenet.check_input_hw((self.tap,), self.net_hw)  # too small -> ValueError with the minimum
     setattr_("scales", tuple(float(s) for s in self.scales))
 
     def need(ok, msg):
@@ -153,7 +165,10 @@ class VisConfig:
     if self.init_scale is None:
       setattr_("init_scale", 0.1 if self.param == "pixel" else 0.01)
     need(self.init_scale >= 0, f"init_scale must be >= 0; got {self.init_scale!r}.")
-    for name in ("pad", "jitter"):
+    need(self.canvas_fill in CANVAS_FILLS, f"canvas_fill must be one of {CANVAS_FILLS}; got {self.canvas_fill!r}.")
+    need(self.canvas_fill != "reflect" or self.canvas_pad < min(hw),
+         f"canvas_fill='reflect' needs canvas_pad < the image side ({min(hw)} px); got {self.canvas_pad}.")
+    for name in ("pad", "jitter", "canvas_pad"):
       v = getattr(self, name)
       need(isinstance(v, (int, np.integer)) and v >= 0, f"{name} must be an int >= 0 (px); got {v!r}.")
     need(all(s > 0 for s in self.scales),
@@ -181,9 +196,14 @@ class VisConfig:
     return cls(**{**RECIPES[recipe], **fields})
 
   @property
+  def net_hw(self) -> tuple[int, int]:
+    """(H, W) the net sees: `image_hw` plus the canvas on every side."""
+    return (int(self.image_hw[0]) + 2 * self.canvas_pad, int(self.image_hw[1]) + 2 * self.canvas_pad)
+
+  @property
   def tap_shape(self) -> tuple[int, int, int]:
-    """(h, w, C) of the tap's blob at `image_hw`: the shape a node mask must have."""
-    return masks_lib.tap_shape(self.tap, self.image_hw)
+    """(h, w, C) of the tap's blob at `net_hw`: the shape a node mask must have."""
+    return masks_lib.tap_shape(self.tap, self.net_hw)
 
 
 # Field overrides per recipe; VisConfig's own defaults are deepdream.
@@ -234,6 +254,20 @@ def _parts(cfg: VisConfig) -> _Parts:
   return _Parts(p, t, opt)
 
 
+def embed_canvas(images, cfg: VisConfig):
+  """Puts images [..., H, W, 3] in the centre of the `cfg.canvas_pad` canvas the net sees."""
+  m = cfg.canvas_pad
+  if not m:
+    return images
+  widths = [(0, 0)] * (images.ndim - 3) + [(m, m), (m, m), (0, 0)]
+  if cfg.canvas_fill == "reflect":
+    return jnp.pad(images, widths, mode="reflect")
+  fill = 0.5 if cfg.canvas_fill == "grey" else preprocess.from_caffe(jnp.zeros(3, images.dtype))
+  # Pad with 0, then paint the border with the (per-channel) fill.
+  inside = jnp.pad(jnp.ones(images.shape[-3:-1], images.dtype), ((m, m), (m, m)))[..., None]
+  return jnp.pad(images, widths) + (1 - inside) * jnp.asarray(fill, images.dtype)
+
+
 def _keys(seed):
   """seed -> (init_key, loop_key)."""
   init_key, loop_key = jax.random.split(jax.random.key(seed))
@@ -263,7 +297,7 @@ def _run_steps(params, seed, node_mask, state: _State, steps, cfg: VisConfig):
 
   def loss_fn(z, key):
     image = parts.param.to_image(z)
-    seen = parts.transform.apply(key, image)
+    seen = embed_canvas(parts.transform.apply(key, image), cfg)
     act = objectives.tap_activation(params, seen[None], cfg.tap, pre_relu=cfg.objective == "pre_relu",
                                     dtype=dtype)[0]
     obj = objectives.node_objective(act, mask)
@@ -277,7 +311,8 @@ def _run_steps(params, seed, node_mask, state: _State, steps, cfg: VisConfig):
   def body(state: _State, step):
     (_, obj), g = jax.value_and_grad(loss_fn, has_aux=True)(state.z, jax.random.fold_in(loop_key, step))
     if cfg.normalize_grad:
-      g = g / (jnp.mean(jnp.abs(g)) + _GRAD_EPS)
+      a = jnp.abs(g)
+      g = g / (jnp.sum(a) / jnp.maximum(jnp.sum(a > 0), 1) + _GRAD_EPS)
     updates, opt_state = parts.optimizer.update(g, state.opt_state, state.z)
     new = _State(parts.param.project(optax.apply_updates(state.z, updates)), opt_state)
     # Padding steps of the last chunk leave the state alone (one compiled chunk size for all).
@@ -292,8 +327,8 @@ def _check_mask_shape(node_mask, cfg: VisConfig):
   want = cfg.tap_shape
   if tuple(node_mask.shape) != want:
     raise ValueError(f"Node mask shape {tuple(node_mask.shape)} does not match tap {cfg.tap!r} at "
-                     f"{cfg.image_hw[0]}x{cfg.image_hw[1]} px: expected [h, w, C] = {want}. Build it "
-                     f"with rfspec.node_mask({cfg.tap!r}, channel, image_hw={cfg.image_hw}, position=...).")
+                     f"{cfg.net_hw[0]}x{cfg.net_hw[1]} px: expected [h, w, C] = {want}. Build it "
+                     f"with rfspec.node_mask({cfg.tap!r}, channel, image_hw={cfg.net_hw}, position=...).")
 
 
 def optimize(params, seed, node_mask, cfg: VisConfig) -> VisResult:
@@ -506,7 +541,7 @@ def visualize_grid(params, seeds, masks, cfg: VisConfig, *, return_trace: bool =
     NonFiniteError: an element went NaN/inf; the message names its (p, s).
   """
   seeds = _check_seeds(seeds)
-  masks = masks_lib.check_mask(masks, cfg.tap, cfg.image_hw, batched=True)
+  masks = masks_lib.check_mask(masks, cfg.tap, cfg.net_hw, batched=True)
   n_p, n_s = len(masks), len(seeds)
   flat_seeds = np.tile(seeds, n_p)
   flat_masks = np.repeat(masks, n_s, axis=0)
@@ -553,7 +588,7 @@ def visualize(params, seed, node_mask, cfg: VisConfig, *, return_trace: bool = F
     result = optimize(params, seed, node_mask, cfg)
     return result if return_trace else result.image
   seed = _check_seeds([seed])
-  mask = masks_lib.check_mask(node_mask, cfg.tap, cfg.image_hw)
+  mask = masks_lib.check_mask(node_mask, cfg.tap, cfg.net_hw)
   devices = [jax.local_devices()[0]] if devices is None else devices
   image, trace = _run_grid(params, seed, mask[None], cfg, progress, devices,
                            lambda b: f"the run [seed {seed[0]}]")
