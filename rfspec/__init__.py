@@ -1,8 +1,14 @@
 """rfspec: how a convolutional node's preferred stimulus depends on its receptive field.
 
-The public API, re-exported; see README.md for a tour.
+The public API, re-exported; see README.md for a tour. Positions on a tap's grid are (i, j) =
+(row, col); pixels are (y, x) = (row, col); images are RGB in [0, 1], NHWC.
 """
 
+from rfspec.masks import node_mask
 from rfspec.models.googlenet import TAPS, forward
+from rfspec.receptive_field import effective_rf, receptive_field
+from rfspec.visualize import VisConfig, visualize, visualize_grid
+from rfspec.weights.store import load_params
 
-__all__ = ["TAPS", "forward"]
+__all__ = ["TAPS", "VisConfig", "effective_rf", "forward", "load_params", "node_mask", "receptive_field",
+           "visualize", "visualize_grid"]

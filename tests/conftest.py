@@ -15,6 +15,9 @@ from absl import flags
 if not flags.FLAGS.is_parsed():
   flags.FLAGS.mark_as_parsed()
 
+# No test may reach the internet: any accidental download goes to a closed port on this machine.
+os.environ.setdefault("RFSPEC_WEIGHTS_URL", "http://127.0.0.1:9/bvlc_googlenet.caffemodel")
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SHARED = pathlib.Path(os.environ.get("RFSPEC_SHARED", REPO.parent / "shared"))
 CAFFEMODEL = SHARED / "weights" / "bvlc_googlenet.caffemodel"

@@ -1,0 +1,10 @@
+"""Figure 1 of Zipser (2015) alone (see figures.py for the node types and the rule).
+
+  python -m experiments.reproduce_paper --workdir=/tmp/paper --config=experiments/configs/fig1.py:quick
+"""
+
+from experiments.configs import figures
+
+
+def get_config(arg=None):
+  return figures.figure_config(["fig1"], arg)

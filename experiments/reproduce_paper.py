@@ -1,0 +1,131 @@
+"""Reproduces Figures 1-6 of Zipser (2015) on BVLC GoogLeNet and writes an HTML report.
+
+  python -m experiments.reproduce_paper --workdir=/tmp/paper                      # full, GPU/TPU
+  python -m experiments.reproduce_paper --workdir=/tmp/paper \
+      --config=experiments/configs/reproduce_paper.py:quick                        # CPU, minutes
+  python -m experiments.reproduce_paper --workdir=/tmp/paper \
+      --config=experiments/configs/fig2.py                                         # one figure
+
+Writes DIR/figN.png (the grid, RF boxes in red, the off-image part of each RF pink), DIR/figN.json
+(everything needed to regenerate any single image exactly), DIR/figN.npz (the raw images) and
+DIR/report.html. A rerun skips figures whose config hash is unchanged; --overwrite redoes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+
+from absl import flags
+import numpy as np
+
+from experiments import _cli
+
+_WORKDIR = _cli.define_workdir_flag()
+_WEIGHTS = _cli.define_weights_flag()
+_CONFIG = _cli.define_config_flag("reproduce_paper")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Redo figures even if their outputs are up to date.")
+_ONLY = flags.DEFINE_list("figures", [], "Run only these figures of the config (e.g. fig1,fig4).")
+
+
+def config_hash(fig: dict, vis: dict, weights: str) -> str:
+  """Hash of everything that determines a figure's pixels (not its title or caption)."""
+  key = {k: fig[k] for k in ("panels", "positions", "seeds")}
+  return hashlib.sha256(json.dumps([key, vis, weights], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _progress(name: str):
+  start = time.perf_counter()
+
+  def report(desc, info):
+    print(f"[{name}] {desc}: step {info.step}/{info.total} x {info.images} images, "
+          f"{info.image_steps_per_s:.1f} image-steps/s, ETA {info.eta_s:.0f}s "
+          f"(figure {time.perf_counter() - start:.0f}s)", file=sys.stderr, flush=True)
+
+  return report
+
+
+def run_figure(params, name: str, fig: dict, vis: dict, weights: str, workdir: str) -> dict:
+  """Computes one figure and writes its PNG, NPZ and JSON (JSON last: it marks completion)."""
+  from rfspec import figures, io
+
+  t0 = time.perf_counter()
+  vis = dict(vis)
+  recipe = vis.pop("recipe")
+  panels = [figures.Panel(p["tap"], int(p["channel"]), int(p.get("rank", 0))) for p in fig["panels"]]
+  result = figures.make_figure(params, panels, fig["positions"], fig["seeds"], vis, recipe=recipe,
+                               progress=_progress(name))
+  captions = [[f"obj {o:.3g}" for o in row] for row in result.objectives]
+  canvas = io.render_grid(result.images, boxes=result.boxes, row_labels=result.row_labels,
+                          col_labels=result.col_labels, captions=captions, title=fig["title"])
+  io.write_png(os.path.join(workdir, f"{name}.png"), canvas)
+  buf = __import__("io").BytesIO()
+  np.savez_compressed(buf, images=result.images.astype(np.float32), objectives=result.objectives)
+  io.atomic_write(os.path.join(workdir, f"{name}.npz"), buf.getvalue())
+  meta = dict(
+      figure=name, title=fig["title"], claim=fig["claim"], config_hash=config_hash(fig, dict(vis, recipe=recipe), weights),
+      weights=weights, recipe=recipe, vis=vis, rows=len(result.row_labels), cols=len(result.col_labels),
+      row_labels=result.row_labels, col_labels=result.col_labels,
+      panels=[p._asdict() for p in result.panels], images=result.records,
+      seconds=time.perf_counter() - t0,
+      regenerate=("img = rfspec.visualize(params, seed, rfspec.node_mask(tap, channel, tuple(vis_config['image_hw']), "
+                  "position), rfspec.VisConfig(**vis_config))  # fields of any entry in 'images'"),
+  )
+  io.write_json(os.path.join(workdir, f"{name}.json"), meta)
+  return meta
+
+
+def is_done(workdir: str, name: str, want_hash: str) -> bool:
+  path = os.path.join(workdir, f"{name}.json")
+  if not (os.path.exists(path) and os.path.exists(os.path.join(workdir, f"{name}.png"))):
+    return False
+  try:
+    from rfspec import io
+
+    return io.read_json(path).get("config_hash") == want_hash
+  except (OSError, ValueError):
+    return False
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise _cli.UserError(f"Unexpected arguments {argv[1:]}; flags look like --workdir=DIR.")
+  config = _CONFIG.value
+  workdir = _cli.ensure_workdir(_WORKDIR.value)
+  all_figs = dict(config.figures.to_dict())
+  names = _ONLY.value or list(all_figs)
+  unknown = [n for n in names if n not in all_figs]
+  if unknown:
+    raise _cli.UserError(f"Unknown figure(s) {unknown}; this config has {sorted(all_figs)}. "
+                         "Use --figures=fig1,fig2 or --config=experiments/configs/figN.py.")
+  vis = dict(config.vis.to_dict())
+  vis["image_hw"] = list(vis["image_hw"])
+
+  import rfspec
+  from experiments import paper_report
+
+  params = None
+  t0 = time.perf_counter()
+  done, skipped = [], []
+  for name in names:
+    fig = all_figs[name]
+    if not _OVERWRITE.value and is_done(workdir, name, config_hash(fig, vis, _WEIGHTS.value)):
+      print(f"[{name}] up to date, skipped (use --overwrite to redo)", file=sys.stderr)
+      skipped.append(name)
+      continue
+    if params is None:
+      params = rfspec.load_params(_WEIGHTS.value)
+    print(f"[{name}] {fig['title']}", file=sys.stderr, flush=True)
+    meta = run_figure(params, name, fig, dict(vis, image_hw=tuple(vis["image_hw"])), _WEIGHTS.value, workdir)
+    print(f"[{name}] done in {meta['seconds']:.0f}s", file=sys.stderr, flush=True)
+    done.append(name)
+  report = paper_report.write(workdir, names, params_src=_WEIGHTS.value, variant=config.get("variant", ""))
+  print(f"reproduce_paper: {len(done)} figure(s) made, {len(skipped)} up to date, "
+        f"{time.perf_counter() - t0:.0f}s; open {report}")
+
+
+if __name__ == "__main__":
+  _cli.run(main)

@@ -1,0 +1,131 @@
+"""Paper-style figures: node types x RF positions x seeds, each one `visualize_grid` call per panel.
+
+A figure is a list of panels (node types: tap + channel), a list of named RF positions (or none:
+"tiled", every position of the channel at once) and a list of seeds. Layout: rows are positions
+(one row when tiled); columns are panels x seeds. `make_figure` runs it and returns everything a
+report needs, including, per image, what it takes to regenerate that image exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, NamedTuple, Sequence
+
+import numpy as np
+
+from rfspec import masks as masks_lib
+from rfspec import selection
+from rfspec.models import googlenet
+from rfspec.receptive_field import receptive_field
+from rfspec.visualize import Progress, VisConfig, visualize_grid
+
+
+class Panel(NamedTuple):
+  """A node type. channel < 0 means "the rank-th channel by `rfspec.selection`'s rule"."""
+
+  tap: str
+  channel: int = -1
+  rank: int = 0
+
+
+class Figure(NamedTuple):
+  """A rendered-ready figure.
+
+  Attributes:
+    images: float32 [R, C, H, W, 3] RGB in [0, 1]; R = positions (1 if tiled), C = panels x seeds.
+    boxes: int [R, C, 4] RF boxes (top, left, bottom, right), or None when tiled.
+    objectives: float32 [R, C], Σ mask · act(tap) of the final image (no jitter).
+    row_labels, col_labels: strings for the grid.
+    records: [R][C] dicts: tap, channel, position (i, j), seed, RF geometry, objective, and the
+      VisConfig fields -- enough to regenerate the image with `rfspec.visualize`.
+    panels: the resolved panels (channels filled in).
+  """
+
+  images: np.ndarray
+  boxes: np.ndarray | None
+  objectives: np.ndarray
+  row_labels: list[str]
+  col_labels: list[str]
+  records: list[list[dict]]
+  panels: list[Panel]
+
+
+def final_objective(params, images, masks, tap: str) -> np.ndarray:
+  """Σ mask · act(tap) for images [B, H, W, 3] and masks [B, h, w, C] -> [B] (no transforms)."""
+  act = np.asarray(googlenet.forward(params, images, taps=tap)[tap], np.float64)
+  return (act * np.asarray(masks, np.float64)).sum(axis=(1, 2, 3)).astype(np.float32)
+
+
+def make_figure(params, panels: Sequence[Panel], positions: Sequence[str], seeds: Sequence[int],
+                cfg_fields: dict, *, recipe: str = "deepdream",
+                progress: Callable[[str, Progress], None] | None = None) -> Figure:
+  """Runs every panel of a figure (one compiled grid call each) and lays the results out.
+
+  Args:
+    params: GoogLeNet params.
+    panels: node types; a panel's channel < 0 is resolved by `rfspec.selection.resolve_channel`.
+    positions: names from `rfspec.masks.named_positions` (e.g. "top", "middle", "bottom"); empty
+      for tiled (every position of the channel at once).
+    seeds: int seeds, one column per seed in each panel.
+    cfg_fields: `VisConfig` fields other than tap (image_hw, steps, ...).
+    recipe: "deepdream" (the paper's) or "lucid".
+    progress: called with (panel description, `Progress`) after each compiled chunk.
+
+  Returns:
+    A `Figure`.
+  """
+  tiled = not positions
+  n_rows, seeds = (1 if tiled else len(positions)), [int(s) for s in seeds]
+  images, boxes, objectives, records, resolved, col_labels = [], [], [], [], [], []
+  for panel in panels:
+    cfg = VisConfig.from_recipe(recipe, tap=panel.tap, **cfg_fields)
+    channel = selection.resolve_channel(params, cfg, panel.channel, panel.rank)
+    resolved.append(Panel(panel.tap, channel, panel.rank))
+    rf = receptive_field(cfg.tap, cfg.image_hw)
+    if tiled:
+      coords = [None]
+      masks = masks_lib.node_mask(cfg.tap, channel, cfg.image_hw, None)[None]
+    else:
+      named = masks_lib.named_positions(cfg.tap, cfg.image_hw)
+      unknown = [p for p in positions if p not in named]
+      if unknown:
+        raise ValueError(f"Unknown position name(s) {unknown}; choose from {sorted(named)}.")
+      coords = [named[p] for p in positions]
+      masks = masks_lib.node_masks(cfg.tap, channel, cfg.image_hw, coords)
+    desc = f"{cfg.tap} channel {channel}"
+    report = None if progress is None else (lambda info, d=desc: progress(d, info))
+    grid = visualize_grid(params, seeds, masks, cfg, return_trace=True, progress=report)
+    flat = grid.images.reshape(-1, *grid.images.shape[2:])
+    objs = final_objective(params, flat, np.repeat(masks, len(seeds), axis=0), cfg.tap).reshape(len(coords), len(seeds))
+    images.append(grid.images)
+    objectives.append(objs)
+    geometry = dict(size=rf.size, stride=rf.stride, offset=rf.offset, grid=list(rf.grid))
+    panel_boxes, panel_records = [], []
+    for r, pos in enumerate(coords):
+      box = None if pos is None else [int(v) for v in rf.box(*pos)]
+      panel_boxes.append([box] * len(seeds))
+      panel_records.append([dict(
+          tap=cfg.tap, channel=channel, position=None if pos is None else list(pos),
+          position_name="tiled" if pos is None else positions[r], seed=s,
+          rf=dict(geometry, box=box, inside_fraction=None if pos is None else float(rf.inside_fraction(*pos))),
+          objective=float(objs[r, k]), recipe=recipe, vis_config=_cfg_dict(cfg),
+      ) for k, s in enumerate(seeds)])
+    boxes.append(panel_boxes)
+    records.append(panel_records)
+    col_labels += [f"{_short(cfg.tap)} ch{channel}\nseed {s}" for s in seeds]
+  # Panels side by side: [panel][row][seed] -> [row][panel * seed].
+  images = np.concatenate(images, axis=1)
+  objectives = np.concatenate(objectives, axis=1)
+  recs = [[rec for pr in records for rec in pr[r]] for r in range(n_rows)]
+  box_arr = None if tiled else np.array([[b for pb in boxes for b in pb[r]] for r in range(n_rows)], np.int64)
+  row_labels = ["tiled (all positions)"] if tiled else [
+      f"{name}\n(i, j) = {tuple(recs[r][0]['position'])}" for r, name in enumerate(positions)]
+  return Figure(images, box_arr, objectives, row_labels, col_labels, recs, resolved)
+
+
+def _short(tap: str) -> str:
+  return tap.replace("/output", "")
+
+
+def _cfg_dict(cfg: VisConfig) -> dict:
+  return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}

@@ -1,0 +1,163 @@
+"""experiments.reproduce_paper in quick mode on the real weights: outputs, grid layout, resume, errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+from absl.testing import absltest
+
+from rfspec import io
+from tests.conftest import CAFFEMODEL, REPO, shared_file
+
+QUICK = "--config=experiments/configs/reproduce_paper.py:quick"
+FIGS = [f"fig{i}" for i in range(1, 7)]
+
+
+def run_binary(*args, env=None, timeout=900):
+  env = dict(os.environ, **(env or {}))
+  return subprocess.run([sys.executable, "-m", "experiments.reproduce_paper", *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def weights_flag():
+  return f"--weights={shared_file(CAFFEMODEL)}"
+
+
+class QuickRunTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.workdir = tempfile.mkdtemp(prefix="paper_")
+    cls.first = run_binary(f"--workdir={cls.workdir}", QUICK, weights_flag())
+
+  def test_writes_all_figures_and_report(self):
+    self.assertEqual(self.first.returncode, 0, self.first.stderr[-3000:])
+    for name in FIGS:
+      for ext in ("png", "json", "npz"):
+        self.assertTrue(os.path.exists(os.path.join(self.workdir, f"{name}.{ext}")), f"{name}.{ext}")
+    html = open(os.path.join(self.workdir, "report.html")).read()
+    for name in FIGS:
+      self.assertIn(f"src='{name}.png'", html)
+    self.assertIn("6 figure(s) made", self.first.stdout)
+    self.assertIn("step", self.first.stderr)  # progress was shown
+    self.assertEqual([f for f in os.listdir(self.workdir) if f.endswith(".tmp")], [])
+
+  def test_each_png_has_the_expected_grid(self):
+    # Fig 1: 3 positions x 2 node types; Fig 2-3: 3 positions x 3 seeds; Fig 4-6: 1 (tiled) x 3 seeds.
+    expected = {"fig1": (3, 2), "fig2": (3, 3), "fig3": (3, 3), "fig4": (1, 3), "fig5": (1, 3), "fig6": (1, 3)}
+    from PIL import Image
+
+    for name, (rows, cols) in expected.items():
+      meta = io.read_json(os.path.join(self.workdir, f"{name}.json"))
+      images = np.load(os.path.join(self.workdir, f"{name}.npz"))["images"]
+      self.assertEqual(images.shape[:2], (rows, cols), name)
+      self.assertEqual((meta["rows"], meta["cols"]), (rows, cols), name)
+      self.assertLen(meta["images"], rows)
+      h, w = images.shape[2:4]
+      geo = io.grid_geometry(rows, cols, (h, w))
+      png = np.asarray(Image.open(os.path.join(self.workdir, f"{name}.png")).convert("RGB"))
+      self.assertEqual(png.shape[0], geo["height"], name)
+      # Every cell holds its image, pixel for pixel, where the layout says; the RF box outline
+      # (2 px, red) is drawn over it exactly where the JSON's box says.
+      m = geo["margin"]
+      for r in range(rows):
+        for c in range(cols):
+          top = geo["header_h"] + r * geo["cell_h"] + m
+          left = geo["label_w"] + c * geo["cell_w"] + m
+          cell = png[top:top + h, left:left + w]
+          outline = np.zeros((h, w), bool)
+          box = meta["images"][r][c]["rf"]["box"]
+          if box is not None:
+            t, l = max(box[0], -m), max(box[1], -m)
+            b, rt = min(box[2], h + m) - 1, min(box[3], w + m) - 1
+            band = np.zeros((h + 2 * m, w + 2 * m), bool)
+            band[t + m:b + m + 1, l + m:rt + m + 1] = True
+            band[t + m + 2:b + m - 1, l + m + 2:rt + m - 1] = False
+            outline = band[m:m + h, m:m + w]
+            np.testing.assert_array_equal(cell[outline], np.broadcast_to(io._RF_COLOUR, cell[outline].shape))
+          np.testing.assert_array_equal(cell[~outline], io.to_uint8(images[r, c])[~outline], f"{name} {r},{c}")
+
+  def test_json_regenerates_an_image_exactly(self):
+    import rfspec
+    from rfspec.visualize import VisConfig
+
+    meta = io.read_json(os.path.join(self.workdir, "fig2.json"))
+    rec = meta["images"][2][1]  # bottom position, second seed
+    cfg_fields = dict(rec["vis_config"])
+    cfg_fields["image_hw"] = tuple(cfg_fields["image_hw"])
+    cfg_fields["scales"] = tuple(cfg_fields["scales"])
+    cfg = VisConfig(**cfg_fields)
+    mask = rfspec.node_mask(rec["tap"], rec["channel"], cfg.image_hw, tuple(rec["position"]))
+    from tests.conftest import real_params
+
+    image = rfspec.visualize(real_params(), rec["seed"], mask, cfg, progress=lambda _: None)
+    saved = np.load(os.path.join(self.workdir, "fig2.npz"))["images"][2, 1]
+    np.testing.assert_allclose(image, saved, atol=1e-5)
+    rf = rfspec.receptive_field(rec["tap"], cfg.image_hw)
+    self.assertEqual(rec["rf"]["box"], list(rf.box(*rec["position"])))
+
+  def test_second_run_does_no_work(self):
+    before = {f: os.path.getmtime(os.path.join(self.workdir, f"{f}.json")) for f in FIGS}
+    again = run_binary(f"--workdir={self.workdir}", QUICK, weights_flag())
+    self.assertEqual(again.returncode, 0, again.stderr[-2000:])
+    self.assertIn("0 figure(s) made, 6 up to date", again.stdout)
+    self.assertEqual(before, {f: os.path.getmtime(os.path.join(self.workdir, f"{f}.json")) for f in FIGS})
+
+
+class ResumeTest(absltest.TestCase):
+
+  def test_killed_run_resumes_where_it_stopped(self):
+    workdir = self.create_tempdir().full_path
+    args = [sys.executable, "-m", "experiments.reproduce_paper", f"--workdir={workdir}", QUICK, weights_flag(),
+            "--figures=fig4,fig5"]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = os.path.join(workdir, "fig4.json")
+    deadline = time.time() + 600
+    while not os.path.exists(done) and proc.poll() is None and time.time() < deadline:
+      time.sleep(0.2)
+    self.assertTrue(os.path.exists(done), "fig4 never finished")
+    proc.send_signal(signal.SIGKILL)  # mid-way through fig5
+    proc.wait()
+    self.assertFalse(os.path.exists(os.path.join(workdir, "fig5.json")), "fig5 finished before the kill")
+    first_fig4 = os.path.getmtime(done)
+    rerun = run_binary(f"--workdir={workdir}", QUICK, weights_flag(), "--figures=fig4,fig5")
+    self.assertEqual(rerun.returncode, 0, rerun.stderr[-2000:])
+    self.assertIn("1 figure(s) made, 1 up to date", rerun.stdout)
+    self.assertEqual(os.path.getmtime(done), first_fig4)
+    self.assertTrue(os.path.exists(os.path.join(workdir, "fig5.png")))
+    self.assertEqual([f for f in os.listdir(workdir) if f.endswith(".tmp")], [])
+
+
+class BadInputTest(absltest.TestCase):
+
+  def assert_user_error(self, proc, pattern):
+    self.assertEqual(proc.returncode, 1, proc.stderr[-2000:])
+    self.assertNotIn("Traceback", proc.stderr)
+    self.assertRegex(proc.stderr, pattern)
+
+  def test_unknown_figure(self):
+    proc = run_binary(f"--workdir={self.create_tempdir().full_path}", QUICK, weights_flag(), "--figures=fig9")
+    self.assert_user_error(proc, r"Unknown figure.*fig9")
+
+  def test_unwritable_workdir(self):
+    blocker = self.create_tempfile("not_a_dir").full_path  # a file where a directory must go
+    proc = run_binary(f"--workdir={blocker}/out", QUICK, weights_flag())
+    self.assert_user_error(proc, r"Cannot write to --workdir")
+
+  def test_missing_weights_offline(self):
+    cache = self.create_tempdir().full_path
+    proc = run_binary(f"--workdir={self.create_tempdir().full_path}", QUICK, "--weights=bvlc_googlenet",
+                      env={"RFSPEC_CACHE": cache, "RFSPEC_WEIGHTS_URL": "http://127.0.0.1:9/bvlc_googlenet.caffemodel"})
+    self.assert_user_error(proc, r"bvlc_googlenet\.caffemodel")
+    self.assertIn(cache, proc.stderr)
+    self.assertEqual(os.listdir(cache) if os.path.isdir(cache) else [], [])
+
+
+if __name__ == "__main__":
+  absltest.main()
