@@ -34,6 +34,7 @@ _GRID = flags.DEFINE_list("grid", ["9", "8"], "P,S of the visualize grid (positi
 _STEPS = flags.DEFINE_integer("steps", 8, "Optimisation steps per image in the visualize section.")
 _SIZES = flags.DEFINE_list("sizes", ["224", "64"], "Image sides for the visualize section.")
 _TAP = flags.DEFINE_string("tap", "inception_4c/output", "Tap for the visualize section.")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype of the net.")
 
 # Dense bf16 / tf32 peaks (FLOP/s) used for "share of peak"; from the vendors' data sheets.
 _PEAK_FLOPS = {"H100": {"float32": 494.7e12 / 2, "bfloat16": 989.4e12}, "H200": {"float32": 494.7e12 / 2, "bfloat16": 989.4e12}}
@@ -89,31 +90,63 @@ def bench_forward(params, repeats: int) -> dict:
   return {"forward": results}
 
 
+def step_flops(params, cfg, batch: int) -> float:
+  """XLA's FLOP count for one ascent step (objective + gradient) on `batch` images.
+
+  Counted on one step rather than the whole run: cost analysis does not multiply a scan body
+  by its trip count.
+  """
+  import jax
+  import jax.numpy as jnp
+
+  from rfspec import objectives
+
+  dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[cfg.dtype]
+
+  def objective(image, mask):
+    act = objectives.tap_activation(params, image[None], cfg.tap, pre_relu=cfg.objective == "pre_relu", dtype=dtype)
+    return objectives.node_objective(act[0], mask)
+
+  h, w, c = cfg.tap_shape
+  images = jax.ShapeDtypeStruct((batch, *cfg.image_hw, 3), jnp.float32)
+  masks = jax.ShapeDtypeStruct((batch, h, w, c), jnp.float32)
+  compiled = jax.jit(jax.vmap(jax.value_and_grad(objective))).lower(images, masks).compile()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get("flops", 0.0)) if cost else 0.0
+
+
 def bench_visualize(params, repeats: int) -> dict:
   """Grid call vs a Python loop of single calls, compile time, and achieved FLOP/s."""
   import jax
   import jax.numpy as jnp
 
   from rfspec import masks as masks_lib
-  from rfspec import visualize as vis
+  import importlib
+
+  vis = importlib.import_module("rfspec.visualize")  # the package attribute is the function
 
   P, S = (int(v) for v in _GRID.value)
   device = jax.devices()[0]
   out = []
   for side in (int(s) for s in _SIZES.value):
-    cfg = vis.VisConfig(tap=_TAP.value, image_hw=(side, side), steps=_STEPS.value, chunk=_STEPS.value)
-    positions = masks_lib.lattice(cfg.tap, cfg.image_hw, P)
-    node_masks = jnp.stack([masks_lib.node_mask(cfg.tap, 0, cfg.image_hw, pos) for pos in positions])
-    seeds = jnp.arange(S, dtype=jnp.uint32)
+    cfg = vis.VisConfig(tap=_TAP.value, image_hw=(side, side), steps=_STEPS.value, chunk=_STEPS.value,
+                        dtype=_DTYPE.value)
+    h, w, _ = cfg.tap_shape
+    every = [(i, j) for i in range(h) for j in range(w)]
+    positions = [every[k] for k in np.linspace(0, len(every) - 1, P).round().astype(int)]
+    node_masks = masks_lib.node_masks(cfg.tap, 0, cfg.image_hw, positions)
+    seeds = np.arange(S, dtype=np.int32)
     n_img_steps = P * S * cfg.steps
 
-    grid_fn = lambda: jax.block_until_ready(vis.visualize_grid(params, seeds, node_masks, cfg, progress=None).images)
+    quiet = lambda _: None
+    grid_fn = lambda: vis.visualize_grid(params, seeds, node_masks, cfg, progress=quiet)
     t0 = time.perf_counter()
     grid_fn()
     first_grid = time.perf_counter() - t0
     grid_s = _median_time(grid_fn, max(1, repeats // 3))
 
-    single = lambda p, s: jax.block_until_ready(vis.visualize(params, seeds[s], node_masks[p], cfg))
+    single = lambda p, s: vis.visualize(params, int(seeds[s]), node_masks[p], cfg, progress=quiet)
     single(0, 0)  # compile once; the loop then reuses it
     t0 = time.perf_counter()
     for p in range(P):
@@ -128,14 +161,14 @@ def bench_visualize(params, repeats: int) -> dict:
         "grid_speedup_vs_loop": loop_s / grid_s, "grid_compile_plus_first_run_s": first_grid,
         "grid_compile_s": max(first_grid - grid_s, 0.0),
     }
-    flops = vis.grid_flops(params, seeds, node_masks, cfg)
+    flops = step_flops(params, cfg, P * S) * cfg.steps
     if flops:
       row["flops_per_call"] = flops
       row["achieved_tflops"] = flops / grid_s / 1e12
       for name, peaks in _PEAK_FLOPS.items():
         if name in device.device_kind:
           row["peak_share"] = flops / grid_s / peaks[cfg.dtype]
-    print(f"visualize {side}px: {row}", file=sys.stderr)
+    print(f"visualize {side}px: {row}", file=sys.stderr, flush=True)
     out.append(row)
   return {"visualize": out}
 

@@ -276,10 +276,39 @@ def lrn(x):
   half = LRN_SIZE // 2
   sq_sum = jax.lax.reduce_window(x * x, np.array(0, x.dtype), jax.lax.add, (1, 1, 1, LRN_SIZE),
                                  (1, 1, 1, 1), ((0, 0), (0, 0), (0, 0), (half, half)))
-  return x * (LRN_K + (LRN_ALPHA / LRN_SIZE) * sq_sum) ** -LRN_BETA
+  scale = LRN_K + (LRN_ALPHA / LRN_SIZE) * sq_sum
+  assert LRN_BETA == 0.75  # scale^-0.75 as rsqrt(scale) * rsqrt(sqrt(scale)): 4x faster than pow on CPU
+  return x * jax.lax.rsqrt(scale) * jax.lax.rsqrt(jnp.sqrt(scale))
 
 
 # ----------------------------------------------------------------------------- model
+
+
+class CaffeConv(nn.Module):
+  """Caffe convolution: cross-correlation, symmetric zero padding; params "kernel" HWIO, "bias".
+
+  A 1x1, stride-1, unpadded conv is computed as one matmul over pixels: the same numbers, and
+  about twice as fast as XLA's CPU convolution for the many 1x1 layers of the inception modules.
+  """
+
+  features: int
+  k: int
+  s: int = 1
+  p: int = 0
+  dtype: jnp.dtype = jnp.float32
+  precision: jax.lax.Precision | str | None = None
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (self.k, self.k, x.shape[-1], self.features))
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+    kernel, x = kernel.astype(self.dtype), x.astype(self.dtype)
+    if self.k == 1 and self.s == 1 and self.p == 0:
+      y = jnp.dot(x, kernel[0, 0], precision=self.precision)
+    else:
+      y = jax.lax.conv_general_dilated(x, kernel, (self.s, self.s), ((self.p, self.p), (self.p, self.p)),
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=self.precision)
+    return y + bias.astype(self.dtype)
 
 
 class GoogLeNet(nn.Module):
@@ -311,9 +340,8 @@ class GoogLeNet(nn.Module):
   def _apply(self, layer: Layer, inputs):
     x = inputs[0]
     if layer.kind == "conv":
-      conv = nn.Conv(layer.channels, (layer.k, layer.k), strides=(layer.s, layer.s),
-                     padding=((layer.p, layer.p), (layer.p, layer.p)), dtype=self.dtype,
-                     precision=self.precision, name=layer.name)
+      conv = CaffeConv(layer.channels, layer.k, layer.s, layer.p, dtype=self.dtype, precision=self.precision,
+                       name=layer.name)
       return nn.relu(conv(x))
     if layer.kind == "maxpool":
       return max_pool(x, layer.k, layer.s, layer.p)
