@@ -67,6 +67,7 @@ import jax
 import jax.numpy as jnp
 
 from rfspec.models import googlenet, preprocess
+from rfspec.receptive_field import geometry
 
 PIXEL = "pixel"
 FEATURE_TAP = "inception_3a/output"  # feature space for `space`: 59 px RF, stride 8, 256 channels
@@ -148,25 +149,13 @@ def masked_correlation(a: Array, b: Array, mask: Array, *, per_channel: bool = F
 # ----------------------------------------------------------------------------- feature spaces
 
 
-@functools.lru_cache(maxsize=None)
 def _feature_box(tap: str) -> tuple[int, int, int]:
-  """(size, stride, start) of `tap`'s RF along either axis, from `googlenet.LAYERS`.
+  """(size, stride, start) of `tap`'s RF along either axis (from `rfspec.receptive_field`).
 
-  Node i sees pixels [start + i*stride, start + i*stride + size); every GoogLeNet layer is
-  square and symmetric, so rows and columns agree. Same walk as `rfspec.receptive_field`.
+  Node i sees pixels [start + i*stride, start + i*stride + size).
   """
-  geo = {googlenet.INPUT: (1, 1, 0)}
-  for layer in googlenet.LAYERS:
-    if layer.kind == "concat":
-      boxes = [geo[b] for b in layer.bottoms]
-      start = min(g[2] for g in boxes)
-      geo[layer.name] = (max(g[2] + g[0] for g in boxes) - start, boxes[0][1], start)
-    elif layer.kind in ("conv", "maxpool", "avepool"):
-      size, stride, start = geo[layer.bottoms[0]]
-      geo[layer.name] = (size + (layer.k - 1) * stride, stride * layer.s, start - layer.p * stride)
-    else:  # lrn mixes channels only; fc / softmax are rejected by `_check_space`
-      geo[layer.name] = geo[layer.bottoms[0]]
-  return geo[tap]
+  g = geometry(tap)
+  return g.size, g.jump, g.start
 
 
 def _check_space(space: str, params) -> None:
