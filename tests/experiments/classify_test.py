@@ -1,0 +1,43 @@
+"""experiments.classify on Caffe's example images, and its user errors."""
+
+import subprocess
+import sys
+
+from absl.testing import absltest
+
+from tests.conftest import CAFFEMODEL, IMAGES, REPO, shared_file
+
+
+def classify(*args):
+  return subprocess.run([sys.executable, "-m", "experiments.classify", f"--weights={shared_file(CAFFEMODEL)}", *args],
+                        cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+class ClassifyBinaryTest(absltest.TestCase):
+
+  def test_top5_for_example_images(self):
+    proc = classify(str(shared_file(IMAGES / "cat.jpg")), str(shared_file(IMAGES / "fish-bike.jpg")))
+    self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+    lines = proc.stdout.splitlines()
+    self.assertTrue(lines[0].endswith("cat.jpg"))
+    self.assertIn("tiger cat", lines[1])
+    self.assertEqual(sum("  " in l for l in lines[1:6]), 5)
+    fish = lines.index(next(l for l in lines if l.endswith("fish-bike.jpg")))
+    self.assertIn("barrow", lines[fish + 1])
+    prob = float(lines[1].split()[0])
+    self.assertAlmostEqual(prob, 0.44, delta=0.02)  # ../shared/README.md: tiger cat ~ 0.44
+
+  def test_missing_image_is_a_user_error(self):
+    proc = classify("/nonexistent/cat.jpg")
+    self.assertEqual(proc.returncode, 1)
+    self.assertIn("No such image file", proc.stderr)
+    self.assertNotIn("Traceback", proc.stderr)
+
+  def test_not_an_image(self):
+    proc = classify(str(REPO / "setup.py"))
+    self.assertEqual(proc.returncode, 1)
+    self.assertNotIn("Traceback", proc.stderr)
+
+
+if __name__ == "__main__":
+  absltest.main()
