@@ -19,6 +19,8 @@ from typing import Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
+from rfspec.models import preprocess
+
 __all__ = ["Transform", "compose", "crop", "identity", "jitter", "pad", "random_rotate",
            "random_scale", "random_scale_rotate", "resample", "standard"]
 
@@ -68,18 +70,26 @@ def pad(width: int, *, value: float = 0.5) -> Transform:
   return Transform(apply)
 
 
-def jitter(max_shift: int) -> Transform:
-  """Rolls the image by a random integer (dy, dx), each uniform in [-max_shift, max_shift].
+def jitter(max_shift: int, *, wrap: bool = False) -> Transform:
+  """Shifts the image by a random integer (dy, dx), each uniform in [-max_shift, max_shift].
 
-  This is DeepDream's jitter: rolling before the forward pass and back after the step equals
-  differentiating through the roll.
+  wrap=True rolls, as DeepDream does (rolling before the forward pass and back after the step
+  equals differentiating through the roll). The default shifts without wrapping and fills the
+  uncovered border with the net's zero input (the ImageNet mean colour): with a roll, a node
+  whose RF touches the top edge also sees the bottom rows, which confounds exactly the
+  RF-position effects rfspec measures.
   """
   if max_shift == 0:
     return identity()
+  m = int(max_shift)
 
   def apply(key, image):
-    shift = jax.random.randint(key, (2,), -max_shift, max_shift + 1)
-    return jnp.roll(image, (shift[0], shift[1]), axis=(0, 1))
+    shift = jax.random.randint(key, (2,), -m, m + 1)
+    if wrap:
+      return jnp.roll(image, (shift[0], shift[1]), axis=(0, 1))
+    fill = preprocess.from_caffe(jnp.zeros((3,), image.dtype))
+    padded = jnp.pad(image - fill, ((m, m), (m, m), (0, 0))) + fill
+    return jax.lax.dynamic_slice(padded, (m - shift[0], m - shift[1], 0), image.shape)
 
   return Transform(apply)
 
@@ -182,20 +192,21 @@ def crop(image_hw: tuple[int, int]) -> Transform:
 
 
 def standard(image_hw: tuple[int, int], *, pad_width: int = 0, max_shift: int = 0,
-             scales: Sequence[float] = (), rotate_degrees: float = 0.0) -> Transform:
+             scales: Sequence[float] = (), rotate_degrees: float = 0.0, wrap: bool = False) -> Transform:
   """The transform chain of a visualisation recipe: pad, jitter, scale, rotate, crop back.
 
   Args:
     image_hw: (H, W) of the input and the output, in pixels.
     pad_width: grey border (px) added before the random transforms and cropped off after.
-    max_shift: jitter, the largest roll (px) along y and along x.
+    max_shift: jitter, the largest shift (px) along y and along x.
     scales: candidate zoom factors, one drawn per call ((), for none).
     rotate_degrees: largest rotation angle in degrees (0 for none).
+    wrap: jitter rolls (DeepDream) instead of shifting in the net's zero input.
 
   Returns:
     A `Transform` mapping [H, W, 3] -> [H, W, 3]; the exact identity when every option is off.
   """
-  chain = [pad(pad_width), jitter(max_shift), random_scale_rotate(scales, rotate_degrees)]
+  chain = [pad(pad_width), jitter(max_shift, wrap=wrap), random_scale_rotate(scales, rotate_degrees)]
   if pad_width:
     chain.append(crop(image_hw))
   return compose(*chain)

@@ -91,7 +91,9 @@ class VisConfig:
       objectives that is every pixel, exactly DeepDream; for a single node it is its RF, so the
       step per RF pixel does not blow up by (image area / RF area).
     pad: grey border (px) added before jitter/scale/rotate and cropped off afterwards.
-    jitter: largest random roll (px) along y and along x per step.
+    jitter: largest random shift (px) along y and along x per step.
+    jitter_wrap: roll (DeepDream's jitter) instead of shifting in the net's zero input. Off by
+      default: a roll shows a node at the top edge the bottom rows too.
     scales: candidate random zoom factors per step (() for none).
     rotate_degrees: largest random rotation per step (0 for none).
     objective: "post_relu" (the blob Caffe stores) or "pre_relu" (keeps a gradient where the
@@ -124,6 +126,7 @@ class VisConfig:
   normalize_grad: bool = True
   pad: int = 0
   jitter: int = 32
+  jitter_wrap: bool = False
   scales: tuple[float, ...] = ()
   rotate_degrees: float = 0.0
   objective: str = "post_relu"
@@ -248,7 +251,7 @@ def _parts(cfg: VisConfig) -> _Parts:
     p = param.pixel(cfg.image_hw, init_scale=cfg.init_scale)
   else:
     p = param.fourier(cfg.image_hw, init_scale=cfg.init_scale, decorrelate=cfg.decorrelate)
-  t = transforms.standard(cfg.image_hw, pad_width=cfg.pad, max_shift=cfg.jitter, scales=cfg.scales,
+  t = transforms.standard(cfg.image_hw, pad_width=cfg.pad, max_shift=cfg.jitter, wrap=cfg.jitter_wrap, scales=cfg.scales,
                           rotate_degrees=cfg.rotate_degrees)
   opt = {"sgd": optax.sgd, "adam": optax.adam}[cfg.optimizer](cfg.learning_rate)
   return _Parts(p, t, opt)

@@ -32,9 +32,9 @@ class TransformsTest(parameterized.TestCase):
     np.testing.assert_array_equal(padded[:3], 0.5)
     np.testing.assert_array_equal(transforms.crop((H, W)).apply(None, padded), img)
 
-  def test_jitter_is_a_roll_within_range_and_per_key(self):
+  def test_jitter_wrap_is_a_roll_within_range_and_per_key(self):
     img = _image()
-    t = transforms.jitter(3)
+    t = transforms.jitter(3, wrap=True)
     outs = jax.vmap(t.apply, in_axes=(0, None))(_keys(16), img)
     shifts = set()
     for out in np.asarray(outs):
@@ -44,6 +44,28 @@ class TransformsTest(parameterized.TestCase):
       shifts.add(found[0])
     self.assertGreater(len(shifts), 4)  # each element draws its own shift
     np.testing.assert_array_equal(t.apply(jax.random.key(5), img), t.apply(jax.random.key(5), img))
+
+  def test_jitter_shifts_without_wrapping(self):
+    # The default never shows one edge's pixels at the other: the uncovered border is the
+    # net's zero input (the ImageNet mean colour).
+    from rfspec.models import preprocess
+
+    img = np.asarray(_image())
+    fill = np.asarray(preprocess.from_caffe(jnp.zeros(3)))
+    t = transforms.jitter(3)
+    shifts = set()
+    for out in np.asarray(jax.vmap(t.apply, in_axes=(0, None))(_keys(16), jnp.asarray(img))):
+      found = []
+      for dy in range(-3, 4):
+        for dx in range(-3, 4):
+          want = np.broadcast_to(fill, img.shape).copy()
+          ys, xs = slice(max(dy, 0), H + min(dy, 0)), slice(max(dx, 0), W + min(dx, 0))
+          want[ys, xs] = img[max(-dy, 0):H - max(dy, 0), max(-dx, 0):W - max(dx, 0)]
+          if np.allclose(out, want, atol=1e-6):
+            found.append((dy, dx))
+      self.assertLen(found, 1)
+      shifts.add(found[0])
+    self.assertGreater(len(shifts), 4)
 
   def test_resample_matches_map_coordinates(self):
     img = _image(1)
