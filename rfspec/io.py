@@ -26,12 +26,19 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> str:
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs should read like any file
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
   return path
+
+
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
 
 
 def _to_jsonable(obj: Any):
@@ -118,7 +125,7 @@ def _font(size: int):
 
 
 def grid_geometry(rows: int, cols: int, image_hw: tuple[int, int], *, margin: int | None = None,
-                  label_w: int = 110, header_h: int = 40, caption_h: int = 18, gap: int = 6) -> dict:
+                  label_w: int = 110, header_h: int = 56, caption_h: int = 18, gap: int = 6) -> dict:
   """Pixel layout of `render_grid`'s canvas, so callers and tests can find each cell.
 
   Cell (r, c)'s image occupies rows [top, top + H) and columns [left, left + W) of the canvas,
@@ -160,13 +167,15 @@ def render_grid(images, *, boxes=None, row_labels=(), col_labels=(), captions=No
   rows, cols, h, w, _ = images.shape
   g = grid_geometry(rows, cols, (h, w), margin=margin)
   m = g["margin"]
-  canvas = Image.new("RGB", (g["width"], g["height"]), (255, 255, 255))
-  draw = ImageDraw.Draw(canvas)
   small, big = _font(12), _font(16)
+  title_w = int(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(title, font=big)) + 12 if title else 0
+  canvas = Image.new("RGB", (max(g["width"], title_w), g["height"]), (255, 255, 255))
+  draw = ImageDraw.Draw(canvas)
   if title:
     draw.text((6, 6), title, fill=(0, 0, 0), font=big)
   for c, label in enumerate(col_labels):
-    draw.text((g["label_w"] + c * g["cell_w"] + m, g["header_h"] - 16), str(label), fill=(0, 0, 0), font=small)
+    draw.multiline_text((g["label_w"] + c * g["cell_w"] + m, g["header_h"] - 4), str(label), fill=(0, 0, 0),
+                        font=small, anchor="ld")
   for r in range(rows):
     top0 = g["header_h"] + r * g["cell_h"]
     if r < len(row_labels):
