@@ -155,7 +155,7 @@ def bench_visualize(params, repeats: int) -> dict:
     loop_s = time.perf_counter() - t0
 
     row = {
-        "image_hw": [side, side], "grid": [P, S], "steps": cfg.steps, "tap": cfg.tap, "recipe": cfg.recipe,
+        "image_hw": [side, side], "grid": [P, S], "steps": cfg.steps, "tap": cfg.tap, "recipe": "deepdream", "dtype": cfg.dtype,
         "grid_s": grid_s, "grid_image_steps_per_s": n_img_steps / grid_s,
         "loop_s": loop_s, "loop_image_steps_per_s": n_img_steps / loop_s,
         "grid_speedup_vs_loop": loop_s / grid_s, "grid_compile_plus_first_run_s": first_grid,

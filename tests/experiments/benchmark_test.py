@@ -1,0 +1,41 @@
+"""experiments.benchmark runs and reports JSON (its numbers are measurements, never asserted)."""
+
+import json
+import os
+import subprocess
+import sys
+
+from absl.testing import absltest
+
+from tests.conftest import CAFFEMODEL, REPO, SHARED, shared_file
+
+
+class BenchmarkSmokeTest(absltest.TestCase):
+
+  def test_tiny_run_writes_json(self):
+    workdir = self.create_tempdir().full_path
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.benchmark", f"--weights={shared_file(CAFFEMODEL)}", f"--workdir={workdir}",
+         "--sections=forward,visualize", "--repeats=1", "--sizes=40", "--grid=2,2", "--steps=2", "--tap=conv2/3x3"],
+        cwd=REPO, env=dict(os.environ, RFSPEC_SHARED=str(SHARED)), capture_output=True, text=True, timeout=600)
+    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    self.assertEqual(report, json.load(open(os.path.join(workdir, "benchmark.json"))))
+    self.assertEqual([r["batch"] for r in report["forward"]], [1, 8])
+    for row in report["forward"]:
+      self.assertGreater(row["ratio"], 0)  # OpenCV ran side by side
+    vis = report["visualize"][0]
+    self.assertEqual(vis["grid"], [2, 2])
+    for key in ("grid_image_steps_per_s", "loop_image_steps_per_s", "grid_compile_s", "flops_per_call"):
+      self.assertGreater(vis[key], 0, key)
+
+  def test_unknown_section_is_a_user_error(self):
+    proc = subprocess.run([sys.executable, "-m", "experiments.benchmark", f"--weights={shared_file(CAFFEMODEL)}",
+                           "--sections=warp"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    self.assertEqual(proc.returncode, 1)
+    self.assertIn("Unknown --sections", proc.stderr)
+    self.assertNotIn("Traceback", proc.stderr)
+
+
+if __name__ == "__main__":
+  absltest.main()
