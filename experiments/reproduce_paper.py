@@ -122,7 +122,12 @@ def main(argv):
     meta = run_figure(params, name, fig, dict(vis, image_hw=tuple(vis["image_hw"])), _WEIGHTS.value, workdir)
     print(f"[{name}] done in {meta['seconds']:.0f}s", file=sys.stderr, flush=True)
     done.append(name)
-  report = paper_report.write(workdir, names, params_src=_WEIGHTS.value, variant=config.get("variant", ""))
+  report = os.path.join(workdir, "report.html")
+  if done or not paper_report.is_current(workdir, names):
+    if params is None:
+      params = rfspec.load_params(_WEIGHTS.value)  # the report measures in the net's feature space
+    report = paper_report.write(workdir, names, params=params, params_src=_WEIGHTS.value,
+                                variant=config.get("variant", ""))
   print(f"reproduce_paper: {len(done)} figure(s) made, {len(skipped)} up to date, "
         f"{time.perf_counter() - t0:.0f}s; open {report}")
 
