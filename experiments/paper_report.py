@@ -8,6 +8,7 @@ the run's settings and timing. "What we see" is computed from the saved images w
     cross-position similarity S_pq (RF centres aligned) and PSI = 1 - S_pq / mean(S_pp, S_qq);
   * position figures with 1 seed: S_pq between positions only;
   * tiled figures: seed consistency (similarity between seeds, unshifted).
+Comparisons are restricted to each node's RF box inside the image (aligned on the RF centres).
 Similarities are computed in GoogLeNet's inception_3a feature space (`rfspec.metrics.FEATURE_TAP`,
 see its docstring for why) and, as the baseline, as masked pixel correlations. PSI near 0 means
 "same pattern at every position"; NaN where two positions share no comparable region.
@@ -35,8 +36,16 @@ def _nanmean(x) -> float | None:
   return float(np.nanmean(x)) if np.isfinite(x).any() else None
 
 
-def _position_stats(images: np.ndarray, centres: np.ndarray, params, space: str) -> dict:
-  """images [P, S, H, W, 3], centres [P, 2] -> S_pp, S_pq and PSI summaries in `space`."""
+def _box_regions(boxes, image_hw) -> np.ndarray:
+  """[P, H, W] masks of each RF box ∩ image, each in its own position's frame."""
+  regions = np.zeros((len(boxes), *image_hw), np.float32)
+  for k, (t, l, b, r) in enumerate(boxes):
+    regions[k, max(t, 0):max(b, 0), max(l, 0):max(r, 0)] = 1.0
+  return regions
+
+
+def _position_stats(images: np.ndarray, centres: np.ndarray, regions: np.ndarray, params, space: str) -> dict:
+  """images [P, S, H, W, 3], centres [P, 2], regions [P, H, W] -> S_pp, S_pq, PSI in `space`."""
   import jax.numpy as jnp
 
   from rfspec import metrics
@@ -44,14 +53,17 @@ def _position_stats(images: np.ndarray, centres: np.ndarray, params, space: str)
   n_pos, n_seeds = images.shape[:2]
   off = ~np.eye(n_pos, dtype=bool)
   if n_seeds >= 2:
-    spec = metrics.specificity_matrix(jnp.asarray(images), jnp.asarray(centres, jnp.float32), params=params,
-                                      space=space)
+    spec = metrics.specificity_matrix(jnp.asarray(images), jnp.asarray(centres, jnp.float32), jnp.asarray(regions),
+                                      params=params, space=space)
     s, psi = np.asarray(spec.s_pq), np.asarray(spec.psi)
     return dict(seed_ceiling=_nanmean(np.diag(s)), cross_position=_nanmean(s[off]), psi=_nanmean(psi[off]),
                 s_matrix=s.tolist(), psi_matrix=psi.tolist())
-  pairs = [float(metrics.similarity(jnp.asarray(images[p, 0]), jnp.asarray(images[q, 0]),
-                                    jnp.asarray(centres[q] - centres[p], jnp.float32), params=params, space=space))
-           for p, q in itertools.permutations(range(n_pos), 2)]
+  pairs = []
+  for p, q in itertools.permutations(range(n_pos), 2):
+    shift = jnp.asarray(centres[q] - centres[p], jnp.float32)
+    region = (regions[q] > 0) & (np.asarray(metrics.shift_image(jnp.asarray(regions[p]), shift)[0]) > 0)
+    pairs.append(float(metrics.similarity(jnp.asarray(images[p, 0]), jnp.asarray(images[q, 0]), shift,
+                                          jnp.asarray(region), params=params, space=space)))
   return dict(cross_position=_nanmean(pairs))
 
 
@@ -66,10 +78,14 @@ def _tiled_stats(images: np.ndarray, params, space: str) -> dict:
   return dict(seed_consistency=_nanmean(metrics.seed_ceiling(jnp.asarray(images), params=params, space=space)))
 
 
-def _spaces(params) -> list[str]:
+def _spaces(params, rf_size: int) -> list[str]:
+  """Feature space needs params and an RF well above the feature's own (59 px); else pixels."""
   from rfspec import metrics
+  from rfspec.receptive_field import geometry
 
-  return [metrics.PIXEL] if params is None else [metrics.FEATURE_TAP, metrics.PIXEL]
+  if params is None or rf_size < 2 * geometry(metrics.FEATURE_TAP).size:
+    return [metrics.PIXEL]
+  return [metrics.FEATURE_TAP, metrics.PIXEL]
 
 
 def observations(meta: dict, images: np.ndarray, params=None) -> list[dict]:
@@ -80,13 +96,14 @@ def observations(meta: dict, images: np.ndarray, params=None) -> list[dict]:
     cols = slice(k * n_seeds, (k + 1) * n_seeds)
     recs = [row[k * n_seeds] for row in meta["images"]]
     row = dict(tap=panel["tap"], channel=panel["channel"], spaces={})
-    for space in _spaces(params):
+    for space in _spaces(params, recs[0]["rf"]["size"]):
       if recs[0]["position"] is None:
         row["spaces"][space] = _tiled_stats(images[0, cols], params, space)
       else:
         stride, offset = recs[0]["rf"]["stride"], recs[0]["rf"]["offset"]
         centres = np.array([[offset + stride * r["position"][0], offset + stride * r["position"][1]] for r in recs])
-        row["spaces"][space] = _position_stats(images[:, cols], centres, params, space)
+        regions = _box_regions([r["rf"]["box"] for r in recs], images.shape[2:4])
+        row["spaces"][space] = _position_stats(images[:, cols], centres, regions, params, space)
     if recs[0]["position"] is not None:
       row["inside_fraction"] = [r["rf"]["inside_fraction"] for r in recs]
     out.append(row)
