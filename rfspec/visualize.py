@@ -381,6 +381,9 @@ class _ChunkFns(NamedTuple):
 @functools.lru_cache(maxsize=64)
 def _chunk_fns(cfg: VisConfig) -> _ChunkFns:
   n = min(cfg.chunk, cfg.steps)
+  # Build (and cache) the parameterisation eagerly: built first inside a trace, its cached
+  # arrays (e.g. the Fourier spectrum scale) would be tracers that leak into later calls.
+  _parts(cfg)
 
   def init(seeds):
     return jax.vmap(lambda s: _init_state(s, cfg))(seeds)

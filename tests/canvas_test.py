@@ -74,3 +74,20 @@ class SupportNormalisedStepTest(absltest.TestCase):
 
 if __name__ == "__main__":
   absltest.main()
+
+
+class LucidGridTest(absltest.TestCase):
+
+  def test_lucid_grid_runs_twice_and_matches_single(self):
+    # The Fourier parameterisation's cached arrays must be built outside any trace.
+    from rfspec.visualize import visualize_grid
+
+    params = tiny_params()
+    cfg = VisConfig.lucid(TAP, image_hw=(40, 40), steps=2, chunk=2, jitter=2, pad=2, scales=(), rotate_degrees=0)
+    node_masks = masks.node_masks(TAP, 0, cfg.image_hw, [(4, 4), (5, 5)])
+    quiet = lambda _: None
+    first = visualize_grid(params, [0, 1], node_masks, cfg, progress=quiet)
+    again = visualize_grid(params, [0, 1], node_masks, cfg, progress=quiet)
+    np.testing.assert_array_equal(first, again)
+    single = visualize(params, 1, node_masks[1], cfg, progress=quiet)
+    np.testing.assert_allclose(first[1, 1], single, atol=1e-5)
