@@ -21,7 +21,8 @@ import os
 
 import numpy as np
 
-from rfspec import io
+from rfspec import io, metrics
+from rfspec.receptive_field import box_masks
 
 _INTRO = ("<p>Zipser (2015), <i>Node Specificity in Convolutional Deep Nets Depends on Receptive Field "
           "Position and Size</i>, reproduced on BVLC GoogLeNet with rfspec. Each image is a "
@@ -36,19 +37,10 @@ def _nanmean(x) -> float | None:
   return float(np.nanmean(x)) if np.isfinite(x).any() else None
 
 
-def _box_regions(boxes, image_hw) -> np.ndarray:
-  """[P, H, W] masks of each RF box ∩ image, each in its own position's frame."""
-  regions = np.zeros((len(boxes), *image_hw), np.float32)
-  for k, (t, l, b, r) in enumerate(boxes):
-    regions[k, max(t, 0):max(b, 0), max(l, 0):max(r, 0)] = 1.0
-  return regions
-
-
 def _position_stats(images: np.ndarray, centres: np.ndarray, regions: np.ndarray, params, space: str) -> dict:
   """images [P, S, H, W, 3], centres [P, 2], regions [P, H, W] -> S_pp, S_pq, PSI in `space`."""
   import jax.numpy as jnp
 
-  from rfspec import metrics
 
   n_pos, n_seeds = images.shape[:2]
   off = ~np.eye(n_pos, dtype=bool)
@@ -71,7 +63,6 @@ def _tiled_stats(images: np.ndarray, params, space: str) -> dict:
   """images [S, H, W, 3] -> similarity between seeds (no shift)."""
   import jax.numpy as jnp
 
-  from rfspec import metrics
 
   if len(images) < 2:
     return {}
@@ -79,11 +70,9 @@ def _tiled_stats(images: np.ndarray, params, space: str) -> dict:
 
 
 def _spaces(params, rf_size: int) -> list[str]:
-  """Feature space needs params and an RF well above the feature's own (59 px); else pixels."""
-  from rfspec import metrics
-  from rfspec.receptive_field import geometry
+  """Feature space needs params and an RF of at least `metrics.FEATURE_MIN_RF`; else pixels."""
 
-  if params is None or rf_size < 2 * geometry(metrics.FEATURE_TAP).size:
+  if params is None or rf_size < metrics.FEATURE_MIN_RF:
     return [metrics.PIXEL]
   return [metrics.FEATURE_TAP, metrics.PIXEL]
 
@@ -102,15 +91,12 @@ def observations(meta: dict, images: np.ndarray, params=None) -> list[dict]:
       else:
         stride, offset = recs[0]["rf"]["stride"], recs[0]["rf"]["offset"]
         centres = np.array([[offset + stride * r["position"][0], offset + stride * r["position"][1]] for r in recs])
-        regions = _box_regions([r["rf"]["box"] for r in recs], images.shape[2:4])
+        regions = box_masks(panel["tap"], images.shape[2:4], [tuple(r["position"]) for r in recs]).astype(np.float32)
         row["spaces"][space] = _position_stats(images[:, cols], centres, regions, params, space)
     if recs[0]["position"] is not None:
       row["inside_fraction"] = [r["rf"]["inside_fraction"] for r in recs]
     out.append(row)
   return out
-
-
-MIN_CEILING = 0.05  # below this seed ceiling, PSI is reported as undefined
 
 
 def _num(v, fmt=".3f") -> str:
@@ -126,8 +112,8 @@ def _seen_text(obs: list[dict]) -> str:
       if "psi" in st:
         ceiling = st["seed_ceiling"]
         # A near-zero ceiling (seeds do not agree at all) makes the ratio in PSI meaningless.
-        psi = (f"PSI = {_num(st['psi'], '.2f')}" if ceiling is not None and ceiling >= MIN_CEILING
-               else f"PSI is undefined (seed ceiling below {MIN_CEILING})")
+        psi = (f"PSI = {_num(st['psi'], '.2f')}" if ceiling is not None and ceiling >= metrics.MIN_CEILING
+               else f"PSI is undefined (seed ceiling below {metrics.MIN_CEILING})")
         bits.append(f"in {where}, seeds agree with S<sub>pp</sub> = {_num(ceiling)} and positions with "
                     f"S<sub>pq</sub> = {_num(st['cross_position'])}; {psi}")
       elif "cross_position" in st:

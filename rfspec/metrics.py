@@ -73,6 +73,12 @@ PIXEL = "pixel"
 FEATURE_TAP = "inception_3a/output"  # feature space for `space`: 59 px RF, stride 8, 256 channels
 REALISM_TAP = "inception_3a/output"  # mid-level statistics for `stats_distance`
 REALISM_SIZE = 224  # the net's training resolution; `confidence` needs 223-254 px
+# A node's region must hold a few whole feature RFs (59 px for inception_3a) to be compared in
+# feature space; below 2x that (118 px) compare pixels.
+FEATURE_MIN_RF = 2 * geometry(FEATURE_TAP).size
+# PSI is a ratio to the seed ceiling; where seeds barely agree (ceiling near 0) it explodes and
+# means nothing, so reports call PSI undefined below this ceiling (raw matrices keep every value).
+MIN_CEILING = 0.1
 
 Array = jax.Array
 

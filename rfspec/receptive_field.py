@@ -234,6 +234,20 @@ def receptive_field(tap: str, image_hw: int | Sequence[int]) -> ReceptiveField:
   return _receptive_field(tap, _image_hw(image_hw))
 
 
+def box_masks(tap: str, image_hw: int | Sequence[int], positions: Sequence[Position], grow: int = 0) -> np.ndarray:
+  """bool [P, H, W]: each position's RF box, grown by `grow` px per side, clipped to the image.
+
+  Positions are (i, j) = (row, col); masks are indexed (y, x), each in its own position's frame.
+  """
+  rf = receptive_field(tap, image_hw)
+  h, w = rf.image_hw
+  out = np.zeros((len(positions), h, w), bool)
+  for n, (i, j) in enumerate(positions):
+    top, left, bottom, right = rf.box(i, j)
+    out[n, max(top - grow, 0):max(bottom + grow, 0), max(left - grow, 0):max(right + grow, 0)] = True
+  return out
+
+
 def nearest_node(tap: str, image_hw: int | Sequence[int], yx: Sequence[float]) -> Position:
   """The node (i, j) = (row, col) of `tap` whose RF centre is nearest the pixel (y, x) = (row, col).
 

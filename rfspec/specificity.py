@@ -69,7 +69,7 @@ import numpy as np
 from rfspec import masks as masks_lib
 from rfspec import metrics
 from rfspec.models import googlenet
-from rfspec.receptive_field import branch_tap, receptive_field
+from rfspec.receptive_field import box_masks, branch_tap, receptive_field
 from rfspec.visualize import CANVAS_FILLS, Progress, VisConfig, visualize_grid
 
 __all__ = ["Canvas", "DEFAULT_POSITIONS", "FEATURE_MIN_RF", "MIN_CEILING", "NO_CANVAS", "canvas_inside_fraction",
@@ -79,13 +79,9 @@ __all__ = ["Canvas", "DEFAULT_POSITIONS", "FEATURE_MIN_RF", "MIN_CEILING", "NO_C
 # Centre -> edge -> corner.
 DEFAULT_POSITIONS: tuple[str, ...] = ("centre", "top", "left", "top_left", "bottom_right")
 NO_CANVAS = "none"  # the variant name of the plain sweep
-# A node's region must hold a few whole feature RFs (59 px for inception_3a) to be compared in
-# feature space; below 2x that (118 px, the metrics docstring's "~120 px") use pixels.
-FEATURE_MIN_RF = 2 * receptive_field(metrics.FEATURE_TAP, (224, 224)).size
-# PSI is a ratio to the seed ceiling; where seeds barely agree (ceiling near 0) it explodes and
-# means nothing. Summaries (psi_vs_reference and its means) leave out pairs whose ceiling is below
-# this; the raw [P, P] matrices keep every value.
-MIN_CEILING = 0.1
+# The shared policy (see rfspec.metrics): feature space from this RF size up; PSI needs this ceiling.
+FEATURE_MIN_RF = metrics.FEATURE_MIN_RF
+MIN_CEILING = metrics.MIN_CEILING
 
 
 class Canvas(NamedTuple):
@@ -148,18 +144,7 @@ def canvas_inside_fraction(tap: str, image_hw: tuple[int, int], pad: int, positi
   return float(receptive_field(tap, net_hw).inside_fraction(position[0] + k, position[1] + k))
 
 
-def rf_regions(tap: str, image_hw: tuple[int, int], positions: Sequence[tuple[int, int]], grow: int = 0) -> np.ndarray:
-  """bool [P, H, W]: each position's RF box, grown by `grow` px per side, clipped to the image.
-
-  Positions are (i, j) = (row, col); masks are indexed (y, x), each in its own position's frame.
-  """
-  rf = receptive_field(tap, image_hw)
-  h, w = rf.image_hw
-  out = np.zeros((len(positions), h, w), bool)
-  for n, (i, j) in enumerate(positions):
-    top, left, bottom, right = rf.box(i, j)
-    out[n, max(top - grow, 0):max(bottom + grow, 0), max(left - grow, 0):max(right + grow, 0)] = True
-  return out
+rf_regions = box_masks  # each position's RF box (grown by the jitter in `sweep_tap`)
 
 
 # ----------------------------------------------------------------------------- metrics

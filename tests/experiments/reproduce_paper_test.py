@@ -124,6 +124,7 @@ class ResumeTest(absltest.TestCase):
     self.assertTrue(os.path.exists(done), "fig4 never finished")
     proc.send_signal(signal.SIGKILL)  # mid-way through fig5
     proc.wait()
+    proc.stderr.close()
     self.assertFalse(os.path.exists(os.path.join(workdir, "fig5.json")), "fig5 finished before the kill")
     first_fig4 = os.path.getmtime(done)
     rerun = run_binary(f"--workdir={workdir}", QUICK, weights_flag(), "--figures=fig4,fig5")
