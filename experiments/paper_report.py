@@ -41,7 +41,6 @@ def _position_stats(images: np.ndarray, centres: np.ndarray, regions: np.ndarray
   """images [P, S, H, W, 3], centres [P, 2], regions [P, H, W] -> S_pp, S_pq, PSI in `space`."""
   import jax.numpy as jnp
 
-
   n_pos, n_seeds = images.shape[:2]
   off = ~np.eye(n_pos, dtype=bool)
   if n_seeds >= 2:
@@ -62,7 +61,6 @@ def _position_stats(images: np.ndarray, centres: np.ndarray, regions: np.ndarray
 def _tiled_stats(images: np.ndarray, params, space: str) -> dict:
   """images [S, H, W, 3] -> similarity between seeds (no shift)."""
   import jax.numpy as jnp
-
 
   if len(images) < 2:
     return {}
