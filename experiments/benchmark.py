@@ -121,10 +121,8 @@ def bench_visualize(params, repeats: int) -> dict:
   import jax
   import jax.numpy as jnp
 
+  from rfspec import engine as vis
   from rfspec import masks as masks_lib
-  import importlib
-
-  vis = importlib.import_module("rfspec.visualize")  # the package attribute is the function
 
   P, S = (int(v) for v in _GRID.value)
   device = jax.devices()[0]

@@ -22,7 +22,7 @@ import os
 import numpy as np
 
 from rfspec import io, metrics
-from rfspec.receptive_field import box_masks
+from rfspec.geometry import box_masks
 
 _INTRO = ("<p>Zipser (2015), <i>Node Specificity in Convolutional Deep Nets Depends on Receptive Field "
           "Position and Size</i>, reproduced on BVLC GoogLeNet with rfspec. Each image is a "

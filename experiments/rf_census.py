@@ -51,7 +51,7 @@ def _erf_rows(config, workdir: str) -> dict:
   import jax
 
   from rfspec import io
-  from rfspec.receptive_field import branch_tap, erf_summary, probe_positions
+  from rfspec.geometry import branch_tap, erf_summary, probe_positions
 
   hw = (config.erf_image_size, config.erf_image_size)
   channel = None if config.erf_channel < 0 else int(config.erf_channel)
@@ -94,7 +94,7 @@ def main(argv):
 
   matplotlib.use("Agg")
   from rfspec import io
-  from rfspec.receptive_field import (census, census_markdown, plot_inside_fractions, plot_pct_inside,
+  from rfspec.geometry import (census, census_markdown, plot_inside_fractions, plot_pct_inside,
                                       spatial_taps, tap_filename)
   from rfspec.models import googlenet
 

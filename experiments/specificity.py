@@ -62,8 +62,8 @@ def _settings(config) -> dict:
   """The config's fields that determine the results, validated; raises UserError."""
   from rfspec import masks as masks_lib
   from rfspec.models import googlenet
-  from rfspec.receptive_field import spatial_taps
-  from rfspec.visualize import CANVAS_FILLS, VisConfig
+  from rfspec.geometry import spatial_taps
+  from rfspec.engine import CANVAS_FILLS, VisConfig
 
   taps = list(config.taps)
   if not taps:
@@ -149,7 +149,7 @@ def _fingerprint(paths) -> list:
 
 
 def _stem(variant: str, tap: str) -> str:
-  from rfspec.receptive_field import tap_filename
+  from rfspec.geometry import tap_filename
 
   return f"{variant}__{tap_filename(tap)}"
 
@@ -505,7 +505,7 @@ def main(argv):
   def channels(tap):
     if tap not in state["channels"]:
       from rfspec import selection
-      from rfspec.visualize import VisConfig
+      from rfspec.engine import VisConfig
 
       vis = {k: v for k, v in settings["vis"].items() if k != "recipe"}
       cfg = VisConfig.from_recipe(settings["vis"].get("recipe", "deepdream"), tap=tap,
@@ -555,7 +555,7 @@ def main(argv):
     return
 
   from experiments import paper_report
-  from rfspec.receptive_field import tap_filename
+  from rfspec.geometry import tap_filename
 
   transfer_plots = []
   for r in results:

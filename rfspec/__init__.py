@@ -6,8 +6,8 @@ The public API, re-exported; see README.md for a tour. Positions on a tap's grid
 
 from rfspec.masks import node_mask
 from rfspec.models.googlenet import TAPS, forward
-from rfspec.receptive_field import effective_rf, receptive_field
-from rfspec.visualize import VisConfig, visualize, visualize_grid
+from rfspec.geometry import effective_rf, receptive_field
+from rfspec.engine import VisConfig, visualize, visualize_grid
 from rfspec.weights.store import load_params
 
 __all__ = ["TAPS", "VisConfig", "effective_rf", "forward", "load_params", "node_mask", "receptive_field",

@@ -16,8 +16,8 @@ import numpy as np
 from rfspec import masks as masks_lib
 from rfspec import selection
 from rfspec.models import googlenet
-from rfspec.receptive_field import receptive_field
-from rfspec.visualize import Progress, VisConfig, visualize_grid
+from rfspec.geometry import receptive_field
+from rfspec.engine import Progress, VisConfig, visualize_grid
 
 
 class Panel(NamedTuple):

@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from rfspec.models import googlenet
-from rfspec.receptive_field import nearest_node
+from rfspec.geometry import nearest_node
 
 __all__ = ["PAPER_COLUMN", "check_mask", "lattice", "named_positions", "nearest_node", "node_mask",
            "node_masks", "tap_shape"]

@@ -67,7 +67,7 @@ import jax
 import jax.numpy as jnp
 
 from rfspec.models import googlenet, preprocess
-from rfspec.receptive_field import geometry
+from rfspec.geometry import geometry
 
 PIXEL = "pixel"
 FEATURE_TAP = "inception_3a/output"  # feature space for `space`: 59 px RF, stride 8, 256 channels
@@ -156,7 +156,7 @@ def masked_correlation(a: Array, b: Array, mask: Array, *, per_channel: bool = F
 
 
 def _feature_box(tap: str) -> tuple[int, int, int]:
-  """(size, stride, start) of `tap`'s RF along either axis (from `rfspec.receptive_field`).
+  """(size, stride, start) of `tap`'s RF along either axis (from `rfspec.geometry`).
 
   Node i sees pixels [start + i*stride, start + i*stride + size).
   """

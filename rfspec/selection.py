@@ -31,7 +31,7 @@ def rank_channels(params, cfg, *, k: int | None = None, seed: int = 0, position=
   Returns:
     Channel indices, most active first (ties broken by the lower index).
   """
-  from rfspec.visualize import initial_image
+  from rfspec.engine import initial_image
 
   image = initial_image(seed, cfg)
   act = np.asarray(googlenet.forward(params, image[None], taps=cfg.tap)[cfg.tap][0])  # [h, w, C]

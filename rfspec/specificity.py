@@ -69,8 +69,8 @@ import numpy as np
 from rfspec import masks as masks_lib
 from rfspec import metrics
 from rfspec.models import googlenet
-from rfspec.receptive_field import box_masks, branch_tap, receptive_field
-from rfspec.visualize import CANVAS_FILLS, Progress, VisConfig, visualize_grid
+from rfspec.geometry import box_masks, branch_tap, receptive_field
+from rfspec.engine import CANVAS_FILLS, Progress, VisConfig, visualize_grid
 
 __all__ = ["Canvas", "DEFAULT_POSITIONS", "FEATURE_MIN_RF", "MIN_CEILING", "NO_CANVAS", "canvas_inside_fraction",
            "canvas_pad", "pair_summary", "plot_psi_vs_inside_fraction", "plot_psi_vs_rf_size", "plot_transfer",
@@ -255,7 +255,7 @@ def sweep_tap(params, tap: str, channels: Sequence[int], position_names: Sequenc
       score its realism against the reference-position run (`tiled_realism`); only without a
       canvas, where the tiled mask covers the image's grid.
     reference: natural-image `metrics.ActStats` for the realism score, or None.
-    progress: called with a `rfspec.visualize.Progress` after each compiled chunk.
+    progress: called with a `rfspec.engine.Progress` after each compiled chunk.
 
   Returns:
     A dict (JSON-friendly apart from "images" and "tiled_images"):

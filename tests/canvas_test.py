@@ -6,7 +6,7 @@ from absl.testing import absltest, parameterized
 
 from rfspec import masks
 from rfspec.models import googlenet, preprocess
-from rfspec.visualize import VisConfig, embed_canvas, visualize
+from rfspec.engine import VisConfig, embed_canvas, visualize
 
 TAP = "conv2/3x3"
 
@@ -59,7 +59,7 @@ class SupportNormalisedStepTest(absltest.TestCase):
     lr = 0.01
     cfg = VisConfig(tap=TAP, image_hw=(48, 48), steps=1, chunk=1, jitter=0, learning_rate=lr,
                     objective="pre_relu", init_scale=0.1)
-    from rfspec.visualize import initial_image
+    from rfspec.engine import initial_image
 
     mask = masks.node_mask(TAP, 3, cfg.image_hw, (6, 6))
     start = np.asarray(initial_image(0, cfg))
@@ -80,7 +80,7 @@ class LucidGridTest(absltest.TestCase):
 
   def test_lucid_grid_runs_twice_and_matches_single(self):
     # The Fourier parameterisation's cached arrays must be built outside any trace.
-    from rfspec.visualize import visualize_grid
+    from rfspec.engine import visualize_grid
 
     params = tiny_params()
     cfg = VisConfig.lucid(TAP, image_hw=(40, 40), steps=2, chunk=2, jitter=2, pad=2, scales=(), rotate_degrees=0)

@@ -5,7 +5,7 @@ import re
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from rfspec.receptive_field import nearest_node, receptive_field
+from rfspec.geometry import nearest_node, receptive_field
 from rfspec import masks
 
 TAP, HW = "conv2/3x3", (48, 64)  # grid 12 x 16 nodes, 192 channels

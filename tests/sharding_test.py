@@ -19,11 +19,11 @@ _SCRIPT = textwrap.dedent("""
     import numpy as np
     from jax.sharding import PartitionSpec as P
 
-    import rfspec.visualize
+    import rfspec.engine
     from rfspec import masks
     from tests.conftest import real_params
 
-    vis = sys.modules["rfspec.visualize"]
+    vis = rfspec.engine
     assert len(jax.devices()) == 4, jax.devices()
     params = real_params()
     cfg = vis.VisConfig(tap="conv2/3x3", image_hw=(40, 40), steps=4, chunk=2, jitter=3,

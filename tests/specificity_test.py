@@ -9,7 +9,7 @@ from absl.testing import absltest, parameterized
 from rfspec import io, metrics
 from rfspec import specificity as spec
 from rfspec.masks import named_positions
-from rfspec.receptive_field import receptive_field
+from rfspec.geometry import receptive_field
 from tests.conftest import IMAGES, real_params, shared_file
 
 TINY = dict(recipe="deepdream", image_hw=(64, 64), steps=2, chunk=2, objective="pre_relu",

@@ -2,7 +2,7 @@
 
 `LAYERS` is the single source of truth for the architecture. The Flax module, the Caffe weight
 mapping (`param_shapes`), the blob-size arithmetic (`blob_hw`) and the receptive-field geometry
-(`rfspec.receptive_field`) all walk this one table, so they cannot disagree.
+(`rfspec.geometry`) all walk this one table, so they cannot disagree.
 
 Every entry is one Caffe layer whose name equals its top blob, so layer names double as tap
 names. In-place layers are folded in: a conv entry includes its ReLU (Caffe's blobs hold

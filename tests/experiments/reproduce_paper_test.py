@@ -84,7 +84,7 @@ class QuickRunTest(absltest.TestCase):
 
   def test_json_regenerates_an_image_exactly(self):
     import rfspec
-    from rfspec.visualize import VisConfig
+    from rfspec.engine import VisConfig
 
     meta = io.read_json(os.path.join(self.workdir, "fig2.json"))
     rec = meta["images"][2][1]  # bottom position, second seed

@@ -422,7 +422,7 @@ class Progress(NamedTuple):
 
 
 def log_progress(info: Progress) -> None:
-  """The default `progress` callback: one concise line at INFO on the "rfspec.visualize" logger."""
+  """The default `progress` callback: one concise line at INFO on the "rfspec.engine" logger."""
   _log.info("visualize: step %d/%d, %d images, %.1f image-steps/s, elapsed %.0fs, ETA %.0fs",
             info.step, info.total, info.images, info.image_steps_per_s, info.elapsed_s, info.eta_s)
 

@@ -14,14 +14,11 @@ Node (i, j) of a tap then sees the half-open pixel box rows [start + i*jump, sta
 columns likewise. Every GoogLeNet layer is symmetric, so size, jump and start are the same for
 rows and columns; only the grid (h, w) differs for non-square images. The box may extend past the
 image: its intersection with the image is exactly the set of input pixels that can influence the
-node (checked by gradients in tests/receptive_field_test.py).
+node (checked by gradients in tests/geometry_test.py).
 
 Conventions: positions are (i, j) = (row, col) on a tap's grid, 0-based; pixels are (y, x) =
 (row, col), and pixel y's centre has coordinate y (so a box [top, bottom) has centre
 (top + bottom - 1) / 2).
-
-Note: this module's name equals the function `receptive_field`, which the package re-exports;
-import members with `from rfspec.receptive_field import ...`, not `import rfspec.receptive_field`.
 """
 
 from __future__ import annotations

@@ -11,12 +11,12 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
 
-import rfspec.visualize  # noqa: F401  (the package re-exports a function of the same name)
+import rfspec.engine
 from rfspec import masks, objectives
-from rfspec.receptive_field import receptive_field
+from rfspec.geometry import receptive_field
 from tests.conftest import real_params
 
-vis = sys.modules["rfspec.visualize"]
+vis = rfspec.engine
 VisConfig = vis.VisConfig
 
 TAP, HW = "conv2/3x3", (40, 40)  # grid 10 x 10, RF 19 px: most pixels lie outside one node's RF

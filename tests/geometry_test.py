@@ -1,4 +1,4 @@
-"""Tests for rfspec.receptive_field: analytic RF geometry, its exactness, effective RFs, census.
+"""Tests for rfspec.geometry: analytic RF geometry, its exactness, effective RFs, census.
 
 Positions are (i, j) = (row, col) on a tap's grid; pixels are (y, x) = (row, col).
 """
@@ -14,7 +14,7 @@ import numpy as np
 
 import rfspec
 from rfspec.models import googlenet
-from rfspec.receptive_field import (ReceptiveField, _erf_maps, branch_tap, census, census_markdown, effective_rf,
+from rfspec.geometry import (ReceptiveField, _erf_maps, branch_tap, census, census_markdown, effective_rf,
                                     erf_stats, geometry, nearest_node, probe_positions, receptive_field, spatial_taps,
                                     trunk_taps)
 from tests.conftest import real_params
