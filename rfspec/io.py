@@ -1,16 +1,29 @@
-"""The only disk I/O in rfspec: atomic writes of JSON, text and PNG files.
+"""The only disk I/O in rfspec: atomic writes of JSON, text and PNG files, and completion manifests.
 
 Every writer goes through `atomic_write`: the bytes land in a temporary file in the target's
-directory and are renamed into place, so a crash or Ctrl-C never leaves a half-written output.
+directory (named `.<name>.<pid>.<random>.tmp`) and are renamed into place, so a crash or Ctrl-C
+never leaves a half-written output. A kill can still leave the temporary file; the next run
+removes it with `clean_stale_temps`.
+
+Resumable binaries mark a finished unit of work with a manifest (`write_manifest`, written last):
+JSON that records the size and sha256 of every file it vouches for. `check_manifest` trusts a
+unit only if the manifest parses, matches the wanted config and every listed file is intact, so a
+truncated or swapped output is redone rather than loaded. Before rewriting a unit, call
+`invalidate_manifest` first: a crash part-way through then leaves no marker beside a mix of old
+and new files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io as _io
 import json
 import os
+import re
 import tempfile
-from typing import Any
+import time
+import zipfile
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -20,7 +33,7 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> str:
   path = os.fspath(path)
   parent = os.path.dirname(os.path.abspath(path))
   os.makedirs(parent, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=parent, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+  fd, tmp = tempfile.mkstemp(dir=parent, prefix=_temp_prefix(path), suffix=".tmp")
   try:
     with os.fdopen(fd, "wb") as f:
       f.write(data)
@@ -39,6 +52,162 @@ def _umask() -> int:
   mask = os.umask(0)
   os.umask(mask)
   return mask
+
+
+# ----------------------------------------------------------------------------- temporary files
+
+# `.<name>.<pid>.<random>.tmp` (atomic_write, checkpoint staging) and `.<name>.<pid>.<random>.part`
+# (downloads). The pid lets the next run tell a dead writer's leftovers from a live one's.
+_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]{8}\.(?:tmp|part)$")
+
+
+def _temp_prefix(path) -> str:
+  """mkstemp/mkdtemp prefix for a temporary sibling of `path` (see `_TEMP_RE`)."""
+  return f".{os.path.basename(os.fspath(path))}.{os.getpid()}."
+
+
+def _pid_alive(pid: int) -> bool:
+  if pid == os.getpid():
+    return True
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # exists, owned by someone else
+    return True
+  except OverflowError:
+    return False
+  return True
+
+
+def clean_stale_temps(directory: str | os.PathLike, *, max_age_s: float = 24 * 3600.0) -> list[str]:
+  """Removes temporary files and directories that rfspec's own writers left behind in `directory`.
+
+  Only names of rfspec's temporary-file pattern (`.<name>.<pid>.<random>.tmp` or `.part`, made
+  by `atomic_write`, `rfspec.weights.store.download` and `save_checkpoint`) are considered, and only
+  when the process that made them is gone or they are older than `max_age_s` (a writer on another
+  host sharing the directory). Not recursive. A missing directory is fine.
+
+  Returns:
+    The paths removed.
+  """
+  directory = os.fspath(directory)
+  try:
+    names = os.listdir(directory)
+  except (FileNotFoundError, NotADirectoryError):
+    return []
+  removed, now = [], time.time()
+  for name in names:
+    m = _TEMP_RE.match(name)
+    if not m:
+      continue
+    path = os.path.join(directory, name)
+    try:
+      age = now - os.lstat(path).st_mtime
+    except FileNotFoundError:
+      continue
+    if _pid_alive(int(m["pid"])) and age < max_age_s:
+      continue
+    try:
+      if os.path.isdir(path) and not os.path.islink(path):
+        import shutil
+
+        shutil.rmtree(path)
+      else:
+        os.unlink(path)
+      removed.append(path)
+    except FileNotFoundError:
+      pass
+  return removed
+
+
+# ----------------------------------------------------------------------------- completion manifests
+
+MANIFEST_VERSION = 1
+
+
+def file_digest(path: str | os.PathLike) -> dict:
+  """{"size": bytes, "sha256": hex} of a file, read in 1 MiB chunks."""
+  h, size = hashlib.sha256(), 0
+  with open(path, "rb") as f:
+    while chunk := f.read(1 << 20):
+      h.update(chunk)
+      size += len(chunk)
+  return {"size": size, "sha256": h.hexdigest()}
+
+
+def write_manifest(path: str | os.PathLike, files: Mapping[str, str | os.PathLike],
+                   extra: Mapping[str, Any] | None = None) -> str:
+  """Atomically writes a completion manifest vouching for `files`; call it LAST.
+
+  Args:
+    path: the manifest file (JSON), e.g. DIR/fig2.done.json.
+    files: {name: path} of the finished outputs. Paths are stored relative to the manifest's
+      directory when they lie under it (so a workdir can be moved), else absolute.
+    extra: JSON-able fields to record and later match with `check_manifest(want=...)`, e.g.
+      {"config_hash": ...}. Keys "files" and "manifest_version" are reserved.
+
+  Returns:
+    `path`.
+  """
+  extra = dict(extra or {})
+  reserved = {"files", "manifest_version"} & set(extra)
+  if reserved:
+    raise ValueError(f"extra may not use the reserved keys {sorted(reserved)}.")
+  base = os.path.dirname(os.path.abspath(os.fspath(path)))
+  entries = {}
+  for name, fpath in files.items():
+    fpath = os.path.abspath(os.fspath(fpath))
+    rel = os.path.relpath(fpath, base)
+    entries[str(name)] = dict(path=fpath if rel.startswith(os.pardir) else rel, **file_digest(fpath))
+  return write_json(path, dict(extra, manifest_version=MANIFEST_VERSION, files=entries))
+
+
+def _file_intact(path: str, entry: Mapping[str, Any]) -> bool:
+  try:
+    if os.path.getsize(path) != entry["size"] or file_digest(path)["sha256"] != entry["sha256"]:
+      return False
+    if path.endswith(".npz"):  # the hash vouches for the bytes; this for the zip inside
+      with zipfile.ZipFile(path) as z:
+        return z.testzip() is None
+  except (OSError, KeyError, TypeError, zipfile.BadZipFile):
+    return False
+  return True
+
+
+def check_manifest(path: str | os.PathLike, want: Mapping[str, Any] | None = None) -> dict | None:
+  """The manifest at `path` if it vouches for intact outputs, else None (redo the work).
+
+  None when the manifest is missing or unreadable, any `want` item differs from the recorded one
+  (e.g. another config hash), or any listed file is missing or has another size or sha256 (an
+  `.npz` must also open as a zip with intact members).
+
+  Returns:
+    The manifest dict; `m["files"][name]["path"]` is made absolute.
+  """
+  path = os.fspath(path)
+  try:
+    manifest = read_json(path)
+    if not isinstance(manifest, dict) or manifest.get("manifest_version") != MANIFEST_VERSION:
+      return None
+    if any(manifest.get(k) != _to_jsonable(v) for k, v in (want or {}).items()):
+      return None
+    base = os.path.dirname(os.path.abspath(path))
+    for entry in manifest["files"].values():
+      entry["path"] = os.path.join(base, entry["path"])
+      if not _file_intact(entry["path"], entry):
+        return None
+  except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    return None
+  return manifest
+
+
+def invalidate_manifest(path: str | os.PathLike) -> None:
+  """Removes a manifest before its outputs are rewritten (no-op if absent)."""
+  try:
+    os.unlink(path)
+  except FileNotFoundError:
+    pass
 
 
 def _to_jsonable(obj: Any):
