@@ -49,10 +49,16 @@ def _progress(name: str):
 
 
 def run_figure(params, name: str, fig: dict, vis: dict, weights: str, workdir: str) -> dict:
-  """Computes one figure and writes its PNG, NPZ and JSON (JSON last: it marks completion)."""
+  """Computes one figure and writes its PNG, NPZ and JSON.
+
+  The JSON is the figure's completion manifest (`rfspec.io.write_manifest`: it records the PNG's and
+  NPZ's sha256). It is removed before anything new is written and written last, so a crash
+  part-way through a rerun never leaves a done-marker beside a mix of old and new files.
+  """
   from rfspec import figures, io
 
   t0 = time.perf_counter()
+  io.invalidate_manifest(os.path.join(workdir, f"{name}.json"))
   vis = dict(vis)
   recipe = vis.pop("recipe")
   panels = [figures.Panel(p["tap"], int(p["channel"]), int(p.get("rank", 0))) for p in fig["panels"]]
@@ -61,10 +67,10 @@ def run_figure(params, name: str, fig: dict, vis: dict, weights: str, workdir: s
   captions = [[f"obj {o:.3g}" for o in row] for row in result.objectives]
   canvas = io.render_grid(result.images, boxes=result.boxes, row_labels=result.row_labels,
                           col_labels=result.col_labels, captions=captions, title=fig["title"])
-  io.write_png(os.path.join(workdir, f"{name}.png"), canvas)
+  png = io.write_png(os.path.join(workdir, f"{name}.png"), canvas)
   buf = __import__("io").BytesIO()
   np.savez_compressed(buf, images=result.images.astype(np.float32), objectives=result.objectives)
-  io.atomic_write(os.path.join(workdir, f"{name}.npz"), buf.getvalue())
+  npz = io.atomic_write(os.path.join(workdir, f"{name}.npz"), buf.getvalue())
   meta = dict(
       figure=name, title=fig["title"], claim=fig["claim"], config_hash=config_hash(fig, dict(vis, recipe=recipe), weights),
       weights=weights, recipe=recipe, vis=vis, rows=len(result.row_labels), cols=len(result.col_labels),
@@ -74,20 +80,16 @@ def run_figure(params, name: str, fig: dict, vis: dict, weights: str, workdir: s
       regenerate=("img = rfspec.visualize(params, seed, rfspec.node_mask(tap, channel, tuple(vis_config['image_hw']), "
                   "position), rfspec.VisConfig(**vis_config))  # fields of any entry in 'images'"),
   )
-  io.write_json(os.path.join(workdir, f"{name}.json"), meta)
+  io.write_manifest(os.path.join(workdir, f"{name}.json"), {"png": png, "npz": npz}, meta)
   return meta
 
 
 def is_done(workdir: str, name: str, want_hash: str) -> bool:
-  path = os.path.join(workdir, f"{name}.json")
-  if not (os.path.exists(path) and os.path.exists(os.path.join(workdir, f"{name}.png"))):
-    return False
-  try:
-    from rfspec import io
+  """Whether figure `name` is complete for this config: its JSON manifest matches `want_hash` and
+  the PNG and NPZ it vouches for are intact (a truncated or replaced file means redo)."""
+  from rfspec import io
 
-    return io.read_json(path).get("config_hash") == want_hash
-  except (OSError, ValueError):
-    return False
+  return io.check_manifest(os.path.join(workdir, f"{name}.json"), {"config_hash": want_hash}) is not None
 
 
 def main(argv):
@@ -95,6 +97,9 @@ def main(argv):
     raise _cli.UserError(f"Unexpected arguments {argv[1:]}; flags look like --workdir=DIR.")
   config = _CONFIG.value
   workdir = _cli.ensure_workdir(_WORKDIR.value)
+  from rfspec import io
+
+  io.clean_stale_temps(workdir)  # leftovers of a killed run
   all_figs = dict(config.figures.to_dict())
   names = _ONLY.value or list(all_figs)
   unknown = [n for n in names if n not in all_figs]
