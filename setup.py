@@ -24,6 +24,6 @@ setup(
         "matplotlib>=3.6",
     ],
     extras_require={
-        "test": ["pytest>=7", "opencv-python-headless<5"],
+        "test": ["pytest>=7", "opencv-python-headless<5", "scikit-image", "chex"],
     },
 )
