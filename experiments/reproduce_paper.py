@@ -6,7 +6,8 @@
   python -m experiments.reproduce_paper --workdir=/tmp/paper \
       --config=experiments/configs/fig2.py                                         # one figure
 
-Writes DIR/figN.png (the grid, RF boxes in red, the off-image part of each RF pink), DIR/figN.json
+Writes DIR/figN.png (the grid: each image untouched inside a margin that shows its node's RF box in
+red and the off-image part of the RF hatched; under each image its (i, j) and objective), DIR/figN.json
 (everything needed to regenerate any single image exactly), DIR/figN.npz (the raw images) and
 DIR/report.html. A rerun skips figures whose config hash is unchanged; --overwrite redoes them.
 """
@@ -55,7 +56,7 @@ def run_figure(params, name: str, fig: dict, vis: dict, weights: str, workdir: s
   NPZ's sha256). It is removed before anything new is written and written last, so a crash
   part-way through a rerun never leaves a done-marker beside a mix of old and new files.
   """
-  from rfspec import figures, io
+  from rfspec import figures, io, plots
 
   t0 = time.perf_counter()
   io.invalidate_manifest(os.path.join(workdir, f"{name}.json"))
@@ -64,9 +65,8 @@ def run_figure(params, name: str, fig: dict, vis: dict, weights: str, workdir: s
   panels = [figures.Panel(p["tap"], int(p["channel"]), int(p.get("rank", 0))) for p in fig["panels"]]
   result = figures.make_figure(params, panels, fig["positions"], fig["seeds"], vis, recipe=recipe,
                                progress=_progress(name))
-  captions = [[f"obj {o:.3g}" for o in row] for row in result.objectives]
-  canvas = io.render_grid(result.images, boxes=result.boxes, row_labels=result.row_labels,
-                          col_labels=result.col_labels, captions=captions, title=fig["title"])
+  canvas = plots.render_grid(result.images, boxes=result.boxes, row_labels=result.row_labels,
+                             col_labels=result.col_labels, captions=result.captions, title=fig["title"])
   png = io.write_png(os.path.join(workdir, f"{name}.png"), canvas)
   buf = __import__("io").BytesIO()
   np.savez_compressed(buf, images=result.images.astype(np.float32), objectives=result.objectives)
@@ -74,7 +74,7 @@ def run_figure(params, name: str, fig: dict, vis: dict, weights: str, workdir: s
   meta = dict(
       figure=name, title=fig["title"], claim=fig["claim"], config_hash=config_hash(fig, dict(vis, recipe=recipe), weights),
       weights=weights, recipe=recipe, vis=vis, rows=len(result.row_labels), cols=len(result.col_labels),
-      row_labels=result.row_labels, col_labels=result.col_labels,
+      row_labels=result.row_labels, col_labels=result.col_labels, captions=result.captions,
       panels=[p._asdict() for p in result.panels], images=result.records,
       seconds=time.perf_counter() - t0,
       regenerate=("img = rfspec.visualize(params, seed, rfspec.node_mask(tap, channel, tuple(vis_config['image_hw']), "

@@ -35,7 +35,11 @@ class Figure(NamedTuple):
     images: float32 [R, C, H, W, 3] RGB in [0, 1]; R = positions (1 if tiled), C = panels x seeds.
     boxes: int [R, C, 4] RF boxes (top, left, bottom, right), or None when tiled.
     objectives: float32 [R, C], Σ mask · act(tap) of the final image (no jitter).
-    row_labels, col_labels: strings for the grid.
+    row_labels: R position names ("top", ...; "tiled"); a row's (i, j) differs between panels
+      whose taps have different grids, so it is in each cell's caption, not here.
+    col_labels: C strings "tap chN\nseed S".
+    captions: [R][C] strings under each image: its own (i, j) = (row, col) on its tap's grid and
+      the share of its RF inside the image (or "all h x w" when tiled), and its final objective.
     records: [R][C] dicts: tap, channel, position (i, j), seed, RF geometry, objective, and the
       VisConfig fields -- enough to regenerate the image with `rfspec.visualize`.
     panels: the resolved panels (channels filled in).
@@ -48,6 +52,7 @@ class Figure(NamedTuple):
   col_labels: list[str]
   records: list[list[dict]]
   panels: list[Panel]
+  captions: list[list[str]]
 
 
 def final_objective(params, images, masks, tap: str) -> np.ndarray:
@@ -118,9 +123,24 @@ def make_figure(params, panels: Sequence[Panel], positions: Sequence[str], seeds
   objectives = np.concatenate(objectives, axis=1)
   recs = [[rec for pr in records for rec in pr[r]] for r in range(n_rows)]
   box_arr = None if tiled else np.array([[b for pb in boxes for b in pb[r]] for r in range(n_rows)], np.int64)
-  row_labels = ["tiled (all positions)"] if tiled else [
-      f"{name}\n(i, j) = {tuple(recs[r][0]['position'])}" for r, name in enumerate(positions)]
-  return Figure(images, box_arr, objectives, row_labels, col_labels, recs, resolved)
+  row_labels = ["tiled"] if tiled else list(positions)
+  captions = [[cell_caption(rec) for rec in row] for row in recs]
+  return Figure(images, box_arr, objectives, row_labels, col_labels, recs, resolved, captions)
+
+
+def cell_caption(record: dict) -> str:
+  """Two lines under one image: where its node is, and the final objective.
+
+  "(i, j) = (0, 6), RF 54% inside" -- position (row, col) on the tap's grid -- or
+  "(i, j): all 14 x 14" when tiled; then "objective 716".
+  """
+  if record["position"] is None:
+    h, w = record["rf"]["grid"]
+    where = f"(i, j): all {h} x {w}"
+  else:
+    i, j = record["position"]
+    where = f"(i, j) = ({i}, {j}), RF {record['rf']['inside_fraction']:.0%} inside"
+  return f"{where}\nobjective {record['objective']:.3g}"
 
 
 def _short(tap: str) -> str:

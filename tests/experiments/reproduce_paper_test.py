@@ -10,7 +10,7 @@ import tempfile
 import numpy as np
 from absl.testing import absltest
 
-from rfspec import io
+from rfspec import io, plots
 from tests.conftest import CAFFEMODEL, REPO, shared_file
 
 QUICK = "--config=experiments/configs/reproduce_paper.py:quick"
@@ -25,6 +25,36 @@ def run_binary(*args, env=None, timeout=900):
 
 def weights_flag():
   return f"--weights={shared_file(CAFFEMODEL)}"
+
+
+def expected_rf_drawing(box, h, w, m):
+  """(line, hatch) bool masks over a cell's [h + 2m, w + 2m] frame, from the drawing rules alone.
+
+  Rules (rfspec.plots): the RF box's border band (RF_LINE_PX wide, inside the box) is red where it
+  falls in the margin; an edge band crossing the image's rows (cols) gets a red tick RF_TICK_PX
+  long in a side margin that the box does not reach; other margin pixels in the box are hatched
+  on the diagonals (y + x) % HATCH_PERIOD == 0; nothing is drawn on the image.
+  """
+  k, tick, period = plots.RF_LINE_PX, plots.RF_TICK_PX, plots.HATCH_PERIOD
+  line = np.zeros((h + 2 * m, w + 2 * m), bool)
+  hatch = np.zeros_like(line)
+  if box is None:
+    return line, hatch
+  t, l, b, r = box
+  for fy in range(h + 2 * m):
+    for fx in range(w + 2 * m):
+      y, x = fy - m, fx - m
+      if 0 <= y < h and 0 <= x < w:
+        continue  # the image
+      inside = t <= y < b and l <= x < r
+      on_row_edge = 0 <= y - t < k or 0 <= b - 1 - y < k
+      on_col_edge = 0 <= x - l < k or 0 <= r - 1 - x < k
+      border = inside and (on_row_edge or on_col_edge)
+      ticked = (on_row_edge and 0 <= y < h and ((l >= 0 and -tick <= x < 0) or (r <= w and w <= x < w + tick))) or \
+               (on_col_edge and 0 <= x < w and ((t >= 0 and -tick <= y < 0) or (b <= h and h <= y < h + tick)))
+      line[fy, fx] = border or ticked
+      hatch[fy, fx] = inside and not line[fy, fx] and (y + x) % period == 0
+  return line, hatch
 
 
 class QuickRunTest(absltest.TestCase):
@@ -59,28 +89,32 @@ class QuickRunTest(absltest.TestCase):
       self.assertEqual((meta["rows"], meta["cols"]), (rows, cols), name)
       self.assertLen(meta["images"], rows)
       h, w = images.shape[2:4]
-      geo = io.grid_geometry(rows, cols, (h, w))
+      geo = plots.grid_geometry(rows, cols, (h, w), title=meta["title"], row_labels=meta["row_labels"],
+                                col_labels=meta["col_labels"], captions=meta["captions"])
       png = np.asarray(Image.open(os.path.join(self.workdir, f"{name}.png")).convert("RGB"))
-      self.assertEqual(png.shape[0], geo["height"], name)
-      # Every cell holds its image, pixel for pixel, where the layout says; the RF box outline
-      # (2 px, red) is drawn over it exactly where the JSON's box says.
+      self.assertEqual(png.shape[:2], (geo["height"], geo["width"]), name)
       m = geo["margin"]
       for r in range(rows):
         for c in range(cols):
-          top = geo["header_h"] + r * geo["cell_h"] + m
+          rec = meta["images"][r][c]
+          # Each panel is labelled with its own node position (Fig 1's two taps have different grids).
+          where = "all" if rec["position"] is None else "({}, {})".format(*rec["position"])
+          self.assertIn(where, meta["captions"][r][c], f"{name} {r},{c}")
+          top = geo["title_h"] + geo["header_h"] + r * geo["cell_h"] + m
           left = geo["label_w"] + c * geo["cell_w"] + m
-          cell = png[top:top + h, left:left + w]
-          outline = np.zeros((h, w), bool)
-          box = meta["images"][r][c]["rf"]["box"]
-          if box is not None:
-            t, l = max(box[0], -m), max(box[1], -m)
-            b, rt = min(box[2], h + m) - 1, min(box[3], w + m) - 1
-            band = np.zeros((h + 2 * m, w + 2 * m), bool)
-            band[t + m:b + m + 1, l + m:rt + m + 1] = True
-            band[t + m + 2:b + m - 1, l + m + 2:rt + m - 1] = False
-            outline = band[m:m + h, m:m + w]
-            np.testing.assert_array_equal(cell[outline], np.broadcast_to(io._RF_COLOUR, cell[outline].shape))
-          np.testing.assert_array_equal(cell[~outline], io.to_uint8(images[r, c])[~outline], f"{name} {r},{c}")
+          frame = png[top - m:top + h + m, left - m:left + w + m]
+          # The image is never drawn over: every pixel is the saved image's.
+          np.testing.assert_array_equal(frame[m:m + h, m:m + w], io.to_uint8(images[r, c]), f"{name} {r},{c}")
+          # The margin holds exactly the RF drawing that the JSON's box implies, else white.
+          line, hatch = expected_rf_drawing(rec["rf"]["box"], h, w, m)
+          margin = np.ones(frame.shape[:2], bool)
+          margin[m:m + h, m:m + w] = False
+          want = np.full(frame.shape, 255, np.uint8)
+          want[hatch] = plots.HATCH_COLOUR
+          want[line] = plots.RF_COLOUR
+          np.testing.assert_array_equal(frame[margin], want[margin], f"{name} {r},{c} margin")
+          if rec["position"] is not None and rec["rf"]["inside_fraction"] < 1:
+            self.assertTrue(hatch.any(), f"{name} {r},{c}: off-image RF share not shown")
 
   def test_json_regenerates_an_image_exactly(self):
     import rfspec
