@@ -73,13 +73,32 @@ QUICK_VIS = dict(recipe="deepdream", image_hw=(96, 96), steps=12, chunk=6, dtype
 CPU_VIS = dict(FULL_VIS, steps=96, chunk=16, learning_rate=3 / 255)
 
 
+ACCELERATOR_BACKENDS = ("gpu", "cuda", "rocm", "tpu")
+
+
+def variant_for_backend(backend: str) -> str:
+  """The variant of a run whose --config names none: "full" on a GPU or TPU, else "cpu"."""
+  return "full" if backend in ACCELERATOR_BACKENDS else "cpu"
+
+
 def figure_config(names, arg=None) -> ml_collections.ConfigDict:
-  """Config for the figures `names`; arg "quick" or "cpu" selects a smaller variant."""
-  variants = {None: FULL_VIS, "": FULL_VIS, "full": FULL_VIS, "quick": QUICK_VIS, "cpu": CPU_VIS}
+  """Config for the figures `names`; arg "full", "cpu" or "quick" picks the variant.
+
+  Without arg the variant fits the machine: `variant_for_backend(jax.default_backend())`, and
+  `config.picked_for_backend` records the backend it was picked for ("" when arg named it).
+  """
+  variants = {"full": FULL_VIS, "quick": QUICK_VIS, "cpu": CPU_VIS}
+  backend = ""
+  if not arg:
+    import jax  # only a config without a variant asks what machine it runs on
+
+    backend = jax.default_backend()
+    arg = variant_for_backend(backend)
   if arg not in variants:
     raise ValueError(f"Unknown config variant {arg!r}; use one of: full, cpu, quick.")
   config = ml_collections.ConfigDict()
-  config.variant = arg or "full"
+  config.variant = arg
+  config.picked_for_backend = backend
   config.vis = dict(variants[arg])
   config.figures = {name: dict(FIGURES[name], panels=[dict(p) for p in FIGURES[name]["panels"]],
                                positions=list(FIGURES[name]["positions"]), seeds=list(FIGURES[name]["seeds"]))
