@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rfspec.errors import UserError
 from rfspec.models import googlenet, preprocess
 
 Position = tuple[int, int]
@@ -77,7 +78,7 @@ def geometry(tap: str) -> Geometry:
   """(size, jump, start) of `tap` along either axis, independent of the input size.
 
   Raises:
-    ValueError: unknown tap (the message suggests the closest names).
+    UserError: unknown tap (the message suggests the closest names).
   """
   googlenet.check_tap(tap)
   return _geometries()[tap]
@@ -91,11 +92,11 @@ def branch_tap(tap: str, channel: int) -> str:
   any other tap this returns `tap`.
 
   Raises:
-    ValueError: unknown tap, or channel outside [0, channels).
+    UserError: unknown tap, or channel outside [0, channels).
   """
   layer = googlenet.check_tap(tap)
   if not 0 <= channel < layer.channels:
-    raise ValueError(f"Channel {channel} is out of range for tap {tap!r}, which has {layer.channels} channels.")
+    raise UserError(f"Channel {channel} is out of range for tap {tap!r}, which has {layer.channels} channels.")
   if layer.kind != "concat":
     return tap
   for bottom in layer.bottoms:
@@ -139,7 +140,7 @@ class ReceptiveField:
     h, w = self.grid
     if not (isinstance(i, (int, np.integer)) and isinstance(j, (int, np.integer))) or not (
         0 <= i < h and 0 <= j < w):
-      raise ValueError(f"Position (i, j) = ({i}, {j}) is outside the {h}x{w} grid of tap {self.tap!r} "
+      raise UserError(f"Position (i, j) = ({i}, {j}) is outside the {h}x{w} grid of tap {self.tap!r} "
                        f"at {self.image_hw[0]}x{self.image_hw[1]} px; valid are 0 <= i < {h}, 0 <= j < {w} "
                        "(i = row, j = column).")
     return int(i), int(j)
@@ -199,9 +200,9 @@ def _image_hw(image_hw: int | Sequence[int]) -> tuple[int, int]:
   try:
     h, w = (int(v) for v in image_hw)
   except (TypeError, ValueError):
-    raise ValueError(f"image_hw must be (H, W) in pixels, got {image_hw!r}.") from None
+    raise UserError(f"image_hw must be (H, W) in pixels, got {image_hw!r}.") from None
   if h < 1 or w < 1:
-    raise ValueError(f"image_hw must be positive, got {(h, w)}.")
+    raise UserError(f"image_hw must be positive, got {(h, w)}.")
   return h, w
 
 
@@ -225,7 +226,7 @@ def receptive_field(tap: str, image_hw: int | Sequence[int]) -> ReceptiveField:
     A `ReceptiveField`; positions on it are (i, j) = (row, col), pixels (y, x) = (row, col).
 
   Raises:
-    ValueError: unknown tap (suggests the closest names), or an input too small for the tap
+    UserError: unknown tap (suggests the closest names), or an input too small for the tap
       (names the smallest size that works).
   """
   return _receptive_field(tap, _image_hw(image_hw))
@@ -358,7 +359,7 @@ def _positions_array(rf: ReceptiveField, positions) -> np.ndarray:
   if pos.ndim == 1:
     pos = pos[None]
   if pos.ndim != 2 or pos.shape[1] != 2 or pos.shape[0] == 0 or not np.issubdtype(pos.dtype, np.integer):
-    raise ValueError(f"positions must be integer (i, j) = (row, col) pairs, shape [P, 2]; got {positions!r}.")
+    raise UserError(f"positions must be integer (i, j) = (row, col) pairs, shape [P, 2]; got {positions!r}.")
   for i, j in pos:
     rf.box(int(i), int(j))  # raises, naming the grid, if out of range
   return pos.astype(np.int32)
@@ -389,7 +390,7 @@ def effective_rf(params, tap: str, channel: int | None, positions, image_hw: int
     `EffectiveRF` with maps [P, H, W] and per-node statistics.
 
   Raises:
-    ValueError: unknown tap, input too small, position outside the grid, channel out of range.
+    UserError: unknown tap, input too small, position outside the grid, channel out of range.
   """
   layer = googlenet.check_tap(tap)
   if images is not None:
@@ -397,15 +398,15 @@ def effective_rf(params, tap: str, channel: int | None, positions, image_hw: int
     if images.ndim == 3:
       images = images[None]
     if images.ndim != 4 or images.shape[-1] != 3:
-      raise ValueError(f"images must be [N, H, W, 3] RGB in [0, 1]; got shape {tuple(images.shape)}.")
+      raise UserError(f"images must be [N, H, W, 3] RGB in [0, 1]; got shape {tuple(images.shape)}.")
     if image_hw is not None and _image_hw(image_hw) != tuple(images.shape[1:3]):
-      raise ValueError(f"image_hw={image_hw} does not match the images' {tuple(images.shape[1:3])}.")
+      raise UserError(f"image_hw={image_hw} does not match the images' {tuple(images.shape[1:3])}.")
     image_hw = tuple(images.shape[1:3])
   else:
     if image_hw is None or key is None:
-      raise ValueError("effective_rf needs image_hw and a key (jax.random.key) for noise, or images.")
+      raise UserError("effective_rf needs image_hw and a key (jax.random.key) for noise, or images.")
     if num_samples < 1:
-      raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+      raise UserError(f"num_samples must be >= 1, got {num_samples}.")
     image_hw = _image_hw(image_hw)
     images = jax.random.uniform(key, (num_samples, *image_hw, 3), jnp.float32)
   rf = receptive_field(tap, image_hw)
@@ -489,7 +490,7 @@ def census(sizes: Sequence[int | Sequence[int]], taps: Sequence[str] | None = No
     share of RF area inside the image).
 
   Raises:
-    ValueError: unknown tap, or a size too small for a tap (names the smallest size that works).
+    UserError: unknown tap, or a size too small for a tap (names the smallest size that works).
   """
   taps = spatial_taps() if taps is None else googlenet.normalize_taps(taps)
   rows = []

@@ -17,17 +17,12 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from rfspec.errors import UserError
 from rfspec.models import googlenet
-from rfspec.geometry import nearest_node
 
-__all__ = ["PAPER_COLUMN", "check_mask", "lattice", "named_positions", "nearest_node", "node_mask",
-           "node_masks", "tap_shape"]
+__all__ = ["check_mask", "lattice", "named_positions", "node_mask", "node_masks", "tap_shape"]
 
 Position = tuple[int, int]
-
-# The paper's Figure 1 (right column) and Figure 2 show one node type at the top, middle and
-# bottom of the image's middle column; these names of `named_positions` give that column.
-PAPER_COLUMN: tuple[str, ...] = ("top", "middle", "bottom")
 
 
 def tap_shape(tap: str, image_hw: tuple[int, int]) -> tuple[int, int, int]:
@@ -41,7 +36,7 @@ def tap_shape(tap: str, image_hw: tuple[int, int]) -> tuple[int, int, int]:
     (h, w, C): the tap's grid (rows, cols) and channel count; (1, 1, C) for classifier taps.
 
   Raises:
-    ValueError: unknown tap, or an input too small (or, for classifier taps, of the wrong size).
+    UserError: unknown tap, or an input too small (or, for classifier taps, of the wrong size).
   """
   layer = googlenet.check_tap(tap)
   image_hw = _check_hw(image_hw)
@@ -56,7 +51,7 @@ def _check_hw(image_hw) -> tuple[int, int]:
   except (TypeError, ValueError):
     hw = ()
   if len(hw) != 2 or min(hw) < 1:
-    raise ValueError(f"image_hw must be (H, W), two positive ints in pixels; got {image_hw!r}.")
+    raise UserError(f"image_hw must be (H, W), two positive ints in pixels; got {image_hw!r}.")
   return hw  # type: ignore[return-value]
 
 
@@ -68,11 +63,11 @@ def _is_position(p) -> bool:
 def _check_position(p, tap: str, grid: tuple[int, int]) -> Position:
   """Validates one (i, j) = (row, col) position on `tap`'s grid of `grid` = (h, w) nodes."""
   if not _is_position(p):
-    raise ValueError(f"A position is (i, j) = (row, col), two ints on the tap's grid; got {p!r}.")
+    raise UserError(f"A position is (i, j) = (row, col), two ints on the tap's grid; got {p!r}.")
   i, j = int(p[0]), int(p[1])
   h, w = grid
   if not (0 <= i < h and 0 <= j < w):
-    raise ValueError(f"Position (i, j) = ({i}, {j}) is outside {tap!r}'s grid of {h}x{w} nodes "
+    raise UserError(f"Position (i, j) = ({i}, {j}) is outside {tap!r}'s grid of {h}x{w} nodes "
                      f"(rows 0..{h - 1}, cols 0..{w - 1}; positions are (row, col), 0-based).")
   return i, j
 
@@ -88,10 +83,10 @@ def _positions(position, tap: str, grid: tuple[int, int]) -> list[Position]:
   try:
     positions = [_check_position(p, tap, grid) for p in position]
   except TypeError:
-    raise ValueError(f"position must be None (every node), (i, j) = (row, col), or a list of "
+    raise UserError(f"position must be None (every node), (i, j) = (row, col), or a list of "
                      f"(i, j); got {position!r}.") from None
   if not positions:
-    raise ValueError("position is an empty list; give at least one (i, j) = (row, col), or None "
+    raise UserError("position is an empty list; give at least one (i, j) = (row, col), or None "
                      "for every position of the channel.")
   return positions
 
@@ -111,11 +106,11 @@ def node_mask(tap: str, channel: int, image_hw: tuple[int, int],
     float32 [h, w, C], 1 at (i, j, channel) for each chosen position, 0 elsewhere.
 
   Raises:
-    ValueError: unknown tap, input too small for it, channel or position out of range.
+    UserError: unknown tap, input too small for it, channel or position out of range.
   """
   h, w, c = tap_shape(tap, image_hw)
   if not isinstance(channel, numbers.Integral) or not 0 <= int(channel) < c:
-    raise ValueError(f"channel must be an int in 0..{c - 1}: {tap!r} has {c} channels; got {channel!r}.")
+    raise UserError(f"channel must be an int in 0..{c - 1}: {tap!r} has {c} channels; got {channel!r}.")
   mask = np.zeros((h, w, c), np.float32)
   for i, j in _positions(position, tap, (h, w)):
     mask[i, j, int(channel)] = 1.0
@@ -138,7 +133,7 @@ def node_masks(tap: str, channel: int, image_hw: tuple[int, int],
   """
   positions = list(positions)
   if not positions:
-    raise ValueError("positions is empty; give at least one (i, j) = (row, col).")
+    raise UserError("positions is empty; give at least one (i, j) = (row, col).")
   return np.stack([node_mask(tap, channel, image_hw, tuple(p)) for p in positions])
 
 
@@ -153,7 +148,7 @@ def named_positions(tap: str, image_hw: tuple[int, int]) -> dict[str, Position]:
     {name: (i, j)}, (row, col) on the tap's grid, 0-based. Names: "centre" (for an even side,
     the upper/left of the two middle nodes), "top_left", "top_right", "bottom_left",
     "bottom_right", the edge midpoints "top", "bottom", "left", "right", and "middle" (= centre).
-    `PAPER_COLUMN` = ("top", "middle", "bottom") is the paper's column of positions.
+    The paper's Figures 1 (right column) and 2 use "top", "middle" and "bottom".
   """
   h, w, _ = tap_shape(tap, image_hw)
   ci, cj = (h - 1) // 2, (w - 1) // 2
@@ -190,7 +185,7 @@ def lattice(tap: str, image_hw: tuple[int, int], n: int | tuple[int, int]) -> li
 
   def axis(k, size, name):
     if not isinstance(k, numbers.Integral) or not 1 <= k <= size:
-      raise ValueError(f"lattice {name} must be an int in 1..{size} ({tap!r} at {image_hw[0]}x"
+      raise UserError(f"lattice {name} must be an int in 1..{size} ({tap!r} at {image_hw[0]}x"
                        f"{image_hw[1]} px has {size} {name}); got {k!r}.")
     if k == 1:
       return [(size - 1) // 2]
@@ -213,7 +208,7 @@ def check_mask(mask, tap: str, image_hw: tuple[int, int], *, batched: bool = Fal
     The mask as a float32 numpy array.
 
   Raises:
-    ValueError: wrong shape (with the expected one and how to build it), non-finite values, or
+    UserError: wrong shape (with the expected one and how to build it), non-finite values, or
       a mask with no nonzero entry (it would give a zero gradient and leave the image untouched).
   """
   want = tap_shape(tap, image_hw)
@@ -221,17 +216,17 @@ def check_mask(mask, tap: str, image_hw: tuple[int, int], *, batched: bool = Fal
   lead = mask.shape[:1] if batched else ()
   if mask.shape[len(lead):] != want or (batched and mask.ndim != 4):
     form, dims = ("[P, h, w, C]", "(P, {}, {}, {})") if batched else ("[h, w, C]", "({}, {}, {})")
-    raise ValueError(
+    raise UserError(
         f"Node mask shape {tuple(mask.shape)} does not match tap {tap!r} at {image_hw[0]}x"
         f"{image_hw[1]} px: expected {form} = {dims.format(*want)}. Build it with "
         f"rfspec.node_mask({tap!r}, channel, image_hw={tuple(image_hw)}, position=...)"
         f"{' and stack along axis 0' if batched else ''}.")
   if not np.all(np.isfinite(mask)):
-    raise ValueError("Node mask has non-finite values; use 0/1 (or finite weights).")
+    raise UserError("Node mask has non-finite values; use 0/1 (or finite weights).")
   flat = mask.reshape(len(mask), -1) if batched else mask.reshape(1, -1)
   empty = np.flatnonzero(~np.any(flat != 0, axis=1))
   if empty.size:
     which = f"masks {empty.tolist()} are" if batched else "the mask is"
-    raise ValueError(f"Node mask: {which} all zero, so there is nothing to maximise. Pick nodes "
+    raise UserError(f"Node mask: {which} all zero, so there is nothing to maximise. Pick nodes "
                      "with rfspec.node_mask(tap, channel, image_hw, position).")
   return mask

@@ -5,7 +5,7 @@ import re
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from rfspec.geometry import nearest_node, receptive_field
+from rfspec.errors import UserError
 from rfspec import masks
 
 TAP, HW = "conv2/3x3", (48, 64)  # grid 12 x 16 nodes, 192 channels
@@ -72,7 +72,7 @@ class PositionsTest(absltest.TestCase):
     self.assertEqual(pos["top_right"], (0, 15))
     self.assertEqual(pos["left"], (5, 0))
     # The paper's column: top, middle, bottom of the middle column.
-    column = [pos[name] for name in masks.PAPER_COLUMN]
+    column = [pos[name] for name in ("top", "middle", "bottom")]
     self.assertEqual(column, [(0, 7), (5, 7), (11, 7)])
 
   def test_lattice(self):
@@ -89,11 +89,16 @@ class PositionsTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, "1..12"):
       masks.lattice(TAP, HW, 13)
 
-  def test_nearest_node_is_the_receptive_field_one(self):
-    self.assertIs(masks.nearest_node, nearest_node)
-    rf = receptive_field(TAP, HW)
-    y, x = rf.centre(4, 9)
-    self.assertEqual(masks.nearest_node(TAP, HW, (y + 1, x - 1)), (4, 9))
+  def test_bad_input_is_a_user_error(self):
+    for bad in (lambda: masks.node_mask(TAP, 192, HW), lambda: masks.node_mask(TAP, 0, (0, 5)),
+                lambda: masks.node_mask(TAP, 0, HW, (12, 0)), lambda: masks.check_mask(np.zeros((12, 16, 192)), TAP, HW)):
+      with self.assertRaises(UserError):
+        bad()
+
+  def test_no_dead_aliases(self):
+    # nearest_node lives in rfspec.geometry only; the paper's column is spelled out where used.
+    self.assertFalse(hasattr(masks, "nearest_node"))
+    self.assertFalse(hasattr(masks, "PAPER_COLUMN"))
 
 
 class CheckMaskTest(absltest.TestCase):
