@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rfspec.errors import UserError
 from rfspec.models import preprocess
 
 INPUT = "data"
@@ -119,20 +120,20 @@ CLASSIFY_MIN, CLASSIFY_MAX = 223, 254
 
 
 def check_tap(tap: str) -> Layer:
-  """Returns the layer for `tap`, or raises ValueError suggesting the closest tap names."""
+  """Returns the layer for `tap`, or raises UserError suggesting the closest tap names."""
   try:
     return LAYER_BY_NAME[tap]
   except (KeyError, TypeError):
     close = difflib.get_close_matches(str(tap), TAPS, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-    raise ValueError(f"Unknown tap {tap!r}.{hint} See rfspec.TAPS for all {len(TAPS)} tap names.") from None
+    raise UserError(f"Unknown tap {tap!r}.{hint} See rfspec.TAPS for all {len(TAPS)} tap names.") from None
 
 
 def normalize_taps(taps: str | Sequence[str]) -> tuple[str, ...]:
   """A tap name or a sequence of them -> a validated tuple (order kept, duplicates dropped)."""
   taps = (taps,) if isinstance(taps, str) else tuple(taps)
   if not taps:
-    raise ValueError("Ask for at least one tap, e.g. taps=('inception_4c/output',).")
+    raise UserError("Ask for at least one tap, e.g. taps=('inception_4c/output',).")
   for tap in taps:
     check_tap(tap)
   return tuple(dict.fromkeys(taps))
@@ -199,22 +200,47 @@ def min_input_size(tap: str) -> int:
 
 
 def blob_hw(tap: str, image_hw: tuple[int, int]) -> tuple[int, int]:
-  """Grid (h, w) of `tap` for an (H, W) input; raises ValueError if the input is too small."""
+  """Grid (h, w) of `tap` for an (H, W) input; raises UserError if the input is too small."""
   check_tap(tap)
   image_hw = tuple(int(v) for v in image_hw)
   hw = blob_hws(image_hw)[tap]
   if min(hw) < 1:
-    raise ValueError(f"An input of {image_hw[0]}x{image_hw[1]} px is too small for tap {tap!r}; "
+    raise UserError(f"An input of {image_hw[0]}x{image_hw[1]} px is too small for tap {tap!r}; "
                      f"it needs at least {min_input_size(tap)} px per side.")
   return hw
 
 
+# Optimised images may overshoot [0, 1] a little; 0-255 images are far beyond these.
+_IMAGE_RANGE = (-1.0, 2.0)
+
+
+def check_images(images) -> None:
+  """Raises UserError unless `images` are float RGB [N, H, W, 3] or [H, W, 3] with values near [0, 1].
+
+  Integer dtypes (uint8 0-255 images) and concrete values outside [-1, 2] are refused with the fix
+  (divide by 255); under `jit` (traced values) only the shape and dtype are checked.
+  """
+  shape = tuple(images.shape)
+  if len(shape) not in (3, 4) or shape[-1] != 3:
+    raise UserError(f"images must be [N, H, W, 3] (or one [H, W, 3]) RGB in [0, 1]; got shape {shape}.")
+  dtype = images.dtype
+  if not jnp.issubdtype(dtype, jnp.floating):  # jnp knows bfloat16 is a float
+    raise UserError(f"images have dtype {dtype}; rfspec takes float RGB in [0, 1]. If they are 0-255 "
+                    "pixels, divide by 255: images.astype(np.float32) / 255.")
+  if isinstance(images, jax.core.Tracer):
+    return
+  lo, hi = float(jnp.min(images)), float(jnp.max(images))
+  if lo < _IMAGE_RANGE[0] or hi > _IMAGE_RANGE[1]:
+    raise UserError(f"images have values in [{lo:g}, {hi:g}]; rfspec takes RGB in [0, 1]. If they are "
+                    "0-255 pixels, divide by 255 (rfspec.io.load_image already returns [0, 1]).")
+
+
 def check_input_hw(taps: Sequence[str], image_hw: tuple[int, int]) -> None:
-  """Raises ValueError if an (H, W) input cannot produce every tap in `taps`."""
+  """Raises UserError if an (H, W) input cannot produce every tap in `taps`."""
   for tap in taps:
     blob_hw(tap, image_hw)
     if LAYER_BY_NAME[tap].kind in ("fc", "softmax") and blob_hws(tuple(image_hw))["pool5/7x7_s1"] != (1, 1):
-      raise ValueError(f"Tap {tap!r} classifies, which needs pool5 to be 1x1: inputs of "
+      raise UserError(f"Tap {tap!r} classifies, which needs pool5 to be 1x1: inputs of "
                        f"{CLASSIFY_MIN}-{CLASSIFY_MAX} px per side (got {image_hw[0]}x{image_hw[1]}). "
                        "Resize the image, or ask for an earlier tap.")
 
@@ -394,14 +420,17 @@ def forward(params, images, taps: str | Sequence[str] = ("prob",), *, dtype=jnp.
     {tap: array}: spatial taps are NHWC [N, h, w, C] and equal Caffe's blobs (post-ReLU where
     Caffe's ReLU is in place); "loss3/classifier" and "prob" are [N, 1000]. An unbatched
     [H, W, 3] input gives unbatched outputs.
+
+  Raises:
+    UserError: an unknown tap, a shape other than [N, H, W, 3] / [H, W, 3], an input too small
+      for a tap, integer images (e.g. uint8 0-255), or values far outside [0, 1].
   """
   taps = normalize_taps(taps)
   images = jnp.asarray(images)
+  check_images(images)
   unbatched = images.ndim == 3
   if unbatched:
     images = images[None]
-  if images.ndim != 4 or images.shape[-1] != 3:
-    raise ValueError(f"images must be [N, H, W, 3] RGB in [0, 1]; got shape {tuple(images.shape)}.")
   check_input_hw(taps, images.shape[1:3])
   out = _forward(params, images.astype(jnp.float32), taps, dtype, precision)
   return {t: v[0] for t, v in out.items()} if unbatched else out
