@@ -9,6 +9,7 @@ report needs, including, per image, what it takes to regenerate that image exact
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
@@ -149,3 +150,92 @@ def _short(tap: str) -> str:
 
 def _cfg_dict(cfg: VisConfig) -> dict:
   return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
+
+
+# ----------------------------------------------------------------------------- whole-run progress
+
+
+def figure_grids(panels: Sequence[Panel], positions: Sequence[str], seeds: Sequence[int],
+                 steps: int) -> list[tuple[str, int]]:
+  """The grid calls `make_figure` makes, in order: one (tap, image-steps) per panel.
+
+  Image-steps = images in the grid (positions, or 1 when tiled, x seeds) x steps.
+  """
+  n_images = max(len(positions), 1) * len(seeds)
+  return [(panel.tap, n_images * int(steps)) for panel in panels]
+
+
+class RunProgress:
+  """Progress and ETA of a whole run made of several grid calls (e.g. every figure's panels).
+
+  Work is counted in image-steps. A grid's time runs from the end of the previous grid (or from
+  the start) to its latest update, so compilation, channel selection and writing outputs are
+  priced in. The ETA prices each grid's remaining work at its tap's measured seconds per
+  image-step once that tap has run, else at the run's average so far; before the first update it
+  is None.
+
+  Args:
+    grids: (tap, image-steps) per grid call, in the order they run (see `figure_grids`).
+    clock: seconds, monotonic; injectable for tests.
+  """
+
+  def __init__(self, grids: Sequence[tuple[str, int]], clock: Callable[[], float] = time.perf_counter):
+    self.grids = [(str(tap), int(work)) for tap, work in grids]
+    self._clock = clock
+    self._done = [0] * len(self.grids)
+    self._seconds = [0.0] * len(self.grids)
+    self._current = 0
+    self._since = clock()
+
+  @property
+  def total(self) -> int:
+    return sum(work for _, work in self.grids)
+
+  @property
+  def done(self) -> int:
+    return sum(self._done)
+
+  def update(self, done_in_grid: int) -> None:
+    """Records that the current grid has done `done_in_grid` image-steps; a grid that reaches its
+    total is finished and the next update belongs to the next grid."""
+    k = self._current
+    if k >= len(self.grids):
+      raise ValueError(f"All {len(self.grids)} grids of this run are already finished.")
+    now = self._clock()
+    self._done[k] = min(int(done_in_grid), self.grids[k][1])
+    self._seconds[k] = now - self._since
+    if self._done[k] >= self.grids[k][1]:
+      self._current, self._since = k + 1, now
+
+  def eta_s(self) -> float | None:
+    """Estimated seconds until every grid is done; None before any work is measured."""
+    if self.done == 0:
+      return None
+    by_tap: dict[str, list[float]] = {}
+    for (tap, _), done, secs in zip(self.grids, self._done, self._seconds):
+      if done:
+        acc = by_tap.setdefault(tap, [0.0, 0.0])
+        acc[0] += secs
+        acc[1] += done
+    average = sum(self._seconds) / self.done
+    left = 0.0
+    for (tap, work), done in zip(self.grids, self._done):
+      secs, n = by_tap.get(tap, (average, 1.0))
+      left += (work - done) * secs / n
+    return left
+
+  def summary(self) -> str:
+    """"whole run 34% of 1234 image-steps, ETA 2m05s" (ETA "?" before any work is measured)."""
+    eta = self.eta_s()
+    frac = self.done / self.total if self.total else 1.0
+    return f"whole run {frac:.0%} of {self.total} image-steps, ETA {'?' if eta is None else format_seconds(eta)}"
+
+
+def format_seconds(seconds: float) -> str:
+  """45 -> "45s", 125 -> "2m05s", 3725 -> "1h02m"."""
+  s = int(round(seconds))
+  if s < 60:
+    return f"{s}s"
+  if s < 3600:
+    return f"{s // 60}m{s % 60:02d}s"
+  return f"{s // 3600}h{s % 3600 // 60:02d}m"

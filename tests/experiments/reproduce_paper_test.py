@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import tempfile
 
 import numpy as np
 from absl.testing import absltest
+from absl.testing import parameterized
 
 from rfspec import io, plots
 from tests.conftest import CAFFEMODEL, REPO, shared_file
@@ -75,6 +77,21 @@ class QuickRunTest(absltest.TestCase):
       self.assertIn(f"src='{name}.png'", html)
     self.assertIn("6 figure(s) made", self.first.stdout)
     self.assertIn("step", self.first.stderr)  # progress was shown
+    self.assertEqual(self.first.stderr.splitlines()[0], "reproduce_paper: variant 'quick', as --config names it")
+
+  def test_progress_has_an_eta_for_the_whole_run(self):
+    # Every progress line prices the whole run (all figures, all steps), not only its panel.
+    lines = [l for l in self.first.stderr.splitlines() if ": step " in l]
+    self.assertNotEmpty(lines)
+    eta = r"whole run (\d+)% of (\d+) image-steps, ETA (\d+s|\d+m\d\ds|\d+h\d\dm)$"
+    for line in lines:
+      self.assertRegex(line, eta)
+    shares = [int(re.search(eta, l).group(1)) for l in lines]
+    self.assertEqual(shares, sorted(shares))
+    self.assertEqual(shares[-1], 100)
+    # 6 figures' panels x images x 12 steps: fig1 2 x 3, fig2/3 9, fig4-6 3 each.
+    self.assertEqual({int(re.search(eta, l).group(2)) for l in lines}, {(6 + 9 + 9 + 3 + 3 + 3) * 12})
+    self.assertIn("[run] 6 figure(s) to make (0 up to date)", self.first.stderr)
     self.assertEqual([f for f in os.listdir(self.workdir) if f.endswith(".tmp")], [])
 
   def test_each_png_has_the_expected_grid(self):
@@ -167,6 +184,48 @@ class ResumeTest(absltest.TestCase):
     self.assertEqual(os.path.getmtime(done), first_fig4)
     self.assertTrue(os.path.exists(os.path.join(workdir, "fig5.png")))
     self.assertEqual([f for f in os.listdir(workdir) if f.endswith(".tmp")], [])
+
+
+class VariantTest(parameterized.TestCase):
+  """Without a variant in --config the run fits the machine: full on a GPU/TPU, cpu otherwise."""
+
+  @parameterized.parameters(("gpu", "full", (224, 224)), ("cuda", "full", (224, 224)),
+                            ("tpu", "full", (224, 224)), ("cpu", "cpu", (224, 224)))
+  def test_picks_the_variant_for_the_backend(self, backend, variant, image_hw):
+    from unittest import mock
+
+    import jax
+    from experiments.configs import figures
+    from experiments.configs import reproduce_paper as default_config
+
+    with mock.patch.object(jax, "default_backend", return_value=backend):
+      config = default_config.get_config()
+    self.assertEqual(config.variant, variant)
+    self.assertEqual(config.picked_for_backend, backend)
+    self.assertEqual(tuple(config.vis.image_hw), image_hw)
+    self.assertEqual(config.vis.steps, {"full": figures.FULL_VIS, "cpu": figures.CPU_VIS}[variant]["steps"])
+
+  @parameterized.parameters("full", "cpu", "quick")
+  def test_an_explicit_variant_does_not_ask_the_backend(self, variant):
+    from unittest import mock
+
+    import jax
+    from experiments.configs import reproduce_paper as default_config
+
+    with mock.patch.object(jax, "default_backend", side_effect=AssertionError("asked the backend")):
+      config = default_config.get_config(variant)
+    self.assertEqual((config.variant, config.picked_for_backend), (variant, ""))
+
+  def test_first_line_says_which_variant_and_why(self):
+    # No --config: on this CPU machine the run picks `cpu`, and says so before anything else
+    # (here the run then stops at a bad --figures, so no work is done). JAX's libtpu notice is not shown.
+    proc = run_binary(f"--workdir={self.create_tempdir().full_path}", weights_flag(), "--figures=fig9")
+    self.assertEqual(proc.returncode, 1, proc.stderr[-2000:])
+    first = proc.stderr.splitlines()[0]
+    self.assertRegex(first, r"^reproduce_paper: variant 'cpu', picked because --config names no variant "
+                            r"and JAX's backend is 'cpu' \(no GPU or TPU\); pass "
+                            r"--config=experiments/configs/reproduce_paper\.py:full")
+    self.assertNotIn("libtpu", proc.stderr)
 
 
 class BadInputTest(absltest.TestCase):
