@@ -7,8 +7,9 @@ The public API, re-exported; see README.md for a tour. Positions on a tap's grid
 from rfspec.masks import node_mask
 from rfspec.models.googlenet import TAPS, forward
 from rfspec.geometry import effective_rf, receptive_field
-from rfspec.engine import VisConfig, visualize, visualize_grid
+from rfspec.engine import VisConfig, initial_image, visualize, visualize_grid
 from rfspec.weights.store import load_params
+from rfspec.atlas import position_atlas
 
-__all__ = ["TAPS", "VisConfig", "effective_rf", "forward", "load_params", "node_mask", "receptive_field",
+__all__ = ["TAPS", "VisConfig", "effective_rf", "forward", "initial_image", "load_params", "node_mask", "position_atlas", "receptive_field",
            "visualize", "visualize_grid"]

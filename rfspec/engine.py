@@ -2,10 +2,12 @@
 
 `optimize(params, seed, node_mask, cfg)` is the pure core: `key = jax.random.key(seed)`, one
 split for the initial image and one for the loop, `fold_in(loop_key, step)` per step, `lax.scan`
-over steps, an optax optimiser, and the objective `Σ node_mask · act(cfg.tap)` -- the paper's
-"gradient of the chosen nodes set to one, all others zero". It can be jitted and vmapped over
-seeds and masks; every element then has its own key and so its own start, jitter, scale and
-rotation.
+over steps, an optax optimiser, and the recipe's objective of the node mask at `cfg.tap`
+(`Σ node_mask · act`, the "gradient of the chosen nodes set to one, all others zero"; or
+zipser2015's `½ Σ node_mask · act²`, the node's activation fed back as its gradient), then the
+recipe's per-pixel decay, desaturation and clip. The recipes are data in `rfspec.recipes`. It
+can be jitted and vmapped over seeds and masks; every element then has its own key and so its
+own start, jitter, scale and rotation.
 
 `visualize` and `visualize_grid` wrap it for use: they validate on the host, run the flattened
 grid (b = p * S + s) as ONE compiled function in chunks of `cfg.chunk` steps (compiled once; the
@@ -25,11 +27,11 @@ col); images RGB in [0, 1].
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import functools
 import logging
 import math
+import sys
 import time
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -41,27 +43,34 @@ from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from rfspec import masks as masks_lib
-from rfspec import objectives, param, transforms
+from rfspec import objectives, param, recipes, transforms
+from rfspec.errors import UserError
 from rfspec.models import googlenet, preprocess
 
-__all__ = ["GridResult", "NonFiniteError", "Progress", "RECIPES", "VisConfig", "VisResult",
-           "embed_canvas", "grid_mesh", "initial_image", "log_progress", "make_grid_fn", "optimize", "visualize",
-           "visualize_grid"]
+__all__ = ["FROM_RECIPE", "GridResult", "NonFiniteError", "Progress", "VisConfig", "VisResult", "embed_canvas",
+           "check_seeds", "format_progress", "grid_mesh", "initial_image", "log_progress", "make_grid_fn",
+           "optimize", "print_progress",
+           "scale_by_mean_abs_nonzero", "visualize", "visualize_grid"]
 
 _log = logging.getLogger(__name__)
 
-PARAMS = ("pixel", "fourier")
+PARAMS = ("pixel", "fourier", "dots")
 OPTIMIZERS = ("sgd", "adam")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 CANVAS_FILLS = ("zero", "grey", "reflect")
+# Parameterisations whose parameter is the image itself, so per-pixel operations (decay,
+# desaturation, clipping) can act on it after each step.
+_IMAGE_PARAMS = ("pixel", "dots")
 
-# Added to mean |g| so that a node with zero gradient everywhere (e.g. a dead ReLU) stays put
-# instead of producing NaN.
-_GRAD_EPS = 1e-8
 
-# Number of times each config's grid chunk function was traced; tests use it to check that a
-# grid compiles once whatever the seeds.
-TRACE_COUNTS: collections.Counter = collections.Counter()
+class _FromRecipe:
+  """Default of the recipe-controlled `VisConfig` fields: "take the recipe's value"."""
+
+  def __repr__(self):
+    return "<from recipe>"
+
+
+FROM_RECIPE: Any = _FromRecipe()
 
 
 # ----------------------------------------------------------------------------- config
@@ -71,44 +80,61 @@ TRACE_COUNTS: collections.Counter = collections.Counter()
 class VisConfig:
   """Everything static about a visualisation; frozen and hashable, so jit treats it as static.
 
-  The defaults are the `deepdream` recipe, the Inceptionism procedure the paper used; `lucid`
-  swaps in Lucid's recipe. Build them with `VisConfig(tap=...)` / `VisConfig.deepdream(tap=...)`,
-  `VisConfig.lucid(tap=...)` or `VisConfig.from_recipe(name, tap=...)`; any field can be
-  overridden by keyword, and `dataclasses.replace` works.
+  `recipe` names a set of field values in `rfspec.recipes.RECIPES` ("zipser2015", the paper's
+  own procedure; "deepdream", the default; "lucid"). Every field left out takes the recipe's
+  value and every field given wins: `VisConfig(tap="inception_4c/5x5", recipe="zipser2015",
+  steps=600)`, or the same with `VisConfig.from_recipe("zipser2015", tap=..., steps=600)`.
+  `dataclasses.replace` works, but keeps the other fields as they are (use `from_recipe` to
+  switch recipes).
 
   Attributes:
     tap: the blob whose nodes are maximised, a name from `rfspec.TAPS`.
     image_hw: (H, W) of the optimised image in pixels; it fixes the tap's grid and so the mask.
+    recipe: the recipe the other fields default from.
     steps: optimisation steps.
-    param: image parameterisation, "pixel" (random-dot start) or "fourier" (1/f spectrum).
-    init_scale: start amplitude; pixel: half-width of the noise around grey; fourier: spectrum
-      std. None picks 0.1 (pixel) or 0.01 (fourier).
+    param: image parameterisation: "pixel" (random dots around grey), "dots" (zipser2015's
+      start: one plane of `init_scale` · U[0, 1) in Caffe data space, the same in all three
+      channels, brighter than the mean colour and unclipped at the first forward) or "fourier"
+      (1/f spectrum).
+    init_scale: start amplitude; pixel: half-width of the noise around grey; dots: the range of
+      the dots in Caffe's 0-255 units; fourier: spectrum std.
     decorrelate: fourier only: optimise in decorrelated colour space.
     optimizer: "sgd" or "adam" (optax), used for ascent on the objective.
-    learning_rate: optimiser step size, in RGB [0, 1] units for "pixel".
-    normalize_grad: divide the gradient by its mean |g| per image first (DeepDream's step). The
-      mean is taken over the pixels the objective can reach (g != 0): for tiled or whole-layer
-      objectives that is every pixel, exactly DeepDream; for a single node it is its RF, so the
-      step per RF pixel does not blow up by (image area / RF area).
+    learning_rate: optimiser step size, in RGB [0, 1] units for "pixel" and "dots".
+    normalize_grad: divide the gradient by its mean |g| per image first (DeepDream's and
+      zipser2015's step). The mean is taken over the entries g != 0, as the paper's script does:
+      for a single node that is its RF, so the step per RF pixel does not shrink by (image area /
+      RF area). An all-zero gradient gives a zero step.
     pad: grey border (px) added before jitter/scale/rotate and cropped off afterwards.
     jitter: largest random shift (px) along y and along x per step.
-    jitter_wrap: roll (DeepDream's jitter) instead of shifting in the net's zero input. Off by
-      default: a roll shows a node at the top edge the bottom rows too.
+    jitter_wrap: roll (DeepDream's and zipser2015's jitter) instead of shifting in the net's zero
+      input. A roll shows a node at the top edge the bottom rows too, by `jitter` px.
     scales: candidate random zoom factors per step (() for none).
     rotate_degrees: largest random rotation per step (0 for none).
-    objective: "post_relu" (the blob Caffe stores) or "pre_relu" (keeps a gradient where the
-      node is off, so a node that is off at the random start can still be driven). Note that
-      Caffe DeepDream code (`net.backward(start=tap)`) starts the backward pass at the tap's own
-      layer, which skips a conv tap's in-place ReLU: for conv taps (not concat or pool taps) that
-      procedure's gradient is the "pre_relu" one.
+    objective: what is maximised, for the node mask m and the tap's pre-ReLU values z:
+      "post_relu" Σ m · relu(z) (the blob Caffe stores; "gradient of the node set to one"),
+      "pre_relu" Σ m · z (keeps a gradient where the node is off), or "l2_feedback"
+      ½ Σ m · relu(z)^2 (zipser2015: the node's own activation fed back as its gradient; a node
+      that is 0 gets no gradient, and a node that is 0 on the start image never moves).
+      For concat taps z is each branch's pre-ReLU output.
+    decay: image-space params: after each step the image moves this fraction of the way to
+      the mean colour (`caffe_mean`), i.e. data-space values are multiplied by 1 - decay
+      (zipser2015: 0.005). Pixels the gradient cannot reach fade to the mean colour.
+    desaturate: image-space params: after the decay, each channel moves this fraction of the way
+      to the pixel's mean over channels, measured from the mean colour (zipser2015: 0.01).
+    clip: image-space params: (lo, hi) in RGB [0, 1] units the image is clipped to after each
+      step, or None. (0, 1) is Caffe's [-mean, 255 - mean]. Must be None for "fourier", whose
+      sigmoid already bounds the image.
+    caffe_mean: the BGR mean subtracted from 0-255 BGR pixels to make the net's input (Caffe's
+      data space). The deploy net's is (104, 117, 123); zipser2015's script used (104, 116, 122).
     l2: weight of the L2 penalty (distance from grey) subtracted from the objective.
     tv: weight of the total-variation penalty subtracted from the objective.
     canvas_pad: embed the image in a canvas this many px wider on every side before the net
       sees it (after the transforms), so large RFs no longer fall off the image (the padding
       ablation). Masks then index the canvas's grid, `net_hw`. Use a multiple of the tap's
       stride to keep node (i, j) of the image grid at (i + pad/stride, j + pad/stride).
-    canvas_fill: what fills the canvas: "zero" (the net's zero input, i.e. the ImageNet mean
-      colour, as zero padding would give), "grey" (0.5) or "reflect" (mirror of the image).
+    canvas_fill: what fills the canvas: "zero" (the net's zero input, i.e. the mean colour, as
+      zero padding would give), "grey" (0.5) or "reflect" (mirror of the image).
     dtype: the net's compute dtype, "float32" or "bfloat16" (for GPU/TPU); the image and the
       optimiser state stay float32.
     chunk: steps per compiled chunk; progress is reported and finiteness checked between chunks.
@@ -116,20 +142,24 @@ class VisConfig:
 
   tap: str
   image_hw: tuple[int, int] = (224, 224)
-  steps: int = 256
-  param: str = "pixel"
-  init_scale: float | None = None
-  decorrelate: bool = True
-  optimizer: str = "sgd"
-  # DeepDream's step of 1.5 on Caffe's 0-255 scale.
-  learning_rate: float = 1.5 / 255.0
-  normalize_grad: bool = True
-  pad: int = 0
-  jitter: int = 32
-  jitter_wrap: bool = False
-  scales: tuple[float, ...] = ()
-  rotate_degrees: float = 0.0
-  objective: str = "post_relu"
+  recipe: str = recipes.DEFAULT_RECIPE
+  steps: int = FROM_RECIPE
+  param: str = FROM_RECIPE
+  init_scale: float = FROM_RECIPE
+  decorrelate: bool = FROM_RECIPE
+  optimizer: str = FROM_RECIPE
+  learning_rate: float = FROM_RECIPE
+  normalize_grad: bool = FROM_RECIPE
+  pad: int = FROM_RECIPE
+  jitter: int = FROM_RECIPE
+  jitter_wrap: bool = FROM_RECIPE
+  scales: tuple[float, ...] = FROM_RECIPE
+  rotate_degrees: float = FROM_RECIPE
+  objective: str = FROM_RECIPE
+  decay: float = FROM_RECIPE
+  desaturate: float = FROM_RECIPE
+  clip: tuple[float, float] | None = FROM_RECIPE
+  caffe_mean: tuple[float, float, float] = FROM_RECIPE
   l2: float = 0.0
   tv: float = 0.0
   canvas_pad: int = 0
@@ -139,21 +169,30 @@ class VisConfig:
 
   def __post_init__(self):
     setattr_ = functools.partial(object.__setattr__, self)
-    googlenet.check_tap(self.tap)
-    try:
-      hw = tuple(int(v) for v in self.image_hw)
-    except (TypeError, ValueError):
-      hw = ()
-    if len(hw) != 2 or min(hw) < 1:
-      raise ValueError(f"VisConfig.image_hw must be (H, W) in pixels, e.g. (224, 224); "
-                       f"got {self.image_hw!r}.")
-    setattr_("image_hw", hw)
-    googlenet.check_input_hw((self.tap,), self.net_hw)  # too small -> ValueError with the minimum
-    setattr_("scales", tuple(float(s) for s in self.scales))
 
     def need(ok, msg):
       if not ok:
-        raise ValueError(f"VisConfig: {msg}")
+        raise UserError(f"VisConfig: {msg}")
+
+    need(self.recipe in recipes.RECIPES,
+         f"unknown recipe {self.recipe!r}; choose one of {tuple(recipes.RECIPES)}.")
+    for name, value in recipes.RECIPES[self.recipe].items():
+      if getattr(self, name) is FROM_RECIPE:
+        setattr_(name, value)
+    googlenet.check_tap(self.tap)
+    hw = self.image_hw
+    need(isinstance(hw, (tuple, list)) and len(hw) == 2
+         and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in hw),
+         f"image_hw must be (H, W), two whole numbers of pixels, e.g. (224, 224); got {hw!r}.")
+    setattr_("image_hw", tuple(int(v) for v in hw))
+    googlenet.check_input_hw((self.tap,), self.net_hw)  # too small -> error with the minimum
+    setattr_("scales", tuple(float(s) for s in self.scales))
+    if self.clip is not None:
+      need(len(self.clip) == 2, f"clip must be (lo, hi) or None; got {self.clip!r}.")
+      setattr_("clip", (float(self.clip[0]), float(self.clip[1])))
+    need(len(self.caffe_mean) == 3, f"caffe_mean must be 3 numbers (B, G, R); got {self.caffe_mean!r}.")
+    setattr_("caffe_mean", tuple(float(v) for v in self.caffe_mean))
+    finite = lambda v: isinstance(v, (int, float, np.number)) and math.isfinite(v)
 
     for name in ("steps", "chunk"):
       v = getattr(self, name)
@@ -163,40 +202,48 @@ class VisConfig:
     need(self.objective in objectives.OBJECTIVES,
          f"objective must be one of {objectives.OBJECTIVES}; got {self.objective!r}.")
     need(self.dtype in DTYPES, f"dtype must be one of {tuple(DTYPES)}; got {self.dtype!r}.")
-    need(self.learning_rate > 0 and math.isfinite(self.learning_rate),
+    need(finite(self.learning_rate) and self.learning_rate > 0,
          f"learning_rate must be a finite number > 0; got {self.learning_rate!r}.")
-    if self.init_scale is None:
-      setattr_("init_scale", 0.1 if self.param == "pixel" else 0.01)
-    need(self.init_scale >= 0, f"init_scale must be >= 0; got {self.init_scale!r}.")
+    need(finite(self.init_scale) and self.init_scale >= 0,
+         f"init_scale must be a finite number >= 0; got {self.init_scale!r}.")
     need(self.canvas_fill in CANVAS_FILLS, f"canvas_fill must be one of {CANVAS_FILLS}; got {self.canvas_fill!r}.")
-    need(self.canvas_fill != "reflect" or self.canvas_pad < min(hw),
-         f"canvas_fill='reflect' needs canvas_pad < the image side ({min(hw)} px); got {self.canvas_pad}.")
+    need(self.canvas_fill != "reflect" or self.canvas_pad < min(self.image_hw),
+         f"canvas_fill='reflect' needs canvas_pad < the image side ({min(self.image_hw)} px); got {self.canvas_pad}.")
     for name in ("pad", "jitter", "canvas_pad"):
       v = getattr(self, name)
       need(isinstance(v, (int, np.integer)) and v >= 0, f"{name} must be an int >= 0 (px); got {v!r}.")
-    need(all(s > 0 for s in self.scales),
-         f"scales must all be > 0, e.g. (0.9, 1.0, 1.1); got {self.scales!r}.")
-    need(0 <= self.rotate_degrees <= 180, f"rotate_degrees must be in [0, 180]; got {self.rotate_degrees!r}.")
-    need(self.l2 >= 0 and self.tv >= 0, f"l2 and tv are penalty weights >= 0; got {self.l2!r}, {self.tv!r}.")
+    need(all(finite(s) and s > 0 for s in self.scales),
+         f"scales must all be finite and > 0, e.g. (0.9, 1.0, 1.1); got {self.scales!r}.")
+    need(finite(self.rotate_degrees) and 0 <= self.rotate_degrees <= 180,
+         f"rotate_degrees must be in [0, 180]; got {self.rotate_degrees!r}.")
+    need(finite(self.l2) and finite(self.tv) and self.l2 >= 0 and self.tv >= 0,
+         f"l2 and tv are penalty weights, finite and >= 0; got {self.l2!r}, {self.tv!r}.")
+    need(finite(self.decay) and 0 <= self.decay < 1, f"decay must be in [0, 1); got {self.decay!r}.")
+    need(finite(self.desaturate) and 0 <= self.desaturate <= 1,
+         f"desaturate must be in [0, 1]; got {self.desaturate!r}.")
+    need(self.clip is None or (all(finite(v) for v in self.clip) and self.clip[0] < self.clip[1]),
+         f"clip must be None or (lo, hi) with lo < hi, in RGB [0, 1] units; got {self.clip!r}.")
+    need(all(finite(v) for v in self.caffe_mean), f"caffe_mean must be finite; got {self.caffe_mean!r}.")
+    need(self.param in _IMAGE_PARAMS or (not self.decay and not self.desaturate and self.clip is None),
+         f"decay, desaturate and clip act on pixels, so they need param 'pixel' or 'dots'; with "
+         f"param={self.param!r} set decay=0, desaturate=0 and clip=None (got {self.decay!r}, "
+         f"{self.desaturate!r}, {self.clip!r}).")
 
   @classmethod
   def deepdream(cls, tap: str, **overrides) -> "VisConfig":
-    """The paper's recipe (Inceptionism / DeepDream): pixels from a random-dot start, ascent with
-    the step normalised by mean |g|, random jitter (rolls) each step, clipping to [0, 1]."""
+    """The `deepdream` recipe (see `rfspec.recipes`) with `overrides`."""
     return cls.from_recipe("deepdream", tap=tap, **overrides)
 
   @classmethod
   def lucid(cls, tap: str, **overrides) -> "VisConfig":
-    """Lucid's recipe: Fourier (1/f) parameterisation with decorrelated colour and a sigmoid,
-    Adam at 0.05, and pad 12 / jitter 8 / scale 0.9-1.1 / rotate +-10 degrees each step."""
+    """The `lucid` recipe (see `rfspec.recipes`) with `overrides`."""
     return cls.from_recipe("lucid", tap=tap, **overrides)
 
   @classmethod
   def from_recipe(cls, recipe: str, **fields) -> "VisConfig":
-    """A named recipe ("deepdream" or "lucid") with `fields` (tap, image_hw, ...) overriding it."""
-    if recipe not in RECIPES:
-      raise ValueError(f"Unknown recipe {recipe!r}; choose one of {tuple(RECIPES)}.")
-    return cls(**{**RECIPES[recipe], **fields})
+    """The named recipe ("zipser2015", "deepdream" or "lucid"), with `fields` (tap, image_hw,
+    steps, ...) overriding its values; see `rfspec.recipes`."""
+    return cls(recipe=recipe, **fields)
 
   @property
   def net_hw(self) -> tuple[int, int]:
@@ -208,14 +255,10 @@ class VisConfig:
     """(h, w, C) of the tap's blob at `net_hw`: the shape a node mask must have."""
     return masks_lib.tap_shape(self.tap, self.net_hw)
 
-
-# Field overrides per recipe; VisConfig's own defaults are deepdream.
-RECIPES: dict[str, dict[str, Any]] = {
-    "deepdream": {},
-    "lucid": dict(param="fourier", init_scale=0.01, decorrelate=True, optimizer="adam",
-                  learning_rate=0.05, normalize_grad=False, pad=12, jitter=8,
-                  scales=tuple(1 + (i - 5) / 50 for i in range(11)), rotate_degrees=10.0),
-}
+  def fields(self) -> dict[str, Any]:
+    """Every field as plain data (JSON-able); `VisConfig(**cfg.fields())` rebuilds it."""
+    return {f.name: (list(v) if isinstance(v, tuple) else v)
+            for f in dataclasses.fields(self) for v in [getattr(self, f.name)]}
 
 
 # ----------------------------------------------------------------------------- the pure core
@@ -245,16 +288,62 @@ class _Parts(NamedTuple):
   optimizer: optax.GradientTransformation
 
 
+def scale_by_mean_abs_nonzero() -> optax.GradientTransformation:
+  """optax transform: g -> g / mean(|g| over the entries where g != 0); all-zero g stays 0.
+
+  DeepDream's and the paper's step normalisation (`1.5 / mean(|g|) * g` in the script, with the
+  mean over the non-zero entries). Chain it before the optimiser; stateless.
+  """
+
+  def update_fn(updates, state, params=None):
+    del params
+
+    def scale(g):
+      a = jnp.abs(g)
+      n = jnp.sum(a > 0)
+      mean = jnp.sum(a) / jnp.maximum(n, 1)
+      return jnp.where(n > 0, g / jnp.where(n > 0, mean, 1), jnp.zeros_like(g))
+
+    return jax.tree.map(scale, updates), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
 @functools.lru_cache(maxsize=None)
 def _parts(cfg: VisConfig) -> _Parts:
   if cfg.param == "pixel":
     p = param.pixel(cfg.image_hw, init_scale=cfg.init_scale)
+  elif cfg.param == "dots":
+    p = param.data_dots(cfg.image_hw, amplitude=cfg.init_scale, mean_bgr=cfg.caffe_mean)
   else:
     p = param.fourier(cfg.image_hw, init_scale=cfg.init_scale, decorrelate=cfg.decorrelate)
   t = transforms.standard(cfg.image_hw, pad_width=cfg.pad, max_shift=cfg.jitter, wrap=cfg.jitter_wrap, scales=cfg.scales,
                           rotate_degrees=cfg.rotate_degrees)
   opt = {"sgd": optax.sgd, "adam": optax.adam}[cfg.optimizer](cfg.learning_rate)
+  if cfg.normalize_grad:
+    opt = optax.chain(scale_by_mean_abs_nonzero(), opt)
   return _Parts(p, t, opt)
+
+
+def _mean_rgb(cfg: VisConfig) -> np.ndarray:
+  """The mean colour (Caffe data-space zero) in RGB [0, 1] units, float32 [3]."""
+  return np.asarray(cfg.caffe_mean[::-1], np.float32) / 255.0
+
+
+def after_step(image, cfg: VisConfig):
+  """The per-pixel operations after each step, for image-space params: decay towards the mean
+  colour, desaturation, clip (zipser2015's steps 4, 5 and 7). image: [..., H, W, 3] RGB."""
+  if cfg.decay or cfg.desaturate:
+    m = jnp.asarray(_mean_rgb(cfg), image.dtype)
+    d = image - m  # the data-space value, in units of 1/255
+    if cfg.decay:
+      d = d * (1.0 - cfg.decay)
+    if cfg.desaturate:
+      d = (1.0 - cfg.desaturate) * d + cfg.desaturate * jnp.mean(d, axis=-1, keepdims=True)
+    image = d + m
+  if cfg.clip is not None:
+    image = jnp.clip(image, cfg.clip[0], cfg.clip[1])
+  return image
 
 
 def embed_canvas(images, cfg: VisConfig):
@@ -265,7 +354,7 @@ def embed_canvas(images, cfg: VisConfig):
   widths = [(0, 0)] * (images.ndim - 3) + [(m, m), (m, m), (0, 0)]
   if cfg.canvas_fill == "reflect":
     return jnp.pad(images, widths, mode="reflect")
-  fill = 0.5 if cfg.canvas_fill == "grey" else preprocess.from_caffe(jnp.zeros(3, images.dtype))
+  fill = 0.5 if cfg.canvas_fill == "grey" else _mean_rgb(cfg)
   # Pad with 0, then paint the border with the (per-channel) fill.
   inside = jnp.pad(jnp.ones(images.shape[-3:-1], images.dtype), ((m, m), (m, m)))[..., None]
   return jnp.pad(images, widths) + (1 - inside) * jnp.asarray(fill, images.dtype)
@@ -284,7 +373,16 @@ def _init_state(seed, cfg: VisConfig) -> _State:
 
 
 def initial_image(seed, cfg: VisConfig) -> jax.Array:
-  """The image a run with `seed` starts from: float32 [H, W, 3] RGB in [0, 1] (jittable)."""
+  """The image a run with `seed` starts from (jittable).
+
+  Args:
+    seed: int (may be traced); the start comes from the first half of `jax.random.key(seed)`.
+    cfg: the run's `VisConfig`.
+
+  Returns:
+    float32 [H, W, 3] RGB, indexed (y, x). In [0, 1], except for param "dots" (zipser2015),
+    whose start is unclipped as in the paper's script: up to (init_scale + mean) / 255 > 1.
+  """
   return _parts(cfg).param.to_image(_parts(cfg).param.init(_keys(seed)[0]))
 
 
@@ -302,8 +400,11 @@ def _run_steps(params, seed, node_mask, state: _State, steps, cfg: VisConfig):
     image = parts.param.to_image(z)
     seen = embed_canvas(parts.transform.apply(key, image), cfg)
     act = objectives.tap_activation(params, seen[None], cfg.tap, pre_relu=cfg.objective == "pre_relu",
-                                    dtype=dtype)[0]
-    obj = objectives.node_objective(act, mask)
+                                    dtype=dtype, mean_bgr=cfg.caffe_mean)[0]
+    if cfg.objective == "l2_feedback":
+      obj = objectives.l2_feedback(act, mask)
+    else:
+      obj = objectives.node_objective(act, mask)
     loss = -obj
     if cfg.l2:
       loss += cfg.l2 * objectives.l2(image)
@@ -313,11 +414,11 @@ def _run_steps(params, seed, node_mask, state: _State, steps, cfg: VisConfig):
 
   def body(state: _State, step):
     (_, obj), g = jax.value_and_grad(loss_fn, has_aux=True)(state.z, jax.random.fold_in(loop_key, step))
-    if cfg.normalize_grad:
-      a = jnp.abs(g)
-      g = g / (jnp.sum(a) / jnp.maximum(jnp.sum(a > 0), 1) + _GRAD_EPS)
     updates, opt_state = parts.optimizer.update(g, state.opt_state, state.z)
-    new = _State(parts.param.project(optax.apply_updates(state.z, updates)), opt_state)
+    z = parts.param.project(optax.apply_updates(state.z, updates))
+    if cfg.param in _IMAGE_PARAMS:
+      z = after_step(z, cfg)
+    new = _State(z, opt_state)
     # Padding steps of the last chunk leave the state alone (one compiled chunk size for all).
     active = step < cfg.steps
     new = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, state)
@@ -389,7 +490,6 @@ def _chunk_fns(cfg: VisConfig) -> _ChunkFns:
     return jax.vmap(lambda s: _init_state(s, cfg))(seeds)
 
   def chunk(params, seeds, masks, state, step0):
-    TRACE_COUNTS[cfg] += 1  # runs only while tracing
     steps = step0 + jnp.arange(n)
     run = jax.vmap(_run_steps, in_axes=(None, 0, 0, 0, None, None))
     state, trace = run(params, seeds, masks, state, steps, cfg)
@@ -421,10 +521,38 @@ class Progress(NamedTuple):
   eta_s: float
 
 
+def _duration(seconds: float) -> str:
+  seconds = int(round(max(seconds, 0.0)))
+  h, rem = divmod(seconds, 3600)
+  return f"{h}h{rem // 60:02d}m" if h else f"{rem // 60}m{rem % 60:02d}s"
+
+
+def format_progress(info: Progress) -> str:
+  """One line for a `Progress`, e.g. 'visualize: step 64/256, 9 images, 4.1 image-steps/s, ...'."""
+  return (f"visualize: step {info.step}/{info.total}, {info.images} images, "
+          f"{info.image_steps_per_s:.1f} image-steps/s, elapsed {_duration(info.elapsed_s)}, "
+          f"ETA {_duration(info.eta_s)}")
+
+
+def print_progress(info: Progress) -> None:
+  """The default `progress` callback: a progress line on stderr after each chunk (rewritten in
+  place on a terminal, one line per chunk elsewhere, e.g. in a notebook or a log)."""
+  line = format_progress(info)
+  if sys.stderr.isatty():
+    end = "\n" if info.step >= info.total else ""
+    sys.stderr.write("\r" + line + "\x1b[K" + end)
+  else:
+    sys.stderr.write(line + "\n")
+  sys.stderr.flush()
+
+
 def log_progress(info: Progress) -> None:
-  """The default `progress` callback: one concise line at INFO on the "rfspec.engine" logger."""
-  _log.info("visualize: step %d/%d, %d images, %.1f image-steps/s, elapsed %.0fs, ETA %.0fs",
-            info.step, info.total, info.images, info.image_steps_per_s, info.elapsed_s, info.eta_s)
+  """A `progress` callback that logs the line at INFO on the "rfspec.engine" logger instead."""
+  _log.info("%s", format_progress(info))
+
+
+def _no_progress(info: Progress) -> None:
+  del info
 
 
 class NonFiniteError(FloatingPointError, ValueError):
@@ -465,12 +593,16 @@ def _get(x) -> np.ndarray:
   return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
-def _check_seeds(seeds) -> np.ndarray:
+def check_seeds(seeds) -> np.ndarray:
+  """seeds -> int32 [S]; a UserError names the bad value and the allowed range."""
   arr = np.asarray(seeds)
   if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
-    raise ValueError(f"seeds must be a non-empty 1-D sequence of ints, e.g. [0, 1, 2]; got {seeds!r}.")
-  if arr.min() < np.iinfo(np.int32).min or arr.max() > np.iinfo(np.int32).max:
-    raise ValueError("seeds must fit in int32.")
+    raise UserError(f"seeds must be a non-empty 1-D sequence of ints, e.g. [0, 1, 2]; got {seeds!r}.")
+  info = np.iinfo(np.int32)
+  bad = arr[(arr < info.min) | (arr > info.max)]
+  if bad.size:
+    raise UserError(f"seeds must fit in int32 ({info.min} .. {info.max}); got {bad[0]}. "
+                    "Use smaller seed values.")
   return arr.astype(np.int32)
 
 
@@ -487,7 +619,10 @@ def _run_grid(params, seeds: np.ndarray, masks: np.ndarray, cfg: VisConfig, prog
   seeds_d = _put(seeds[idx], along)
   masks_d = _put(masks[idx], along)
   params_d = jax.tree.map(lambda a: _put(a, replicated), params)
-  progress = log_progress if progress is None else progress
+  if progress is None:
+    progress = print_progress
+  elif progress is False:
+    progress = _no_progress
 
   n = min(cfg.chunk, cfg.steps)
   state = fns.init(seeds_d)
@@ -535,7 +670,8 @@ def visualize_grid(params, seeds, masks, cfg: VisConfig, *, return_trace: bool =
       (i, j) = (row, col) of the tap's grid (see `rfspec.node_mask`, `rfspec.masks.node_masks`).
     cfg: `VisConfig`.
     return_trace: also return the objective per step.
-    progress: called with a `Progress` after each chunk; default `log_progress` (INFO log).
+    progress: called with a `Progress` after each chunk; default `print_progress` (a line on
+      stderr); False for silence; `log_progress` logs instead.
     devices: devices to shard over; default `jax.devices()`.
 
   Returns:
@@ -546,7 +682,7 @@ def visualize_grid(params, seeds, masks, cfg: VisConfig, *, return_trace: bool =
     ValueError: masks of the wrong shape, an all-zero mask, bad seeds.
     NonFiniteError: an element went NaN/inf; the message names its (p, s).
   """
-  seeds = _check_seeds(seeds)
+  seeds = check_seeds(seeds)
   masks = masks_lib.check_mask(masks, cfg.tap, cfg.net_hw, batched=True)
   n_p, n_s = len(masks), len(seeds)
   flat_seeds = np.tile(seeds, n_p)
@@ -579,7 +715,8 @@ def visualize(params, seed, node_mask, cfg: VisConfig, *, return_trace: bool = F
       the tap's grid, e.g. `rfspec.node_mask(tap, channel, image_hw, position=(i, j))`.
     cfg: `VisConfig`, e.g. `VisConfig(tap="inception_4c/output", image_hw=(224, 224))`.
     return_trace: also return the objective per step.
-    progress: called with a `Progress` after each chunk; default `log_progress` (INFO log).
+    progress: called with a `Progress` after each chunk; default `print_progress` (a line on
+      stderr); False for silence; `log_progress` logs instead.
     devices: where to run; default the first local device.
 
   Returns:
@@ -593,7 +730,7 @@ def visualize(params, seed, node_mask, cfg: VisConfig, *, return_trace: bool = F
   if _is_traced(params, seed, node_mask):
     result = optimize(params, seed, node_mask, cfg)
     return result if return_trace else result.image
-  seed = _check_seeds([seed])
+  seed = check_seeds([seed])
   mask = masks_lib.check_mask(node_mask, cfg.tap, cfg.net_hw)
   devices = [jax.local_devices()[0]] if devices is None else devices
   image, trace = _run_grid(params, seed, mask[None], cfg, progress, devices,

@@ -16,10 +16,10 @@ import jax.numpy as jnp
 
 from rfspec.models import googlenet, preprocess
 
-__all__ = ["OBJECTIVES", "node_objective", "pre_relu_conv", "tap_activation", "total_variation",
-           "l2"]
+__all__ = ["OBJECTIVES", "l2", "l2_feedback", "node_objective", "pre_relu_conv", "tap_activation",
+           "total_variation"]
 
-OBJECTIVES = ("post_relu", "pre_relu")
+OBJECTIVES = ("post_relu", "pre_relu", "l2_feedback")
 
 
 def _precision(dtype):
@@ -47,7 +47,8 @@ def pre_relu_conv(params, layer: googlenet.Layer, x, dtype=jnp.float32):
   return y + jnp.asarray(p["bias"]).astype(dtype)
 
 
-def tap_activation(params, images, tap: str, *, pre_relu: bool = False, dtype=jnp.float32):
+def tap_activation(params, images, tap: str, *, pre_relu: bool = False, dtype=jnp.float32,
+                   mean_bgr=preprocess.MEAN_BGR):
   """Runs GoogLeNet up to `tap` only and returns its activations.
 
   Args:
@@ -58,6 +59,7 @@ def tap_activation(params, images, tap: str, *, pre_relu: bool = False, dtype=jn
       the node is off); for concat taps ("inception_*/output"), each branch's pre-ReLU values.
       Pooling and LRN taps have no ReLU of their own, so pre = post there.
     dtype: compute dtype of the net (jnp.float32 or jnp.bfloat16).
+    mean_bgr: the mean subtracted to make Caffe's input (the deploy net's by default).
 
   Returns:
     [N, h, w, C] in `dtype`: the blob at (i, j) = (row, col) of the tap's grid; classifier
@@ -65,7 +67,7 @@ def tap_activation(params, images, tap: str, *, pre_relu: bool = False, dtype=jn
   """
   layer = googlenet.check_tap(tap)
   model = googlenet.GoogLeNet(dtype=dtype, precision=_precision(dtype))
-  x = preprocess.to_caffe(images)
+  x = preprocess.to_caffe(images, mean_bgr)
   if pre_relu and layer.kind in ("conv", "concat"):
     convs = [layer] if layer.kind == "conv" else [googlenet.LAYER_BY_NAME[b] for b in layer.bottoms]
     bottoms = tuple(dict.fromkeys(c.bottoms[0] for c in convs if c.bottoms[0] != googlenet.INPUT))
@@ -91,6 +93,17 @@ def node_objective(act, mask):
   """
   prod = act.astype(jnp.float32) * jnp.asarray(mask, jnp.float32)
   return jnp.sum(prod, axis=(-3, -2, -1))
+
+
+def l2_feedback(act, mask):
+  """½ Σ mask · act² per image, in float32: Zipser (2015)'s objective.
+
+  Its gradient with respect to the blob is `mask · act`, the node's own activation fed back as
+  its gradient (the script's `dst.diff = dst.data * mask`). With `act` post-ReLU, a node that is
+  0 has zero gradient. Shapes as `node_objective`.
+  """
+  a = act.astype(jnp.float32)
+  return 0.5 * jnp.sum(jnp.asarray(mask, jnp.float32) * a * a, axis=(-3, -2, -1))
 
 
 def l2(image, centre: float = 0.5):

@@ -4,7 +4,10 @@ Each factory returns a `Param`, a NamedTuple of pure functions (the `optax.Gradi
 pattern): `init(key) -> z`, `to_image(z) -> [H, W, 3]` RGB in [0, 1], and `project(z) -> z`, run
 after every optimiser step to keep z in its valid set. Images are (y, x) = (row, col) indexed.
 
-- `pixel`: z is the RGB image itself; the DeepDream / Inceptionism parameterisation.
+- `pixel`: z is the RGB image itself, starting from random dots around grey; the DeepDream /
+  Inceptionism parameterisation.
+- `data_dots`: z is the RGB image itself, starting from Zipser (2015)'s grey random dots, which
+  the paper's script sets in Caffe's data space (see `rfspec.recipes`).
 - `fourier`: z is a 1/f-scaled spectrum, decoded with decorrelated colour and a sigmoid; the
   Lucid parameterisation (Olah et al., 2017, "Feature Visualization").
 """
@@ -17,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["COLOR_CORRELATION_SQRT", "Param", "decorrelate_colour", "fourier", "pixel"]
+__all__ = ["COLOR_CORRELATION_SQRT", "Param", "data_dots", "decorrelate_colour", "fourier", "pixel"]
 
 
 class Param(NamedTuple):
@@ -43,8 +46,8 @@ def pixel(image_hw: tuple[int, int], *, init_scale: float = 0.1, centre: float =
     centre: the grey level the noise is centred on.
 
   Returns:
-    A `Param` with z float32 [H, W, 3]; `to_image` is the identity and `project` clips to
-    [0, 1] (DeepDream clips to the valid pixel range after each step).
+    A `Param` with z float32 [H, W, 3]; `to_image` and `project` are the identity (the engine
+    clips to `VisConfig.clip` after each step).
   """
   h, w = image_hw
   lo, hi = max(centre - init_scale, 0.0), min(centre + init_scale, 1.0)
@@ -52,7 +55,35 @@ def pixel(image_hw: tuple[int, int], *, init_scale: float = 0.1, centre: float =
   def init(key):
     return jax.random.uniform(key, (h, w, 3), jnp.float32, lo, hi)
 
-  return Param(init=init, to_image=lambda z: z, project=lambda z: jnp.clip(z, 0.0, 1.0))
+  return Param(init=init, to_image=lambda z: z, project=lambda z: z)
+
+
+def data_dots(image_hw: tuple[int, int], *, amplitude: float = 225.0,
+              mean_bgr: tuple[float, float, float] = (104.0, 116.0, 122.0)) -> Param:
+  """Zipser (2015)'s start: grey random dots set directly in Caffe's data space.
+
+  The paper's script draws one plane `amplitude * U[0, 1)` of size H x W, copies it to all three
+  channels and sets it as the data blob (BGR, 0-255, minus `mean_bgr`). In RGB [0, 1] units that
+  is `(plane + mean) / 255` per channel: the same offset from the mean colour in every channel,
+  and mostly brighter than white at amplitude 225 (not clipped before the first forward).
+
+  Args:
+    image_hw: (H, W) in pixels.
+    amplitude: range of the dots in 0-255 units (the script's 225).
+    mean_bgr: the data-space mean (the script's (104, 116, 122)); the net must be fed with the
+      same mean (`VisConfig.caffe_mean`) to see the script's blob.
+
+  Returns:
+    A `Param` with z float32 [H, W, 3] RGB, `to_image` and `project` the identity.
+  """
+  h, w = image_hw
+  mean_rgb = jnp.asarray(np.asarray(mean_bgr, np.float32)[::-1])
+
+  def init(key):
+    plane = amplitude * jax.random.uniform(key, (h, w, 1), jnp.float32)
+    return (plane + mean_rgb) / 255.0
+
+  return Param(init=init, to_image=lambda z: z, project=lambda z: z)
 
 
 # Square root of the ImageNet RGB colour covariance (its SVD factor), as published with Lucid

@@ -25,10 +25,14 @@ class PixelTest(absltest.TestCase):
     np.testing.assert_array_equal(p.init(jax.random.key(1)), p.init(jax.random.key(1)))
     self.assertFalse(np.array_equal(p.init(jax.random.key(1)), p.init(jax.random.key(2))))
 
-  def test_project_clips_to_valid_pixels(self):
+  def test_the_engine_clips_pixels_to_the_recipes_range(self):
+    from rfspec import engine
+
     p = param.pixel((2, 2))
     z = jnp.array([-0.5, 0.25, 1.5]).reshape(1, 1, 3) * jnp.ones((2, 2, 1))
-    np.testing.assert_array_equal(p.project(z)[0, 0], [0.0, 0.25, 1.0])
+    np.testing.assert_array_equal(p.project(z), z)  # the clip is the recipe's, not the param's
+    cfg = engine.VisConfig(tap="conv2/3x3", image_hw=(40, 40))  # deepdream: clip to [0, 1]
+    np.testing.assert_array_equal(engine.after_step(z, cfg)[0, 0], [0.0, 0.25, 1.0])
 
 
 class FourierTest(parameterized.TestCase):
