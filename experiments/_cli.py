@@ -1,8 +1,9 @@
 """What every experiment binary shares: the common flags, and user errors as one paragraph.
 
 Binaries stay thin: they parse flags, call the library and write through `rfspec.io`. A user
-error (bad flag, missing weights, unwritable workdir) prints one paragraph and exits 1, with no
-traceback; a bug still shows its traceback.
+error (bad flag or config, missing weights, unwritable workdir) prints one paragraph and exits 1,
+with no traceback; a bug (any other exception, e.g. a JAX shape error) keeps its traceback.
+Ctrl-C flushes the output and leaves at once with status 130.
 """
 
 from __future__ import annotations
@@ -13,37 +14,66 @@ from typing import Callable
 
 from absl import app, flags
 
+from rfspec.errors import UserError
+
+# Flags defined by the helpers below belong to the binary that calls them, so --help and
+# --helpshort list them with the binary's own flags.
+flags.disclaim_key_flags()
+
 _CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
-
-class UserError(Exception):
-  """An error the user can fix; its message says how."""
-
-
-# Exceptions whose message is meant for the user (the library raises these for bad input).
-USER_ERRORS = (UserError, ValueError, FileNotFoundError, PermissionError, NotADirectoryError,
-               IsADirectoryError, ConnectionError)
+# What a binary prints as one paragraph: the library's `UserError` (raised where it meets user
+# input), and the OS's complaints about paths the user named. Anything else is a bug.
+USER_ERRORS = (UserError, FileNotFoundError, FileExistsError, PermissionError, NotADirectoryError,
+               IsADirectoryError)
 
 
-def define_workdir_flag(required: bool = True):
-  return flags.DEFINE_string("workdir", None, "Directory for outputs; created if missing; reruns resume.",
-                             required=required)
+def define_workdir_flag(required: bool = True,
+                        help: str = "Directory for outputs; created if missing; reruns resume."):
+  return flags.DEFINE_string("workdir", None, help, required=required)
 
 
-def define_weights_flag():
-  return flags.DEFINE_string(
-      "weights", os.environ.get("RFSPEC_WEIGHTS", "bvlc_googlenet"),
-      "Weights: a .caffemodel path, an orbax checkpoint dir, or 'bvlc_googlenet' (cached, "
-      "downloaded if missing). Default from $RFSPEC_WEIGHTS.")
+def define_weights_flag(help: str = "Weights: a .caffemodel path, an orbax checkpoint dir, or "
+                        "'bvlc_googlenet' (cached, downloaded if missing). Default from $RFSPEC_WEIGHTS."):
+  return flags.DEFINE_string("weights", os.environ.get("RFSPEC_WEIGHTS", "bvlc_googlenet"), help)
+
+
+_CONFIG_FLAGS: list[str] = []
 
 
 def define_config_flag(name: str):
-  """`--config=experiments/configs/NAME.py[:VARIANT]`, defaulting to the binary's own config."""
+  """`--config=experiments/configs/NAME.py[:VARIANT]`, defaulting to the binary's own config.
+
+  The config is locked: `--config.vis.stepz=3` (a typo) is an error, not a new field.
+  """
   from ml_collections import config_flags
 
-  return config_flags.DEFINE_config_file("config", os.path.join(_CONFIG_DIR, f"{name}.py"),
-                                         f"Config file, e.g. experiments/configs/{name}.py:quick",
-                                         lock_config=False)
+  try:
+    holder = config_flags.DEFINE_config_file("config", os.path.join(_CONFIG_DIR, f"{name}.py"),
+                                             f"Config file, e.g. experiments/configs/{name}.py:quick",
+                                             lock_config=True)
+  except Exception as e:  # the default config is parsed now, with any --config.X overrides in argv
+    _exit_bad_flag(_config_message(e))
+  _CONFIG_FLAGS.append("config")
+  return holder
+
+
+def _config_message(e: BaseException) -> str:
+  """One paragraph for a config that does not load or an override that does not fit it."""
+  text = str(e)
+  lines = [l.strip() for l in text.splitlines() if l.strip()]
+  if "No such file" in text or "Failed loading config file" in text:
+    found = sorted(f for f in os.listdir(_CONFIG_DIR) if f.endswith(".py") and not f.startswith("_"))
+    path = next((l for l in lines if l.endswith(".py")), "")
+    return (f"--config: cannot load the config file {path!r}. Pass --config=experiments/configs/NAME.py"
+            f"[:VARIANT] with NAME.py one of {', '.join(found)} (or a path to your own).")
+  if isinstance(e, (AttributeError, KeyError)):
+    # ml_collections's KeyError text is a repr with an embedded "Did you mean ...".
+    msg = " ".join(" ".join(lines).replace("\\n", " ").replace("\\", "").replace("'", "").split())
+    return (f"--config: no such config field ({msg}). The fields are fixed by the config file; "
+            "check the spelling of the --config.FIELD=VALUE override.")
+  msg = lines[-1] if lines else type(e).__name__
+  return f"--config: {msg}" if msg.startswith(type(e).__name__) else f"--config: {type(e).__name__}: {msg}"
 
 
 def ensure_workdir(path: str) -> str:
@@ -61,28 +91,60 @@ def ensure_workdir(path: str) -> str:
 
 
 def run(main: Callable[[list[str]], None]) -> None:
-  """absl `app.run(main)`, turning user errors into one paragraph on stderr and exit status 1."""
+  """absl `app.run(main)`, turning user errors into one paragraph on stderr and exit status 1.
+
+  Ctrl-C flushes stdout and stderr and leaves with `os._exit(130)`: a normal interpreter exit can
+  segfault while XLA is compiling on another thread, and finished work is already on disk.
+  """
 
   def wrapped(argv):
     try:
       main(argv)
     except USER_ERRORS as e:
-      print(f"error: {e}", file=sys.stderr)
+      print(f"error: {_user_message(e)}", file=sys.stderr)
       sys.exit(1)
     except KeyboardInterrupt:
-      print("interrupted; rerun the same command to resume.", file=sys.stderr)
-      sys.exit(130)
+      print("\ninterrupted; rerun the same command to resume.", file=sys.stderr)
+      _flush_and_exit(130)
 
   app.run(wrapped, flags_parser=_parse_flags)
+
+
+def _user_message(e: BaseException) -> str:
+  if isinstance(e, OSError) and not isinstance(e, UserError) and e.filename is not None:
+    # The OS's own words plus the path; say what to do about it.
+    return f"{e.strerror or e}: {e.filename!r}. Check the path and its permissions."
+  return str(e)
+
+
+def _flush_and_exit(status: int) -> None:
+  for stream in (sys.stdout, sys.stderr):
+    try:
+      stream.flush()
+    except Exception:  # a closed pipe must not stop the exit
+      pass
+  os._exit(status)
+
+
+def _exit_bad_flag(message: str) -> None:
+  print(f"error: {' '.join(message.split())}\nPass --helpshort to see the flags.", file=sys.stderr)
+  sys.exit(1)
 
 
 def _parse_flags(argv):
   """absl's flag parsing, but a bad flag or config is one paragraph and exit 1, not a traceback."""
   try:
-    return flags.FLAGS(argv)
+    rest = flags.FLAGS(argv)
   except flags.Error as e:
-    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
-    # Config-file errors carry the loader's traceback; its last line is the actual message.
-    msg = lines[-1] if any(l.startswith("Traceback") for l in lines) else " ".join(lines)
-    print(f"error: {msg}\nPass --helpshort to see the flags.", file=sys.stderr)
-    sys.exit(1)
+    cause = e.__cause__ or e.__context__
+    _exit_bad_flag(_config_message(cause) if "config" in str(e) and cause else str(e))
+  except Exception as e:  # config_flags parses --config.X overrides with plain exceptions
+    if not _CONFIG_FLAGS:
+      raise
+    _exit_bad_flag(_config_message(e))
+  for name in _CONFIG_FLAGS:
+    try:  # config_flags defers load errors (a missing file, a variant) to first use
+      flags.FLAGS[name].value.keys()
+    except Exception as e:
+      _exit_bad_flag(_config_message(e.__cause__ or e))
+  return rest

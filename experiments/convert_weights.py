@@ -1,10 +1,13 @@
-r"""Converts a Caffe `.caffemodel` into an orbax checkpoint of GoogLeNet params.
+r"""Converts GoogLeNet weights (a Caffe `.caffemodel`) into an orbax checkpoint directory.
 
   python -m experiments.convert_weights \
-      --caffemodel=../shared/weights/bvlc_googlenet.caffemodel --out=/tmp/bvlc_googlenet
+      --weights=../shared/weights/bvlc_googlenet.caffemodel --workdir=/tmp/bvlc_googlenet
 
-The checkpoint directory is what `--weights=DIR` (and `rfspec.load_params(DIR)`) accept; it loads
-faster than the `.caffemodel` and needs no protobuf parsing. Prints a one-line summary on stdout.
+The checkpoint directory (--workdir) is what `--weights=DIR` of the other binaries (and
+`rfspec.load_params(DIR)`) accept; it loads faster than the `.caffemodel`, needs no protobuf
+parsing, and records the sha256 of every array, so a damaged copy is refused rather than used.
+`--caffemodel` and `--out` are older names of `--weights` and `--workdir`. Prints a one-line
+summary on stdout.
 """
 
 from __future__ import annotations
@@ -15,28 +18,29 @@ import os
 from absl import flags, logging
 
 from experiments import _cli
-from rfspec.weights import caffe, store
+from rfspec.weights import store
 
-_CAFFEMODEL = flags.DEFINE_string("caffemodel", None, "Binary .caffemodel to convert.",
-                                  required=True)
-_OUT = flags.DEFINE_string("out", None, "Orbax checkpoint directory to write.", required=True)
+_WEIGHTS = _cli.define_weights_flag(
+    "Weights to convert: a .caffemodel path (or 'bvlc_googlenet' from the cache, or another "
+    "checkpoint dir). Default from $RFSPEC_WEIGHTS.")
+_WORKDIR = _cli.define_workdir_flag(
+    help="The orbax checkpoint directory to write; pass it to other binaries as --weights=DIR.")
+flags.DEFINE_alias("caffemodel", "weights")
+flags.DEFINE_alias("out", "workdir")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False,
-                               "Replace --out if it is an existing orbax checkpoint.")
+                               "Replace --workdir if it is an existing orbax checkpoint.")
 
 
 def main(argv: list[str]) -> None:
   if not flags.FLAGS["verbosity"].present:  # orbax and jax log every step at INFO
     logging.set_verbosity(logging.WARNING)
   if len(argv) > 1:
-    raise _cli.UserError(f"Unexpected arguments {argv[1:]}; use --caffemodel=PATH --out=DIR.")
-  params = caffe.load_caffemodel(_CAFFEMODEL.value)
-  try:
-    out = store.save_checkpoint(params, _OUT.value, overwrite=_OVERWRITE.value)
-  except FileExistsError as e:
-    raise _cli.UserError(str(e)) from None
+    raise _cli.UserError(f"Unexpected arguments {argv[1:]}; use --weights=PATH.caffemodel --workdir=DIR.")
+  params = store.load_params(_WEIGHTS.value)
+  out = store.save_checkpoint(params, _WORKDIR.value, overwrite=_OVERWRITE.value)
   count = sum(math.prod(leaf.shape) for layer in params.values() for leaf in layer.values())
-  print(f"wrote {len(params)} layers ({count:,} parameters) from "
-        f"{os.path.abspath(_CAFFEMODEL.value)} to {out}")
+  source = _WEIGHTS.value if _WEIGHTS.value == store.NAME else os.path.abspath(_WEIGHTS.value)
+  print(f"wrote {len(params)} layers ({count:,} parameters) from {source} to {out}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from typing import Iterator, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
+from rfspec.errors import UserError
 from rfspec.models import googlenet
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ _F32_RECORD = np.dtype([("tag", "u1"), ("value", "<f4")])
 _F64_RECORD = np.dtype([("tag", "u1"), ("value", "<f8")])
 
 
-class CaffeModelError(ValueError):
+class CaffeModelError(UserError):
   """A file that is not a usable GoogLeNet `.caffemodel`; the message says why and what to do.
 
   Attributes:

@@ -10,11 +10,15 @@ directory (as written by `save_checkpoint` or `python -m experiments.convert_wei
                                        else downloaded from the BVLC model zoo (sha1-checked).
 
 Every write is atomic (temporary name in the same directory, renamed into place when complete
-and verified), so an interrupted download or save leaves nothing behind.
+and verified), so an interrupted download or save leaves at most a temporary file of rfspec's
+naming, which the next use of the cache removes. A checkpoint records the sha256 of every array
+(`rfspec_checksums.json`); a restore that does not reproduce them, or finds a non-finite value,
+raises `CheckpointError` instead of returning damaged weights.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import logging
@@ -31,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rfspec import io
+from rfspec.errors import UserError
 from rfspec.models import googlenet
 from rfspec.weights import caffe
 
@@ -41,21 +47,22 @@ URL = "http://dl.caffe.berkeleyvision.org/bvlc_googlenet.caffemodel"
 SHA1 = "405fc5acd08a3bb12de8ee5e23a96bec22f08204"
 CAFFEMODEL_FILE = f"{NAME}.caffemodel"
 CHECKPOINT_DIR = NAME
+CHECKSUMS_FILE = "rfspec_checksums.json"  # written by save_checkpoint into every checkpoint
 
 # Files orbax writes into every checkpoint directory; one of them marks a directory as one.
 _ORBAX_MARKERS = ("_CHECKPOINT_METADATA", "_METADATA")
 
 
-class WeightsUnavailableError(ConnectionError):
+class WeightsUnavailableError(UserError, ConnectionError):
   """The weights are not cached and cannot be downloaded; the message says where to put them."""
 
 
-class ChecksumError(ValueError):
+class ChecksumError(UserError):
   """A downloaded file does not have the expected sha1 (nothing was saved)."""
 
 
-class CheckpointError(ValueError):
-  """A directory that is not a GoogLeNet orbax checkpoint, or one with the wrong params.
+class CheckpointError(UserError):
+  """A directory that is not a GoogLeNet orbax checkpoint, one with the wrong params, or a damaged one.
 
   Attributes:
     problems: one line per missing, unexpected or mis-shaped parameter.
@@ -79,9 +86,27 @@ def resolve_cache_dir(cache_dir: str | os.PathLike | None = None) -> str:
 def _unavailable_message(reason: str, url: str, sha1: str, caffemodel_path: str) -> str:
   return (f"The BVLC GoogLeNet weights are not cached and cannot be downloaded from {url} "
           f"({reason}). Download {CAFFEMODEL_FILE} (sha1 {sha1}) from {URL} on a machine with "
-          f"internet access and put it at {caffemodel_path}; or pass "
-          f"--weights=/path/to/{CAFFEMODEL_FILE} (or set RFSPEC_WEIGHTS=/path/to/{CAFFEMODEL_FILE}); "
-          "or set RFSPEC_CACHE to a directory that holds it.")
+          f"internet access and put it at {caffemodel_path}; or load it from where it is: "
+          f"rfspec.load_params('/path/to/{CAFFEMODEL_FILE}') in Python, "
+          f"--weights=/path/to/{CAFFEMODEL_FILE} (or RFSPEC_WEIGHTS=/path/to/{CAFFEMODEL_FILE}) for the "
+          "binaries; or set RFSPEC_CACHE to a directory that holds it.")
+
+
+def _check_cache_writable(root: str) -> None:
+  """Raises UserError unless `root` is (or can be made) a directory this process can write to."""
+  try:
+    os.makedirs(root, exist_ok=True)
+    fd, probe = tempfile.mkstemp(dir=root, prefix=io._temp_prefix(os.path.join(root, "probe")), suffix=".tmp")
+    os.close(fd)
+    os.unlink(probe)
+  except OSError as e:
+    what = "is a file, not a directory" if os.path.isfile(root) else f"is not writable ({e.strerror or e})"
+    raise UserError(
+        f"The weights cache {root} (RFSPEC_CACHE, default ~/.cache/rfspec) {what}, so "
+        f"{CAFFEMODEL_FILE} cannot be downloaded into it. Set RFSPEC_CACHE to a directory you can "
+        f"write to, or load the file from where it is: --weights=/path/to/{CAFFEMODEL_FILE} (or "
+        f"RFSPEC_WEIGHTS) for the binaries, rfspec.load_params('/path/to/{CAFFEMODEL_FILE}') in "
+        "Python.") from None
 
 
 # ----------------------------------------------------------------------------- download
@@ -91,7 +116,14 @@ class _Progress:
   """A single self-overwriting progress line on stderr, redrawn at most twice a second."""
 
   def __init__(self, label: str, total: int | None):
-    self.label, self.total, self.last = label, total, 0.0
+    self.label, self.total, self.last, self.open = label, total, 0.0, False
+
+  def close(self) -> None:
+    """Ends a line left open by an interruption, so the next message starts on its own line."""
+    if self.open:
+      sys.stderr.write("\n")
+      sys.stderr.flush()
+      self.open = False
 
   def update(self, done: int, final: bool = False) -> None:
     now = time.monotonic()
@@ -105,6 +137,7 @@ class _Progress:
       line = f"{self.label}: {mb:.1f} MB"
     sys.stderr.write(f"\r{line}" + ("\n" if final else ""))
     sys.stderr.flush()
+    self.open = not final
 
 
 def download(url: str, path: str | os.PathLike, *, sha1: str, timeout: float = 60.0,
@@ -127,14 +160,15 @@ def download(url: str, path: str | os.PathLike, *, sha1: str, timeout: float = 6
 
   Raises:
     WeightsUnavailableError: the server cannot be reached, answers with an HTTP error, or the
-      transfer ends early.
+      transfer ends early (shorter than its Content-Length, or, without one, with the wrong sha1).
     ChecksumError: the downloaded bytes have another sha1.
   """
   path = os.path.abspath(os.fspath(path))
   parent = os.path.dirname(path)
   os.makedirs(parent, exist_ok=True)
   unavailable = lambda reason: WeightsUnavailableError(_unavailable_message(reason, url, sha1, path))
-  fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".part")
+  fd, tmp = tempfile.mkstemp(dir=parent, prefix=io._temp_prefix(path), suffix=".part")
+  bar = None
   try:
     digest, done = hashlib.sha1(), 0
     try:
@@ -154,19 +188,28 @@ def download(url: str, path: str | os.PathLike, *, sha1: str, timeout: float = 6
           raise unavailable(f"the transfer broke off after {done:,} of {total:,} bytes")
         out.flush()
         os.fsync(out.fileno())
+    except WeightsUnavailableError:  # ours, from above: not a connection error to wrap again
+      raise
     except urllib.error.HTTPError as e:
       raise unavailable(f"HTTP {e.code} {e.reason}") from None
     except urllib.error.URLError as e:  # refused, DNS failure, timeout while connecting
       raise unavailable(f"{getattr(e.reason, 'strerror', None) or e.reason}") from None
     except (http.client.HTTPException, socket.timeout, ConnectionError) as e:
-      raise unavailable(f"the transfer broke off after {done:,} bytes: {type(e).__name__}") from None
+      raise unavailable(f"the transfer broke off after {done:,} bytes ({type(e).__name__}: {e})") from None
+    if digest.hexdigest() != sha1.lower() and total is None:
+      # Without a Content-Length a connection that closes early looks like the end of the file.
+      raise unavailable(f"the server sent no Content-Length and the {done:,} bytes received do not have "
+                        f"the expected sha1: the transfer was probably cut short")
     if digest.hexdigest() != sha1.lower():
       raise ChecksumError(
-          f"The file downloaded from {url} has sha1 {digest.hexdigest()}, expected {sha1}; it was "
-          f"discarded. Retry later, or download {CAFFEMODEL_FILE} yourself, check its sha1 and put "
-          f"it at {path}.")
+          f"The file downloaded from {url} ({done:,} bytes) has sha1 {digest.hexdigest()}, expected "
+          f"{sha1}; it was discarded. Retry later, or download {CAFFEMODEL_FILE} yourself, check its "
+          f"sha1 and put it at {path}.")
+    os.chmod(tmp, 0o666 & ~io._umask())  # mkstemp makes 0600; the cache should read like any file
     os.replace(tmp, path)
   except BaseException:  # includes KeyboardInterrupt: never leave a partial file
+    if bar:
+      bar.close()
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
@@ -199,7 +242,8 @@ def save_checkpoint(params, directory: str | os.PathLike, *, overwrite: bool = F
 
   Args:
     params: {caffe layer name: {"kernel", "bias"}} arrays (see `rfspec.load_params`).
-    directory: the checkpoint directory to create.
+    directory: the checkpoint directory to create. Besides orbax's files it holds
+      `rfspec_checksums.json`, the sha256 of every array, which `restore_checkpoint` checks.
     overwrite: replace `directory` if it is an existing orbax checkpoint (never any other
       directory).
 
@@ -219,11 +263,12 @@ def save_checkpoint(params, directory: str | os.PathLike, *, overwrite: bool = F
                             "replace it. Choose another directory.")
   parent = os.path.dirname(directory)
   os.makedirs(parent, exist_ok=True)
-  staging = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(directory)}.", suffix=".tmp")
+  staging = tempfile.mkdtemp(dir=parent, prefix=io._temp_prefix(directory), suffix=".tmp")
   try:
     tree = jax.tree.map(lambda x: np.asarray(x, np.float32), params)
     target = os.path.join(staging, "checkpoint")
     _checkpointer().save(target, tree)
+    io.write_json(os.path.join(target, CHECKSUMS_FILE), {"format": 1, "sha256": _checksums(tree)})
     if os.path.lexists(directory):  # overwrite: move the old one aside, then swap
       os.replace(directory, os.path.join(staging, "old"))
     try:
@@ -234,6 +279,16 @@ def save_checkpoint(params, directory: str | os.PathLike, *, overwrite: bool = F
   finally:
     shutil.rmtree(staging, ignore_errors=True)
   return directory
+
+
+def _array_sha256(x) -> str:
+  """sha256 of an array's float32 little-endian C-order bytes, prefixed by its shape."""
+  a = np.ascontiguousarray(np.asarray(x, "<f4"))
+  return hashlib.sha256(repr(a.shape).encode() + a.tobytes()).hexdigest()
+
+
+def _checksums(tree) -> dict:
+  return {name: {k: _array_sha256(v) for k, v in layer.items()} for name, layer in tree.items()}
 
 
 def _checkpoint_problems(metadata: dict) -> list[str]:
@@ -252,46 +307,113 @@ def _checkpoint_problems(metadata: dict) -> list[str]:
   return problems
 
 
-def restore_checkpoint(directory: str | os.PathLike):
-  """Reads GoogLeNet params from an orbax checkpoint written by `save_checkpoint`.
+_REWRITE = ("Rewrite it with `python -m experiments.convert_weights --weights=PATH.caffemodel "
+            "--workdir={dir} --overwrite`.")
 
-  The checkpoint's tree is first compared with `googlenet.param_shapes()`, and the arrays are
-  then restored into that abstract tree (float32, default device).
+
+def _first_line(e: BaseException) -> str:
+  text = str(e).strip().splitlines()
+  return f"{type(e).__name__}: {text[0][:300] if text else ''}"
+
+
+def restore_checkpoint(directory: str | os.PathLike):
+  """Reads GoogLeNet params from an orbax checkpoint written by `save_checkpoint`, verified.
+
+  The checkpoint's tree is first compared with `googlenet.param_shapes()`; the arrays are then
+  restored into that abstract tree (float32, default device), and each must be finite and have the
+  sha256 recorded in the checkpoint's `rfspec_checksums.json` when it was written.
 
   Returns:
     {caffe layer name: {"kernel", "bias"}} float32 jax arrays.
 
   Raises:
     FileNotFoundError: `directory` does not exist.
-    CheckpointError: it is not an orbax checkpoint, or its params do not fit GoogLeNet (every
-      missing, unexpected and mis-shaped parameter listed in one message).
+    CheckpointError: it is not an orbax checkpoint; its params do not fit GoogLeNet (every
+      missing, unexpected and mis-shaped parameter listed in one message); or it is damaged:
+      metadata or data files missing or unreadable, no checksums, an array that differs from its
+      checksum or holds non-finite values. The message names the directory and the fix.
   """
   directory = os.path.abspath(os.fspath(directory))
+  rewrite = _REWRITE.format(dir=directory)
   if not os.path.exists(directory):
     raise FileNotFoundError(f"No such checkpoint directory: {directory}")
   if not is_checkpoint(directory):
     raise CheckpointError(f"{directory} is not an orbax checkpoint (it has none of "
                           f"{', '.join(_ORBAX_MARKERS)}). Pass a directory written by "
                           "`python -m experiments.convert_weights`, or a .caffemodel file.")
+  checksums_path = os.path.join(directory, CHECKSUMS_FILE)
+  try:
+    recorded = io.read_json(checksums_path)["sha256"]
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise CheckpointError(f"The checkpoint {directory} has no readable {CHECKSUMS_FILE} ({_first_line(e)}), "
+                          f"so its arrays cannot be verified; it is damaged or was written by an older "
+                          f"rfspec. {rewrite}") from None
   checkpointer = _checkpointer()
   try:
-    metadata = checkpointer.metadata(directory)
+    with _quiet_orbax():
+      metadata = checkpointer.metadata(directory)
     tree = getattr(getattr(metadata, "item_metadata", metadata), "tree", None)
     if tree is None:
       tree = metadata
-  except Exception as e:  # orbax raises assorted types for unreadable metadata
-    raise CheckpointError(f"Cannot read the orbax checkpoint {directory} ({type(e).__name__}: "
-                          f"{e}). Rewrite it with `python -m experiments.convert_weights`.") from None
-  problems = _checkpoint_problems(dict(tree))
+    tree = dict(tree)
+  except Exception as e:  # orbax raises assorted types for missing or unreadable metadata
+    raise CheckpointError(f"Cannot read the metadata of the orbax checkpoint {directory} (its _METADATA "
+                          f"file is missing or damaged: {_first_line(e)}). {rewrite}") from None
+  problems = _checkpoint_problems(tree)
   if problems:
     raise CheckpointError(
         f"The checkpoint {directory} does not hold BVLC GoogLeNet params "
-        f"({len(problems)} problem(s)):\n  " + "\n  ".join(problems)
-        + "\nRewrite it with `python -m experiments.convert_weights`.", problems)
+        f"({len(problems)} problem(s)):\n  " + "\n  ".join(problems) + f"\n{rewrite}", problems)
   abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s, np.float32), googlenet.param_shapes(),
                           is_leaf=lambda x: isinstance(x, tuple))
+  try:
+    with _quiet_orbax():
+      restored = checkpointer.restore(directory, abstract)
+  except Exception as e:  # tensorstore: a missing or truncated data file under ocdbt.process_*/d/
+    raise CheckpointError(f"Cannot read the arrays of the orbax checkpoint {directory}: a data file "
+                          f"under it is missing or damaged ({_first_line(e)}). {rewrite}") from None
+  bad = []
+  for name, layer in restored.items():
+    for key, value in layer.items():
+      value = np.asarray(value)
+      if not np.isfinite(value).all():
+        bad.append(f"{name!r} {key}: {np.size(value) - np.isfinite(value).sum():,} non-finite values")
+      elif _array_sha256(value) != recorded.get(name, {}).get(key):
+        bad.append(f"{name!r} {key}: sha256 differs from the one recorded at conversion")
+  if bad:
+    raise CheckpointError(
+        f"The checkpoint {directory} is damaged: {len(bad)} array(s) differ from {CHECKSUMS_FILE} "
+        f"(in its data files):\n  " + "\n  ".join(bad) + f"\n{rewrite}", bad)
   # Saved as numpy (no device or sharding baked into the file), so restored as numpy.
-  return jax.tree.map(jnp.asarray, checkpointer.restore(directory, abstract))
+  return jax.tree.map(jnp.asarray, restored)
+
+
+@contextlib.contextmanager
+def _quiet_orbax():
+  """Silences orbax's logging, and the dozens of "Event loop is closed" tracebacks that
+  tensorstore's callbacks print when a read fails, for a call whose failure we report ourselves."""
+  loggers = [logging.getLogger(n) for n in ("absl", "asyncio", "orbax", "jax")]
+  levels = [l.level for l in loggers]
+  for l in loggers:
+    l.setLevel(logging.CRITICAL)
+  previous_hook = sys.unraisablehook
+
+  def hook(unraisable):
+    if not (isinstance(unraisable.exc_value, RuntimeError) and "Event loop is closed" in str(unraisable.exc_value)):
+      previous_hook(unraisable)
+
+  sys.unraisablehook = hook
+  try:
+    yield
+  except BaseException:
+    # The failed read's pending futures keep reporting after we return; leave the (narrow)
+    # filter in place for the rest of the process.
+    raise
+  else:
+    sys.unraisablehook = previous_hook
+  finally:
+    for l, level in zip(loggers, levels):
+      l.setLevel(level)
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -315,9 +437,11 @@ def load_params(src: str | os.PathLike, *, cache_dir: str | os.PathLike | None =
     {caffe layer name: {"kernel": HWIO or (K, N), "bias": (N,)}} float32 jax arrays, exactly the
     tree `googlenet.param_shapes()` describes.
 
-  Raises:
-    ValueError: `src` is none of the above.
-    caffe.CaffeModelError / CheckpointError: the file or directory is not GoogLeNet weights.
+  Raises (all `rfspec.errors.UserError`, one paragraph that names the fix):
+    UserError: `src` is none of the above, or the cache directory cannot be written to when a
+      download is needed.
+    caffe.CaffeModelError / CheckpointError: the file or directory is not GoogLeNet weights, or
+      the checkpoint is damaged.
     WeightsUnavailableError: "bvlc_googlenet" is not cached and cannot be downloaded; the message
       says where to put the file.
     ChecksumError: the download has the wrong sha1.
@@ -330,7 +454,7 @@ def load_params(src: str | os.PathLike, *, cache_dir: str | os.PathLike | None =
     return caffe.load_caffemodel(src)
   if os.path.isdir(src):
     return restore_checkpoint(src)
-  raise ValueError(f"Weights {src!r}: no such file or directory. Weights may be a .caffemodel "
+  raise UserError(f"Weights {src!r}: no such file or directory. Weights may be a .caffemodel "
                    f"file, an orbax checkpoint directory (from `python -m experiments.convert_weights`), "
                    f"or {NAME!r} (cached in {resolve_cache_dir(cache_dir)}, downloaded if missing).")
 
@@ -338,14 +462,16 @@ def load_params(src: str | os.PathLike, *, cache_dir: str | os.PathLike | None =
 def _load_cached(*, cache_dir, url: str, sha1: str, progress: bool):
   root = resolve_cache_dir(cache_dir)
   checkpoint = os.path.join(root, CHECKPOINT_DIR)
+  io.clean_stale_temps(root)  # .part / .tmp left by a killed download or conversion
   if is_checkpoint(checkpoint):
     try:
       return restore_checkpoint(checkpoint)
     except CheckpointError as e:
-      raise CheckpointError(f"{e}\nOr delete {checkpoint} to rebuild it from the .caffemodel.",
-                            e.problems) from None
+      raise CheckpointError(f"{e}\nThis is rfspec's cache: delete {checkpoint} to rebuild it (from "
+                            f"{CAFFEMODEL_FILE} in the cache, or a fresh download).", e.problems) from None
   caffemodel_path = os.path.join(root, CAFFEMODEL_FILE)
   if not os.path.isfile(caffemodel_path):
+    _check_cache_writable(root)
     log.info("%s is not cached; downloading %s", CAFFEMODEL_FILE, url)
     download(url, caffemodel_path, sha1=sha1, progress=progress)
   params = caffe.load_caffemodel(caffemodel_path)

@@ -5,6 +5,7 @@ its actual sha1 passed in (the official URL is unreachable here).
 """
 
 import contextlib
+import glob
 import functools
 import hashlib
 import http.server
@@ -21,6 +22,8 @@ from absl.testing import absltest, parameterized
 import jax
 import numpy as np
 
+from rfspec import io as rfspec_io
+from rfspec.errors import UserError
 from rfspec.models import googlenet
 from rfspec.weights import caffe, store
 from tests.conftest import CAFFEMODEL, REPO, real_params, shared_file
@@ -49,6 +52,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
       return
     self.send_response(200)
     self.send_header("Content-Type", "application/octet-stream")
+    if server.mode == "drop_no_length":  # no Content-Length: the close looks like the end of the file
+      self.send_header("Connection", "close")
+      self.end_headers()
+      self.wfile.write(body[:len(body) // 2])
+      self.wfile.flush()
+      self.close_connection = True
+      return
     self.send_header("Content-Length", str(len(body)))
     self.end_headers()
     if server.mode == "drop":  # announce the whole file, send half, hang up
@@ -78,6 +88,7 @@ class StoreTestCase(parameterized.TestCase):
     env = {"RFSPEC_CACHE": self.cache}
     self.enter_context(mock.patch.dict(os.environ, env))
     os.environ.pop("RFSPEC_WEIGHTS_URL", None)
+    os.environ.pop("RFSPEC_WEIGHTS", None)
 
   def start_server(self, mode: str = "ok") -> str:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -111,6 +122,9 @@ class DownloadTest(StoreTestCase):
     cached = os.path.join(self.cache, store.CAFFEMODEL_FILE)
     with open(cached, "rb") as f:
       self.assertEqual(hashlib.sha1(f.read()).hexdigest(), caffemodel_sha1())
+    umask = os.umask(0)
+    os.umask(umask)
+    self.assertEqual(os.stat(cached).st_mode & 0o777, 0o666 & ~umask)  # not mkstemp's 0600
     self.assertTrue(store.is_checkpoint(os.path.join(self.cache, store.CHECKPOINT_DIR)))
     self.assertFalse([n for n in os.listdir(self.cache) if n.startswith(".")])  # no temp files
 
@@ -147,13 +161,18 @@ class DownloadTest(StoreTestCase):
         store.load_params("bvlc_googlenet", progress=False)
 
   @parameterized.named_parameters(("dropped_connection", "drop", "broke off after"),
+                                  ("dropped_without_length", "drop_no_length", "no Content-Length.*cut short"),
                                   ("http_404", "404", "HTTP 404"))
   def test_failed_transfer_leaves_nothing(self, mode, reason):
     url = self.start_server(mode)
-    with self.assertRaisesRegex(store.WeightsUnavailableError, reason):
-      store.download(url, os.path.join(self.cache, "x.caffemodel"), sha1=caffemodel_sha1(),
-                     progress=False)
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), self.assertRaisesRegex(store.WeightsUnavailableError, reason) as cm:
+      store.download(url, os.path.join(self.cache, "x.caffemodel"), sha1=caffemodel_sha1())
+    self.assertNotIn("WeightsUnavailableError", str(cm.exception))  # not wrapped in itself
+    self.assertNotIsInstance(cm.exception, store.ChecksumError)
+    self.assertTrue(stderr.getvalue() == "" or stderr.getvalue().endswith("\n"), repr(stderr.getvalue()[-80:]))
     self.assertEqual(self.cache_files(), [])
+
 
   def test_ctrl_c_leaves_nothing(self):
     url = self.start_server()
@@ -225,6 +244,147 @@ class CheckpointTest(StoreTestCase):
     self.assertEqual(sorted(os.listdir(parent.full_path)), ["ckpt", "not_a_checkpoint"])
 
 
+def _flip_bytes(path: str, n: int = 64) -> None:
+  """Inverts n bytes in the middle of a file (same size, different content)."""
+  size = os.path.getsize(path)
+  with open(path, "r+b") as f:
+    f.seek(size // 2)
+    data = f.read(n)
+    f.seek(size // 2)
+    f.write(bytes(b ^ 0xFF for b in data))
+
+
+class DamagedCheckpointTest(StoreTestCase):
+  """Every kind of damage is a CheckpointError naming the directory and the fix; nothing loads."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.pristine = os.path.join(absltest.get_default_test_tmpdir(), "pristine_ckpt")
+    shutil.rmtree(cls.pristine, ignore_errors=True)
+    store.save_checkpoint(real_params(), cls.pristine)
+
+  def damaged_copy(self, damage) -> str:
+    directory = os.path.join(self.create_tempdir().full_path, "ckpt")
+    shutil.copytree(self.pristine, directory)
+    damage(directory)
+    return directory
+
+  def largest_data_file(self, directory: str) -> str:
+    return max(glob.glob(os.path.join(directory, "ocdbt.process_*", "d", "*")), key=os.path.getsize)
+
+  def assert_refused(self, directory: str, pattern: str):
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), self.assertRaisesRegex(store.CheckpointError, pattern) as cm:
+      store.restore_checkpoint(directory)
+    message = str(cm.exception)
+    self.assertIn(directory, message)
+    self.assertIn("convert_weights", message)
+    self.assertIsInstance(cm.exception, UserError)
+    self.assertLess(stderr.getvalue().count("\n"), 3, stderr.getvalue()[:2000])  # no asyncio dump
+    return cm.exception
+
+  def test_records_an_independent_sha256_per_array(self):
+    recorded = rfspec_io.read_json(os.path.join(self.pristine, store.CHECKSUMS_FILE))["sha256"]
+    self.assertEqual(set(recorded), set(googlenet.param_shapes()))
+    bias = np.asarray(real_params()["conv1/7x7_s2"]["bias"], "<f4")
+    self.assertEqual(recorded["conv1/7x7_s2"]["bias"],
+                     hashlib.sha256(repr(bias.shape).encode() + bias.tobytes()).hexdigest())
+
+  def test_flipped_bytes_in_a_data_file(self):
+    directory = self.damaged_copy(lambda d: _flip_bytes(self.largest_data_file(d)))
+    error = self.assert_refused(directory, "damaged")
+    self.assertTrue(error.problems)
+
+  def test_values_that_differ_from_the_recorded_checksum(self):
+    def tamper(d):  # the arrays are intact, the record says otherwise: the comparison must notice
+      path = os.path.join(d, store.CHECKSUMS_FILE)
+      record = rfspec_io.read_json(path)
+      record["sha256"]["inception_4b/3x3"]["kernel"] = "0" * 64
+      rfspec_io.write_json(path, record)
+
+    error = self.assert_refused(self.damaged_copy(tamper), "inception_4b/3x3' kernel: sha256 differs")
+    self.assertLen(error.problems, 1)
+
+  @parameterized.named_parameters(
+      ("metadata_deleted", lambda d: os.unlink(os.path.join(d, "_METADATA")), "_METADATA"),
+      ("metadata_truncated", lambda d: os.truncate(os.path.join(d, "_METADATA"), 100), "_METADATA"),
+      ("checksums_deleted", lambda d: os.unlink(os.path.join(d, store.CHECKSUMS_FILE)), store.CHECKSUMS_FILE),
+  )
+  def test_missing_or_truncated_metadata(self, damage, pattern):
+    self.assert_refused(self.damaged_copy(damage), pattern)
+
+  def test_deleted_and_truncated_data_files(self):
+    self.assert_refused(self.damaged_copy(lambda d: os.unlink(self.largest_data_file(d))), "data file")
+    self.assert_refused(self.damaged_copy(lambda d: os.truncate(self.largest_data_file(d), 1000)), "data file")
+
+  def test_damaged_cache_says_delete_to_rebuild(self):
+    os.makedirs(self.cache)
+    shutil.copytree(self.pristine, os.path.join(self.cache, store.CHECKPOINT_DIR))
+    _flip_bytes(self.largest_data_file(os.path.join(self.cache, store.CHECKPOINT_DIR)))
+    with self.assertRaisesRegex(store.CheckpointError,
+                                f"delete {os.path.join(self.cache, store.CHECKPOINT_DIR)} to rebuild it"):
+      store.load_params("bvlc_googlenet", url=f"http://127.0.0.1:{unused_port()}/x", progress=False)
+
+
+class CacheDirectoryTest(StoreTestCase):
+
+  def assert_names_the_fixes(self, error):
+    message = str(error)
+    self.assertIsInstance(error, UserError)
+    for part in (self.cache, "RFSPEC_CACHE", "--weights=/path/to/bvlc_googlenet.caffemodel"):
+      self.assertIn(part, message)
+
+  def test_cache_that_is_a_file(self):
+    os.makedirs(os.path.dirname(self.cache), exist_ok=True)
+    with open(self.cache, "w") as f:
+      f.write("not a directory")
+    with self.assertRaisesRegex(UserError, "is a file, not a directory") as cm:
+      store.load_params("bvlc_googlenet", url=f"http://127.0.0.1:{unused_port()}/x", progress=False)
+    self.assert_names_the_fixes(cm.exception)
+
+  def test_read_only_cache(self):
+    os.makedirs(self.cache)
+    denied = PermissionError(13, "Permission denied")  # root ignores chmod, so the OS answer is simulated
+    with mock.patch.object(store.tempfile, "mkstemp", side_effect=denied):
+      with self.assertRaisesRegex(UserError, "is not writable \\(Permission denied\\)") as cm:
+        store.load_params("bvlc_googlenet", url=f"http://127.0.0.1:{unused_port()}/x", progress=False)
+    self.assert_names_the_fixes(cm.exception)
+
+  def test_stale_part_and_staging_of_a_killed_run_are_removed(self):
+    os.makedirs(self.cache)
+    shutil.copy(shared_file(CAFFEMODEL), os.path.join(self.cache, store.CAFFEMODEL_FILE))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    part = os.path.join(self.cache, f".bvlc_googlenet.caffemodel.{dead}.a1b2c3d4.part")
+    staging = os.path.join(self.cache, f".bvlc_googlenet.{dead}.e5f6g7h8.tmp")
+    with open(part, "wb") as f:
+      f.write(b"half a download")
+    os.makedirs(os.path.join(staging, "checkpoint"))
+    store.load_params("bvlc_googlenet", url=f"http://127.0.0.1:{unused_port()}/x", progress=False)
+    self.assertEqual(self.cache_files(), sorted([store.CAFFEMODEL_FILE, store.CHECKPOINT_DIR]
+                                                + [os.path.relpath(p, self.cache) for p in glob.glob(
+                                                    os.path.join(self.cache, store.CHECKPOINT_DIR, "**"),
+                                                    recursive=True)][1:]))
+    self.assertFalse(os.path.exists(part))
+    self.assertFalse(os.path.exists(staging))
+
+  def test_download_temp_names_match_the_cleaner(self):
+    # A .part of a killed download is recognised by rfspec.io.clean_stale_temps.
+    url = self.start_server()
+    seen = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+      seen.append(os.path.basename(src))
+      return real_replace(src, dst)
+
+    with mock.patch.object(store.os, "replace", side_effect=spy):
+      store.download(url, os.path.join(self.cache, "x.caffemodel"), sha1=caffemodel_sha1(), progress=False)
+    self.assertRegex(seen[0], rfspec_io._TEMP_RE)
+    self.assertTrue(seen[0].endswith(".part"))
+
+
 class LoadParamsTest(StoreTestCase):
 
   def test_caffemodel_path(self):
@@ -247,7 +407,7 @@ class ConvertWeightsBinaryTest(absltest.TestCase):
 
   def test_converts(self):
     out = os.path.join(self.create_tempdir().full_path, "ckpt")
-    result = self.run_binary(f"--caffemodel={shared_file(CAFFEMODEL)}", f"--out={out}")
+    result = self.run_binary(f"--weights={shared_file(CAFFEMODEL)}", f"--workdir={out}")
     self.assertEqual(result.returncode, 0, result.stderr)
     lines = result.stdout.strip().splitlines()
     self.assertLen(lines, 1)
@@ -257,6 +417,7 @@ class ConvertWeightsBinaryTest(absltest.TestCase):
 
   def test_bad_path_is_a_user_error(self):
     out = os.path.join(self.create_tempdir().full_path, "ckpt")
+    # The old flag names still work.
     result = self.run_binary("--caffemodel=/nonexistent/bvlc_googlenet.caffemodel", f"--out={out}")
     self.assertEqual(result.returncode, 1)
     self.assertNotIn("Traceback", result.stderr)
