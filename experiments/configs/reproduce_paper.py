@@ -1,6 +1,6 @@
 """All six figures of Zipser (2015); the default config of experiments.reproduce_paper.
 
-  python -m experiments.reproduce_paper --workdir=/tmp/paper                 # full, GPU/TPU
+  python -m experiments.reproduce_paper --workdir=/tmp/paper                 # full on a GPU/TPU, else cpu
   python -m experiments.reproduce_paper --workdir=/tmp/paper \
       --config=experiments/configs/reproduce_paper.py:quick                   # CPU, minutes
 """
