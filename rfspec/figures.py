@@ -16,6 +16,7 @@ import numpy as np
 
 from rfspec import masks as masks_lib
 from rfspec import selection
+from rfspec.errors import UserError
 from rfspec.models import googlenet
 from rfspec.geometry import receptive_field
 from rfspec.engine import Progress, VisConfig, visualize_grid
@@ -56,6 +57,10 @@ class Figure(NamedTuple):
   captions: list[list[str]]
 
 
+# Positions a tiled panel's channel is chosen at: the paper's column, as in Figures 1-3.
+CHANNEL_RULE_POSITIONS = ("top", "middle", "bottom")
+
+
 def final_objective(params, images, masks, tap: str) -> np.ndarray:
   """Σ mask · act(tap) for images [B, H, W, 3] and masks [B, h, w, C] -> [B] (no transforms)."""
   act = np.asarray(googlenet.forward(params, images, taps=tap)[tap], np.float64)
@@ -73,8 +78,9 @@ def make_figure(params, panels: Sequence[Panel], positions: Sequence[str], seeds
     positions: names from `rfspec.masks.named_positions` (e.g. "top", "middle", "bottom"); empty
       for tiled (every position of the channel at once).
     seeds: int seeds, one column per seed in each panel.
-    cfg_fields: `VisConfig` fields other than tap (image_hw, steps, ...).
-    recipe: "deepdream" (the paper's) or "lucid".
+    cfg_fields: `VisConfig` fields other than tap (image_hw, steps, ...); a "recipe" among them
+      wins over `recipe`.
+    recipe: a name in `rfspec.recipes.RECIPES` (the other fields default from it).
     progress: called with (panel description, `Progress`) after each compiled chunk.
 
   Returns:
@@ -83,9 +89,15 @@ def make_figure(params, panels: Sequence[Panel], positions: Sequence[str], seeds
   tiled = not positions
   n_rows, seeds = (1 if tiled else len(positions)), [int(s) for s in seeds]
   images, boxes, objectives, records, resolved, col_labels = [], [], [], [], [], []
+  cfg_fields = dict(cfg_fields)
+  recipe = cfg_fields.pop("recipe", recipe)
   for panel in panels:
     cfg = VisConfig.from_recipe(recipe, tap=panel.tap, **cfg_fields)
-    channel = selection.resolve_channel(params, cfg, panel.channel, panel.rank)
+    # The rule ranks channels over the positions and seeds shown; a tiled panel uses the
+    # paper's column, so it shows the same node type as the single-position figures.
+    named = masks_lib.named_positions(cfg.tap, cfg.image_hw)
+    shown = [named[p] for p in (positions or CHANNEL_RULE_POSITIONS) if p in named]
+    channel = selection.resolve_channel(params, cfg, panel.channel, panel.rank, positions=shown, seeds=seeds)
     resolved.append(Panel(panel.tap, channel, panel.rank))
     rf = receptive_field(cfg.tap, cfg.image_hw)
     if tiled:
@@ -95,7 +107,8 @@ def make_figure(params, panels: Sequence[Panel], positions: Sequence[str], seeds
       named = masks_lib.named_positions(cfg.tap, cfg.image_hw)
       unknown = [p for p in positions if p not in named]
       if unknown:
-        raise ValueError(f"Unknown position name(s) {unknown}; choose from {sorted(named)}.")
+        raise UserError(f"Unknown position name(s) {unknown}; choose from {sorted(named)} "
+                        "(see rfspec.masks.named_positions).")
       coords = [named[p] for p in positions]
       masks = masks_lib.node_masks(cfg.tap, channel, cfg.image_hw, coords)
     desc = f"{cfg.tap} channel {channel}"

@@ -1,15 +1,30 @@
 """The six figures of Zipser (2015), as data; fig1.py ... fig6.py and reproduce_paper.py use it.
 
-Node types. The paper's person-trained GoogLeNet is not public, so each figure uses BVLC
-GoogLeNet node types chosen by rule (see `rfspec.selection`): the tap is fixed by the paper's
-description of the node (small RF / RF spanning much of the image / larger RF still) and the
-channel is the `rank`-th channel by centre-node activation on the seed-0 starting image.
+  python -m experiments.reproduce_paper --workdir=/tmp/paper            # full on a GPU/TPU, else cpu
+  python -m experiments.reproduce_paper --workdir=/tmp/paper \
+      --config=experiments/configs/reproduce_paper.py:quick              # CI-sized, minutes
 
-  Fig 1 left   conv2/3x3            RF 19 px at 224: "low-level node type with a small RF"
-  Fig 1 right  inception_4c/output  RF 299 px > 224: "high-level, RF spans much of the image"
-  Fig 2        inception_4c/output  the same node type, 3 positions x 3 seeds
-  Fig 3        inception_4e/output  a higher level with a larger RF (427 px), 3 x 3
-  Fig 4-6      the node types of Fig 1 left, Fig 2 and Fig 3, tiled over every position, 3 seeds
+Procedure. Every variant uses the `zipser2015` recipe (`rfspec/recipes.py`): the paper's own
+procedure, from its author's scripts (../shared/reference/zipser2015/PROCEDURE.md). The variants
+differ only in size and step count:
+  full   224 px, 2,000 steps (the script's 20 rounds x 100): for a GPU or TPU;
+  cpu    224 px, 300 steps: the six figures in about 30 minutes on 2 CPU cores (measured; see
+         the README). Fewer steps than the script: the start noise has decayed to 0.995^300 = 22 %
+         of its contrast, not 0.995^2000 = 0.004 %, so the background is not yet clean grey;
+  quick  96 px, 12 steps: CI.
+`--config.vis.recipe=deepdream` (or lucid) runs the same figures with another recipe.
+
+Node types. The paper's person-trained GoogLeNet is not public; on BVLC GoogLeNet the taps follow
+the script where it is known and a stated rule elsewhere:
+  Fig 1 right, 2, 5  inception_4c/5x5  the script's own tap (RF 299 px > 224)
+  Fig 1 left, 4      conv2/3x3         rule: the first layer above the stem whose RF (19 px) is
+                                       small against the image ("low-level node, small RF")
+  Fig 3, 6           inception_4e/5x5  rule: the script's branch (5x5) one module group up, so a
+                                       "higher node with a larger RF" (427 px)
+The channel is chosen by `rfspec.selection.resolve_channel`: the `rank`-th channel ranked by
+its WEAKEST start-image activation over the positions and seeds shown, and it must be > 0
+everywhere, since zipser2015's L2 feedback never moves a node that is 0 at the start. Tiled
+figures use the channel chosen for the same node type at the paper's column.
 
 Positions are the paper's column: top, middle, bottom of the tap grid's middle column.
 """
@@ -17,8 +32,8 @@ Positions are the paper's column: top, middle, bottom of the tap grid's middle c
 import ml_collections
 
 LOW = dict(tap="conv2/3x3", channel=-1, rank=0)
-MID = dict(tap="inception_4c/output", channel=-1, rank=0)
-HIGH = dict(tap="inception_4e/output", channel=-1, rank=0)
+MID = dict(tap="inception_4c/5x5", channel=-1, rank=0)
+HIGH = dict(tap="inception_4e/5x5", channel=-1, rank=0)
 COLUMN = ("top", "middle", "bottom")
 SEEDS = (0, 1, 2)
 
@@ -56,21 +71,12 @@ FIGURES = {
         panels=(HIGH,), positions=(), seeds=SEEDS),
 }
 
-# The objective is pre-ReLU: its gradient equals the paper's (post-ReLU, "gradient of the node set
-# to one") wherever the node is on, and unlike it does not vanish while the node is off -- which
-# at start is common for nodes whose RF lies mostly off the image.
-# Full quality (a GPU or TPU): the paper's 224 px and DeepDream-like step counts (1.5/255 per step).
-# Jitter is DeepDream's random roll; it smears a single node's pattern over its RF grown by the
-# jitter, so it stays small next to the smallest RF shown (19 px).
-FULL_VIS = dict(recipe="deepdream", image_hw=(224, 224), steps=256, chunk=32, dtype="float32",
-                objective="pre_relu", learning_rate=1.5 / 255, jitter=8)
-# CPU-friendly: every figure in a couple of minutes on 2 cores; larger steps make up for fewer.
-QUICK_VIS = dict(recipe="deepdream", image_hw=(96, 96), steps=12, chunk=6, dtype="float32",
-                 objective="pre_relu", learning_rate=8 / 255, jitter=4)
-
-
-# The paper's 224 px on a CPU: a third of the steps at twice the step size (~20 min on 2 cores).
-CPU_VIS = dict(FULL_VIS, steps=96, chunk=16, learning_rate=3 / 255)
+# The paper's procedure and size; chunk = the script's rounds of 100 steps.
+FULL_VIS = dict(recipe="zipser2015", image_hw=(224, 224), steps=2000, chunk=100, dtype="float32")
+# 224 px on 2 CPU cores in about 30 minutes for all six figures.
+CPU_VIS = dict(FULL_VIS, steps=300, chunk=50)
+# CI: every figure in well under a minute.
+QUICK_VIS = dict(FULL_VIS, image_hw=(96, 96), steps=12, chunk=6)
 
 
 ACCELERATOR_BACKENDS = ("gpu", "cuda", "rocm", "tpu")

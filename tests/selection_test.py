@@ -1,0 +1,69 @@
+"""The channel rule that decides every figure: active on the start image at every position shown.
+
+Real BVLC weights, 96 px. The activations are recomputed here from the data blob itself (the
+Flax net applied to Caffe's data space), not through `rfspec.selection`.
+"""
+
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest
+
+import rfspec
+from rfspec import selection
+from rfspec.errors import UserError
+from rfspec.models import googlenet
+from tests.conftest import real_params
+
+TAP, HW = "inception_4c/5x5", (96, 96)  # grid 6 x 6; the paper's tap
+POSITIONS = [(0, 2), (2, 2), (5, 2)]  # the column: top, middle, bottom
+SEEDS = (0, 1, 2)
+
+
+def _blob_at_start(params, cfg, seed):
+  """The tap's blob on the start image, from the data blob the script would set."""
+  rgb = np.asarray(rfspec.initial_image(seed, cfg), np.float64)
+  data = rgb[..., ::-1] * 255.0 - np.asarray(cfg.caffe_mean)
+  net = googlenet.GoogLeNet()
+  return np.asarray(net.apply({"params": params}, jnp.asarray(data, jnp.float32)[None], taps=(TAP,))[TAP][0])
+
+
+class ChannelRuleTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.params = real_params()
+    cls.cfg = rfspec.VisConfig.from_recipe("zipser2015", tap=TAP, image_hw=HW)
+    blobs = [_blob_at_start(cls.params, cls.cfg, s) for s in SEEDS]
+    cls.weakest = np.min([[b[i, j] for i, j in POSITIONS] for b in blobs], axis=(0, 1))  # [C]
+
+  def test_picks_the_channel_whose_weakest_start_activation_is_largest(self):
+    chosen = selection.resolve_channel(self.params, self.cfg, -1, 0, positions=POSITIONS, seeds=SEEDS)
+    self.assertEqual(chosen, int(np.argmax(self.weakest)))
+    self.assertGreater(self.weakest[chosen], 0)  # active at every position and seed shown
+    second = selection.resolve_channel(self.params, self.cfg, -1, 1, positions=POSITIONS, seeds=SEEDS)
+    self.assertEqual(second, int(np.argsort(-self.weakest, kind="stable")[1]))
+
+  def test_ranking_is_by_the_weakest_activation(self):
+    ranked = selection.rank_channels(self.params, self.cfg, positions=POSITIONS, seeds=SEEDS)
+    self.assertEqual(sorted(ranked), list(range(self.weakest.size)))
+    np.testing.assert_allclose(self.weakest[ranked], np.sort(self.weakest)[::-1], rtol=1e-5, atol=1e-5)
+
+  def test_too_few_active_channels_is_a_user_error(self):
+    active = int((self.weakest > 0).sum())
+    with self.assertRaisesRegex(UserError, f"Only {active} channel"):
+      selection.resolve_channel(self.params, self.cfg, -1, active, positions=POSITIONS, seeds=SEEDS)
+    # pre_relu moves nodes that are off, so any rank is allowed there.
+    pre = rfspec.VisConfig(tap=TAP, image_hw=HW, recipe="zipser2015", objective="pre_relu")
+    self.assertIsInstance(selection.resolve_channel(self.params, pre, -1, active, positions=POSITIONS,
+                                                    seeds=SEEDS), int)
+
+  def test_an_explicit_channel_is_kept(self):
+    self.assertEqual(selection.resolve_channel(self.params, self.cfg, 5), 5)
+    n = self.weakest.size  # 64 channels in inception_4c/5x5
+    with self.assertRaisesRegex(UserError, f"0 .. {n - 1}"):
+      selection.resolve_channel(self.params, self.cfg, n)
+
+
+if __name__ == "__main__":
+  absltest.main()
