@@ -255,8 +255,8 @@ def main(argv):
   files = {name: os.path.join(workdir, name) for name in OUTPUTS}
   title = (f"{tap} channel {channel}: {len(rows)}x{len(cols)} positions, seed {seeds[0]} "
            f"({cfg.image_hw[0]} px, {cfg.steps} steps)")
-  mosaic = plots.atlas_mosaic(result.images[:, :, 0], boxes, inside, rows, cols, title=title,
-                              tile=int(config.mosaic_tile))
+  mosaic, layout = plots.atlas_mosaic(result.images[:, :, 0], boxes, inside, rows, cols, title=title,
+                                      tile=int(config.mosaic_tile))
   io.write_png(files["atlas.png"], mosaic)
   io.save_figure(files["atlas_psi.png"], plots.atlas_psi_figure(psi, inside, rows, cols, ref,
                                                                 title=f"{tap} channel {channel}", space=space))
@@ -287,6 +287,7 @@ def main(argv):
                note="PSI_p = (PSI[p, ref] + PSI[ref, p]) / 2 on RF boxes grown by the jitter; None where the "
                     "seed ceiling is below min_ceiling; with S seeds the ceiling is a mean over S(S-1) ordered "
                     "pairs of different seeds"),
+      mosaic=dict(layout, seed=seeds[0], tile=int(config.mosaic_tile)),
       batches=result.batches, batch_positions=result.batch_positions, resumed_batches=result.resumed,
       seconds=dict(atlas=t_atlas, psi=t_psi),
       regenerate=("cfg = rfspec.VisConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in "

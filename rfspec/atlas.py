@@ -23,6 +23,7 @@ RGB in [0, 1]. Numbers only: the mosaic and heat map live in `rfspec.plots`, the
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -32,6 +33,7 @@ import jax
 import numpy as np
 
 from rfspec import masks as masks_lib
+from rfspec import objectives
 from rfspec.engine import Progress, VisConfig, embed_canvas, initial_image, visualize_grid
 from rfspec.errors import UserError
 from rfspec.models import googlenet
@@ -42,9 +44,11 @@ __all__ = ["Atlas", "AtlasProgress", "BatchStore", "BatchResult", "ChannelChoice
 
 Position = tuple[int, int]
 
-# Bytes kept per float32 activation value during one optimisation step: the forward activation
-# (saved for the backward pass), its gradient, and about as much again in XLA temporaries.
-_BYTES_PER_VALUE = 4 * 3
+# Bytes per float32 activation value during one optimisation step: the forward activation (kept
+# for the backward pass), its gradient and XLA's temporaries. Calibrated on CPU against XLA's own
+# `compile().memory_analysis()` of the vmapped step for inception_4c/5x5: temp bytes per element
+# 43 MB at 128 px (this estimate: 42 MB) and 13 MB at 64 px (10.5 MB).
+_BYTES_PER_VALUE = 4 * 6
 # Share of a device's memory the atlas may plan for (params, compiled code and the host copy of
 # the results need the rest).
 _MEMORY_SHARE = 0.5
@@ -149,8 +153,8 @@ def bytes_per_element(cfg: VisConfig) -> int:
   """Estimated device memory (bytes) of one grid element (one image, one seed) during a step.
 
   The estimate: every blob from the input up to `cfg.tap` at `cfg.net_hw` (the activations the
-  backward pass needs), times `_BYTES_PER_VALUE` = 4 bytes x 3 (value, gradient, temporaries).
-  For inception_4c/5x5 at 224 px that is about 60 MB.
+  backward pass needs), times `_BYTES_PER_VALUE` = 4 bytes x 6 (value, gradient, temporaries;
+  calibrated against XLA's memory analysis). For inception_4c/5x5 at 224 px: about 130 MB.
   """
   hws = googlenet.blob_hws(tuple(cfg.net_hw))
   needed = googlenet.ancestors((cfg.tap,))
@@ -297,7 +301,7 @@ def active_channel(params, cfg: VisConfig, seeds: Sequence[int], positions: Sequ
     `ChannelChoice`.
   """
   starts = np.stack([np.asarray(initial_image(int(s), cfg)) for s in seeds])
-  act = np.asarray(googlenet.forward(params, embed_canvas(starts, cfg), taps=cfg.tap)[cfg.tap], np.float64)
+  act = np.asarray(_tap_blob(params, starts, cfg), np.float64)  # [S, h, w, C]
   if positions is not None:
     coords = np.asarray(list(positions), np.int64).reshape(-1, 2)
     act = act[:, coords[:, 0], coords[:, 1]]  # [S, P, C]
@@ -316,11 +320,15 @@ def active_channel(params, cfg: VisConfig, seeds: Sequence[int], positions: Sequ
 # ----------------------------------------------------------------------------- the atlas
 
 
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _tap_blob(params, images, cfg: VisConfig):
+  return objectives.tap_activation(params, embed_canvas(images, cfg), cfg.tap, mean_bgr=cfg.caffe_mean)
+
+
 def _blob(params, images: np.ndarray, channel: int, cfg: VisConfig) -> np.ndarray:
-  """`cfg.tap`'s channel as Caffe stores it: images [N, H, W, 3] -> float32 [N, h, w] (on the
-  canvas's grid if cfg has one)."""
-  act = googlenet.forward(params, embed_canvas(np.asarray(images, np.float32), cfg), taps=cfg.tap)[cfg.tap]
-  return np.asarray(act[..., channel], np.float32)
+  """`cfg.tap`'s channel as Caffe stores it (post-ReLU), as the run's net sees the image (its
+  canvas and `caffe_mean`): images [N, H, W, 3] -> float32 [N, h, w]."""
+  return np.asarray(_tap_blob(params, np.asarray(images, np.float32), cfg)[..., channel], np.float32)
 
 
 def _at(blob: np.ndarray, positions: np.ndarray) -> np.ndarray:

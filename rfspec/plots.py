@@ -185,7 +185,7 @@ def render_grid(images, *, boxes=None, row_labels=(), col_labels=(), captions=No
 # ----------------------------------------------------------------------------- position atlas
 
 
-def atlas_mosaic(images, boxes, inside, rows, cols, *, title: str = "", tile: int = 0) -> np.ndarray:
+def atlas_mosaic(images, boxes, inside, rows, cols, *, title: str = "", tile: int = 0) -> tuple[np.ndarray, dict]:
   """The position atlas as one picture: tile (r, c) at its grid position, via `render_grid`.
 
   Each tile keeps its own pixels; its RF outline, ticks and the hatched off-image share of the RF
@@ -201,7 +201,8 @@ def atlas_mosaic(images, boxes, inside, rows, cols, *, title: str = "", tile: in
     tile: resize each image so its longer side is `tile` px (boxes scaled alike); 0 keeps it.
 
   Returns:
-    uint8 [height, width, 3].
+    (uint8 [height, width, 3], layout): layout = dict(title, row_labels, col_labels, captions,
+    margin, image_hw) -- with it, `grid_geometry(R, C, **layout)` says where each tile lies.
   """
   from PIL import Image
 
@@ -216,10 +217,11 @@ def atlas_mosaic(images, boxes, inside, rows, cols, *, title: str = "", tile: in
       for c in range(n_c):
         small[r, c] = np.asarray(Image.fromarray(to_uint8(images[r, c])).resize((nw, nh), Image.LANCZOS))
     images, boxes, h, w = small, boxes * scale, nh, nw
-  margin = max(8, round(0.15 * max(h, w)))
-  captions = [[f"in {float(inside[r][c]):.2f}" for c in range(n_c)] for r in range(n_r)]
-  return render_grid(images, boxes=np.round(boxes).astype(np.int64), row_labels=[f"i={i}" for i in rows],
-                     col_labels=[f"j={j}" for j in cols], captions=captions, title=title, margin=margin)
+  layout = dict(title=title, row_labels=[f"i={i}" for i in rows], col_labels=[f"j={j}" for j in cols],
+                captions=[[f"in {float(inside[r][c]):.2f}" for c in range(n_c)] for r in range(n_r)],
+                margin=max(8, round(0.15 * max(h, w))))
+  canvas = render_grid(images, boxes=np.round(boxes).astype(np.int64), **layout)
+  return canvas, dict(layout, image_hw=(h, w))
 
 
 def atlas_psi_figure(psi, inside, rows, cols, reference, *, title: str = "", space: str = ""):

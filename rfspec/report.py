@@ -40,7 +40,7 @@ def image_data_uri(image, *, fmt: str = "JPEG", quality: int = 92) -> str:
 _ATLAS_CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
 h1{font-size:1.3em;margin:.2em 0}.meta{font-size:.9em;color:#444;max-width:70em}
-#mosaic{display:grid;gap:3px;margin:1em 0;align-items:center}
+#mosaic{display:grid;gap:3px;margin:1em 0;align-items:center;justify-content:start}
 #mosaic .lab{font-size:.75em;color:#555;text-align:center}
 .tile{position:relative;display:block;line-height:0;border:2px solid transparent;cursor:pointer}
 .tile:hover,.tile.sel{border-color:#1a5fd0}.tile img{width:100%;height:auto}
@@ -67,7 +67,7 @@ const fmt = v => (v === null || v === undefined) ? 'n/a' : (Math.abs(v) >= 100 ?
 function pct(v, n){ return (100 * v / n) + '%'; }
 // The mosaic: a header row of j labels, then one row per i.
 const m = document.getElementById('mosaic');
-m.style.gridTemplateColumns = 'auto repeat(' + D.cols.length + ', minmax(0, ' + D.tile_px + 'px))';
+m.style.gridTemplateColumns = 'max-content repeat(' + D.cols.length + ', ' + D.tile_px + 'px)';
 m.appendChild(Object.assign(document.createElement('div'), {className: 'lab', textContent: 'i \\ j'}));
 D.cols.forEach(j => m.appendChild(Object.assign(document.createElement('div'), {className: 'lab', textContent: j})));
 D.rows.forEach((i, r) => {

@@ -3,7 +3,7 @@
   # full: the paper's driver -- inception_4c/5x5, all 14 x 14 positions, 2 seeds, 224 px,
   # zipser2015 at 2,000 steps (a GPU or TPU)
   python -m experiments.position_atlas --workdir=/tmp/atlas
-  # cpu: a 3 x 3 lattice of positions (corners, edge midpoints, centre), fewer steps, ~30 min on 2 cores
+  # cpu: a 3 x 3 lattice of positions (corners, edge midpoints, centre), 300 steps, ~30 min on 2 cores
   python -m experiments.position_atlas --workdir=/tmp/atlas_cpu --config=experiments/configs/position_atlas.py:cpu
   # quick: CI smoke run, 96 px, a 3 x 3 lattice of the 6 x 6 grid, a few steps (< 1 min)
   python -m experiments.position_atlas --workdir=/tmp/atlas_quick --config=experiments/configs/position_atlas.py:quick
@@ -29,10 +29,10 @@ Fields:
 import ml_collections
 
 FULL_VIS = dict(recipe="zipser2015", image_hw=(224, 224), steps=2000, chunk=100)
-# 224 px like the paper, a 3 x 3 lattice, a fifth of the steps: zipser2015's normalised step moves
-# each RF pixel by ~1.5/255 per step, and by 400 steps the centre pattern has formed (PROCEDURE.md:
-# 600 steps already give an RF-filling pattern).
-CPU_VIS = dict(FULL_VIS, steps=400, chunk=25)
+# 224 px like the paper, a 3 x 3 lattice, 300 of the 2,000 steps: 9 x 2 x 300 = 5,400 image-steps,
+# at the ~0.25 s per image-step of 2 idle cores about 25 min (PROCEDURE.md: 600 steps already give
+# an RF-filling pattern at the centre, so 300 shows where the pattern forms, not its final detail).
+CPU_VIS = dict(FULL_VIS, steps=300, chunk=25)
 QUICK_VIS = dict(FULL_VIS, image_hw=(96, 96), steps=6, chunk=3)
 
 
