@@ -1,28 +1,27 @@
 """Builds DIR/report.html from the figure JSON/NPZ files (and specificity.json, if present).
 
 Each figure gets its caption (what the paper claims, and what we measure), its RF geometry, and
-the run's settings and timing. "What we see" is computed from the saved images with
-`rfspec.metrics`, so it is a number, not an impression:
+the run's settings and timing. "What we see" is computed from the saved images with the same
+measure and the same rule for when a number is defined as the specificity sweep
+(`rfspec.metrics.position_specificity`, `rfspec.metrics.undefined_reasons`), so the two never
+disagree on the same images:
 
-  * position figures with >= 2 seeds: the seed ceiling S_pp (same position, different seeds), the
-    cross-position similarity S_pq (RF centres aligned) and PSI = 1 - S_pq / mean(S_pp, S_qq);
-  * position figures with 1 seed: S_pq between positions only;
-  * tiled figures: seed consistency (similarity between seeds, unshifted).
-Comparisons are restricted to each node's RF box inside the image (aligned on the RF centres).
-Similarities are computed in GoogLeNet's inception_3a feature space (`rfspec.metrics.FEATURE_TAP`,
-see its docstring for why) and, as the baseline, as masked pixel correlations. PSI near 0 means
-"same pattern at every position"; NaN where two positions share no comparable region.
+  * position figures: psi_auc between every pair of positions (2 P(W > B) - 1 on the judge
+    layer's features pooled over each node's RF box inside the image; 0 = positions
+    indistinguishable, 1 = separable), with 95 % bootstrap intervals over seeds, and auc_id (seed
+    consistency against the other panels of the same tap at the same positions, when the figure
+    has them);
+  * tiled figures: the judge similarity between seeds (cosine of whole-image pooled features).
+Numbers need the weights (`params`); without them they are n/a and say why.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 
 import numpy as np
 
 from rfspec import io, metrics
-from rfspec.geometry import box_masks
 
 _INTRO = ("<p>Zipser (2015), <i>Node Specificity in Convolutional Deep Nets Depends on Receptive Field "
           "Position and Size</i>, reproduced on BVLC GoogLeNet with rfspec. Each image is a "
@@ -32,47 +31,48 @@ _INTRO = ("<p>Zipser (2015), <i>Node Specificity in Convolutional Deep Nets Depe
           "<code>rfspec/selection.py</code>): the paper's own person-trained net is not public.</p>")
 
 
-def _nanmean(x) -> float | None:
-  x = np.asarray(x, np.float64)
-  return float(np.nanmean(x)) if np.isfinite(x).any() else None
+def _num(x):
+  arr = np.asarray(x, np.float64)
+  if arr.ndim == 0:
+    return float(arr) if np.isfinite(arr) else None
+  return [_num(v) for v in arr]
 
 
-def _position_stats(images: np.ndarray, centres: np.ndarray, regions: np.ndarray, params, space: str) -> dict:
-  """images [P, S, H, W, 3], centres [P, 2], regions [P, H, W] -> S_pp, S_pq, PSI in `space`."""
+def _position_stats(images: np.ndarray, boxes: np.ndarray, floor: np.ndarray | None, params) -> dict:
+  """images [P, S, H, W, 3], boxes [P, 4], floor [P, S2, H, W, 3] or None -> the sweep's indices."""
+  import jax
+
+  n_seeds = images.shape[1]
+  n_floor = 0 if floor is None else floor.shape[1]
+  undefined = metrics.undefined_reasons(n_seeds, n_floor)
+  out = dict(undefined=undefined, n_seeds=n_seeds, n_floor=n_floor)
+  if params is None:
+    out["undefined"] = {k: "needs the weights (params)" for k in undefined}
+    return out
+  if undefined["psi_auc"] is not None:
+    return out
+  res = metrics.position_specificity(params, images, boxes, floor, jax.random.key(0))
+  off = ~np.eye(images.shape[0], dtype=bool)
+  psi_boot = np.asarray(res.psi_auc_boot)[:, off].mean(axis=1)
+  out.update(psi_auc=_num(res.psi_auc), psi_auc_ci=_num(res.psi_auc_ci),
+             psi_auc_mean=_num(np.asarray(res.psi_auc)[off].mean()),
+             psi_auc_mean_ci=_num(np.nanpercentile(psi_boot, [2.5, 97.5])))
+  if undefined["auc_id"] is None:
+    out.update(auc_id=_num(res.auc_id), auc_id_ci=_num(res.auc_id_ci), psi_floor=_num(res.psi_floor))
+  return out
+
+
+def _tiled_stats(images: np.ndarray, params) -> dict:
+  """images [S, H, W, 3] -> mean judge cosine between seeds over the whole image."""
   import jax.numpy as jnp
 
-  n_pos, n_seeds = images.shape[:2]
-  off = ~np.eye(n_pos, dtype=bool)
-  if n_seeds >= 2:
-    spec = metrics.specificity_matrix(jnp.asarray(images), jnp.asarray(centres, jnp.float32), jnp.asarray(regions),
-                                      params=params, space=space)
-    s, psi = np.asarray(spec.s_pq), np.asarray(spec.psi)
-    return dict(seed_ceiling=_nanmean(np.diag(s)), cross_position=_nanmean(s[off]), psi=_nanmean(psi[off]),
-                s_matrix=s.tolist(), psi_matrix=psi.tolist())
-  pairs = []
-  for p, q in itertools.permutations(range(n_pos), 2):
-    shift = jnp.asarray(centres[q] - centres[p], jnp.float32)
-    region = (regions[q] > 0) & (np.asarray(metrics.shift_image(jnp.asarray(regions[p]), shift)[0]) > 0)
-    pairs.append(float(metrics.similarity(jnp.asarray(images[p, 0]), jnp.asarray(images[q, 0]), shift,
-                                          jnp.asarray(region), params=params, space=space)))
-  return dict(cross_position=_nanmean(pairs))
-
-
-def _tiled_stats(images: np.ndarray, params, space: str) -> dict:
-  """images [S, H, W, 3] -> similarity between seeds (no shift)."""
-  import jax.numpy as jnp
-
-  if len(images) < 2:
+  if params is None or len(images) < 2:
     return {}
-  return dict(seed_consistency=_nanmean(metrics.seed_ceiling(jnp.asarray(images), params=params, space=space)))
-
-
-def _spaces(params, rf_size: int) -> list[str]:
-  """Feature space needs params and an RF of at least `metrics.FEATURE_MIN_RF`; else pixels."""
-
-  if params is None or rf_size < metrics.FEATURE_MIN_RF:
-    return [metrics.PIXEL]
-  return [metrics.FEATURE_TAP, metrics.PIXEL]
+  h, w = images.shape[1:3]
+  d = np.asarray(metrics.describe(params, jnp.asarray(images), jnp.tile(jnp.array([0.0, 0.0, h, w]), (len(images), 1))))
+  d = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+  sim = d @ d.T
+  return dict(seed_consistency=_num(sim[~np.eye(len(d), dtype=bool)].mean()))
 
 
 def observations(meta: dict, images: np.ndarray, params=None) -> list[dict]:
@@ -82,49 +82,41 @@ def observations(meta: dict, images: np.ndarray, params=None) -> list[dict]:
   for k, panel in enumerate(meta["panels"]):
     cols = slice(k * n_seeds, (k + 1) * n_seeds)
     recs = [row[k * n_seeds] for row in meta["images"]]
-    row = dict(tap=panel["tap"], channel=panel["channel"], spaces={})
-    for space in _spaces(params, recs[0]["rf"]["size"]):
-      if recs[0]["position"] is None:
-        row["spaces"][space] = _tiled_stats(images[0, cols], params, space)
-      else:
-        stride, offset = recs[0]["rf"]["stride"], recs[0]["rf"]["offset"]
-        centres = np.array([[offset + stride * r["position"][0], offset + stride * r["position"][1]] for r in recs])
-        regions = box_masks(panel["tap"], images.shape[2:4], [tuple(r["position"]) for r in recs]).astype(np.float32)
-        row["spaces"][space] = _position_stats(images[:, cols], centres, regions, params, space)
-    if recs[0]["position"] is not None:
+    row = dict(tap=panel["tap"], channel=panel["channel"], judge=metrics.JUDGE_TAP)
+    if recs[0]["position"] is None:
+      row.update(_tiled_stats(images[0, cols], params))
+    else:
+      boxes = np.array([r["rf"]["box"] for r in recs], np.float32)
+      others = [m for m, p in enumerate(meta["panels"]) if m != k and p["tap"] == panel["tap"]]
+      floor = (np.concatenate([images[:, m * n_seeds:(m + 1) * n_seeds] for m in others], axis=1) if others
+               else None)
+      row.update(_position_stats(images[:, cols], boxes, floor, params))
       row["inside_fraction"] = [r["rf"]["inside_fraction"] for r in recs]
     out.append(row)
   return out
 
 
-def _num(v, fmt=".3f") -> str:
-  return "n/a" if v is None else format(v, fmt)
-
-
 def _seen_text(obs: list[dict]) -> str:
   parts = []
   for o in obs:
-    bits = []
-    for space, st in o["spaces"].items():
-      where = "pixels" if space == "pixel" else f"{space} features"
-      if "psi" in st:
-        ceiling = st["seed_ceiling"]
-        # A near-zero ceiling (seeds do not agree at all) makes the ratio in PSI meaningless.
-        psi = (f"PSI = {_num(st['psi'], '.2f')}" if ceiling is not None and ceiling >= metrics.MIN_CEILING
-               else f"PSI is undefined (seed ceiling below {metrics.MIN_CEILING})")
-        bits.append(f"in {where}, seeds agree with S<sub>pp</sub> = {_num(ceiling)} and positions with "
-                    f"S<sub>pq</sub> = {_num(st['cross_position'])}; {psi}")
-      elif "cross_position" in st:
-        bits.append(f"in {where}, cross-position similarity S<sub>pq</sub> = {_num(st['cross_position'])} "
-                    "(one seed, so no seed ceiling)")
-      elif "seed_consistency" in st:
-        bits.append(f"in {where}, seeds agree with {_num(st['seed_consistency'])} (tiled)")
-    text = f"<b>{io.html_escape(o['tap'])} channel {o['channel']}</b>: " + "; ".join(bits) + "."
     if "inside_fraction" in o:
-      text += " RF inside the image: " + ", ".join(f"{f:.0%}" for f in o["inside_fraction"]) + "."
-    parts.append(text)
-  return " ".join(parts) + (" PSI: 0 = the same pattern at every position (as far as seeds agree at all); "
-                            "1 = as unrelated as different images; n/a where no region can be compared.")
+      if o.get("psi_auc_mean") is not None:
+        text = (f"psi_auc between positions {o['psi_auc_mean']:.2f} [{o['psi_auc_mean_ci'][0]:.2f}, "
+                f"{o['psi_auc_mean_ci'][1]:.2f}] (mean over pairs, 95 % CI over seeds)")
+      else:
+        text = f"psi_auc n/a ({o['undefined']['psi_auc']})"
+      if o.get("auc_id") is not None:
+        text += "; auc_id by position " + ", ".join(f"{v:.2f}" for v in o["auc_id"])
+      else:
+        text += f"; auc_id n/a ({o['undefined']['auc_id']})"
+      text += ". RF inside the image: " + ", ".join(f"{f:.0%}" for f in o["inside_fraction"])
+    else:
+      sc = o.get("seed_consistency")
+      text = "tiled; judge similarity between seeds " + ("n/a (needs params and >= 2 seeds)" if sc is None
+                                                         else f"{sc:.2f}")
+    parts.append(f"<b>{io.html_escape(o['tap'])} channel {o['channel']}</b>: {text}.")
+  return " ".join(parts) + (" psi_auc: 0 = positions indistinguishable, 1 = every seed pair at a position is more "
+                            f"alike than any pair across positions (judge {metrics.JUDGE_TAP}).")
 
 
 def figure_section(workdir: str, name: str, params=None) -> dict | None:

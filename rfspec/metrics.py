@@ -737,16 +737,22 @@ def describe(params, images: Array, boxes: Array, *, tap: str = JUDGE_TAP) -> Ar
   lead, hw = images.shape[:-3], images.shape[-3:-1]
   x = jnp.reshape(images, (-1, *hw, 3)).astype(jnp.float32)
   b = jnp.reshape(jnp.asarray(boxes, jnp.float32), (-1, 4))
-  margin = judge_margin(tap)
+  g, margin = geometry(tap), judge_margin(tap)
+  fill = neutral_fill()
   ys, xs = jnp.arange(hw[0], dtype=jnp.float32), jnp.arange(hw[1], dtype=jnp.float32)
   inside = (((ys[None, :] >= b[:, 0:1]) & (ys[None, :] < b[:, 2:3]))[:, :, None]
             & ((xs[None, :] >= b[:, 1:2]) & (xs[None, :] < b[:, 3:4]))[:, None, :])
-  x = jnp.where(inside[..., None], x, neutral_fill())
-  x = jnp.pad(x - neutral_fill(), ((0, 0), (margin, margin), (margin, margin), (0, 0))) + neutral_fill()
+  x = jnp.where(inside[..., None], x, fill)
+  # A neutral border (plus one stride of slack), and each image moved so that its box's top-left
+  # corner sits at the same phase of the judge grid: the same content in the RF frame then gives
+  # the same descriptor wherever the box lies, to the pixel.
+  x = jnp.pad(x - fill, ((0, 0), (margin, margin + g.jump), (margin, margin + g.jump), (0, 0))) + fill
+  phase = jnp.mod(-jnp.round(b[:, :2]), g.jump)  # [N, 2] (dy, dx) in 0..jump-1
+  x = jax.vmap(lambda im, d: shift_image(im - fill, d)[0] + fill)(x, phase)
   feats = googlenet.forward(params, x, (tap,))[tap].astype(jnp.float32)  # [N, h, w, C]
-  canvas_hw = (hw[0] + 2 * margin, hw[1] + 2 * margin)
-  wts = region_weights(jnp.clip(b, 0, jnp.array([hw[0], hw[1], hw[0], hw[1]], jnp.float32)) + margin, canvas_hw,
-                       tap=tap)
+  canvas_hw = (hw[0] + 2 * margin + g.jump, hw[1] + 2 * margin + g.jump)
+  vis = jnp.clip(b, 0, jnp.array([hw[0], hw[1], hw[0], hw[1]], jnp.float32))
+  wts = region_weights(vis + margin + jnp.concatenate([phase, phase], axis=1), canvas_hw, tap=tap)
   desc = jnp.einsum("nhwc,nhw->nc", feats, wts) / jnp.sum(wts, axis=(1, 2))[:, None]
   return desc.reshape(*lead, desc.shape[-1])
 

@@ -20,7 +20,7 @@ import numpy as np
 from rfspec.io import to_uint8
 
 __all__ = ["HATCH_COLOUR", "HATCH_PERIOD", "RF_COLOUR", "RF_LINE_PX", "RF_TICK_PX", "atlas_mosaic",
-           "atlas_psi_figure", "grid_geometry", "render_grid"]
+           "atlas_psi_figure", "grid_geometry", "render_grid", "specificity_taps_figure", "specificity_trend_figure"]
 
 RF_COLOUR = (220, 30, 30)
 HATCH_COLOUR = (240, 150, 150)
@@ -264,4 +264,105 @@ def atlas_psi_figure(psi, inside, rows, cols, reference, *, title: str = "", spa
     fig.colorbar(im, ax=ax, shrink=0.8)
   if title:
     fig.suptitle(title, fontsize=10)
+  return fig
+
+
+# ----------------------------------------------------------------------------- specificity sweep
+
+
+def _tap_label(tap: str) -> str:
+  return tap.replace("/output", "").replace("inception_", "")
+
+
+def specificity_trend_figure(taps, trend):
+  """psi_auc(p, centre) against the off-image share of each position's RF, per tap, with 95 %
+  intervals and the fitted line (claim 4): (a) theoretical RF, (b) effective RF.
+
+  Args:
+    taps: specificity.json "taps" entries (positions, rf_off, erf_off, summary.psi_vs_centre[_ci]).
+    trend: specificity.json "trend" {"rf", "rf_ci", "erf", "erf_ci", "points"}.
+
+  Returns:
+    A matplotlib `Figure` (no pyplot state).
+  """
+  from matplotlib import colormaps
+  from matplotlib.figure import Figure
+
+  fig = Figure(figsize=(12, 4.8), layout="constrained")
+  axes = fig.subplots(1, 2, sharey=True)
+  cmap = colormaps["viridis"]
+  order = sorted(taps, key=lambda t: t["rf_size"])
+  for ax, key, name in ((axes[0], "rf_off", "rf"), (axes[1], "erf_off", "erf")):
+    xs_all, ys_all = [], []
+    for n, t in enumerate(order):
+      x = np.asarray([np.nan if v is None else v for v in t[key]], np.float64)
+      x = x[1:] - x[0]
+      y = np.asarray(t["summary"]["psi_vs_centre"][1:], np.float64)
+      ci = np.asarray(t["summary"]["psi_vs_centre_ci"][1:], np.float64).reshape(-1, 2)
+      colour = cmap(n / max(len(order) - 1, 1))
+      ax.errorbar(x, y, yerr=[y - ci[:, 0], ci[:, 1] - y], fmt="o", color=colour, capsize=3,
+                  label=f"{_tap_label(t['tap'])} (RF {t['rf_size']} px)")
+      xs_all += list(x)
+      ys_all += list(y)
+    slope = trend.get(name)
+    if slope is not None and xs_all:
+      xs, ys = np.asarray(xs_all), np.asarray(ys_all)
+      ok = np.isfinite(xs) & np.isfinite(ys)
+      grid = np.linspace(np.nanmin(xs), np.nanmax(xs), 20)
+      ax.plot(grid, ys[ok].mean() + slope * (grid - xs[ok].mean()), color="black", lw=1,
+              label=f"OLS slope {slope:.2f} [{trend[name + '_ci'][0]:.2f}, {trend[name + '_ci'][1]:.2f}]")
+    ax.axhline(0, color="grey", lw=0.7)
+    ax.grid(alpha=0.3)
+    ax.set_xlabel(("theoretical RF" if name == "rf" else "effective RF (ERF mass)")
+                  + ": off-image share at p minus at the centre")
+    ax.legend(fontsize=7)
+  axes[0].set_ylabel("psi_auc(p, centre), mean over channels (0 = same pattern, 1 = separable)")
+  fig.suptitle("Position specificity vs the RF's off-image share (95 % bootstrap intervals over seeds and channels)",
+               fontsize=10)
+  return fig
+
+
+def specificity_taps_figure(taps):
+  """Per tap against RF size: (a) mean psi_auc(p, centre) over off-centre positions, (b) mean
+  auc_id (seed consistency vs other channels; 0.5 = none), (c) the ablations: psi_auc between a
+  position and its flipped mirror, and between the centre at 1x and 2x the image side.
+
+  Args:
+    taps: specificity.json "taps" entries.
+
+  Returns:
+    A matplotlib `Figure`.
+  """
+  from matplotlib.figure import Figure
+
+  fig = Figure(figsize=(15, 4.6), layout="constrained")
+  axes = fig.subplots(1, 3)
+  order = sorted(taps, key=lambda t: t["rf_size"])
+  x = np.array([t["rf_size"] for t in order], np.float64)
+
+  def bars(ax, vals, cis, **kw):
+    y = np.array([np.nan if v is None else v for v in vals], np.float64)
+    ci = np.array([[np.nan, np.nan] if c is None or None in c else c for c in cis], np.float64)
+    ax.errorbar(x, y, yerr=[y - ci[:, 0], ci[:, 1] - y], capsize=3, marker="o", **kw)
+
+  s = [t["summary"] for t in order]
+  bars(axes[0], [v["psi_mean"] for v in s], [v["psi_mean_ci"] for v in s])
+  bars(axes[1], [v["auc_id_mean"] for v in s], [v["auc_id_mean_ci"] for v in s])
+  bars(axes[2], [v["mirror_psi"] for v in s], [v["mirror_psi_ci"] for v in s], label="p vs flipped mirror")
+  if any(t.get("input_size") for t in order):
+    sizes = [t.get("input_size") or {} for t in order]
+    bars(axes[2], [v.get("psi_auc_mean") for v in sizes], [v.get("psi_auc_mean_ci") for v in sizes],
+         label="centre at 1x vs 2x image side", linestyle="--")
+  for ax, title, ref in ((axes[0], "(a) psi_auc vs centre", 0), (axes[1], "(b) auc_id (seed consistency)", 0.5),
+                         (axes[2], "(c) ablations: psi_auc", 0)):
+    ax.set_xscale("log")
+    ax.set_xticks(x, [f"{_tap_label(t['tap'])}\n{t['rf_size']}" for t in order], fontsize=7)
+    ax.minorticks_off()
+    ax.axhline(ref, color="grey", lw=0.7)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("tap and RF size (px, log scale)")
+  if axes[2].get_legend_handles_labels()[0]:
+    axes[2].legend(fontsize=7)
+  fig.suptitle("Specificity per tap (means over channels and positions, 95 % bootstrap intervals)", fontsize=10)
   return fig

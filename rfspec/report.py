@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["atlas_html", "image_data_uri"]
+__all__ = ["atlas_html", "image_data_uri", "specificity_markdown", "specificity_section_html"]
 
 
 def image_data_uri(image, *, fmt: str = "JPEG", quality: int = 92) -> str:
@@ -193,3 +193,109 @@ def atlas_html(meta: Mapping[str, Any], images, *, tile_px: int = 96, detail_px:
       f"<script type='application/json' id='atlas-data'>{payload}</script>",
       f"<script>{_ATLAS_JS}</script>",
       "</body></html>"])
+
+
+# ----------------------------------------------------------------------------- specificity sweep
+
+
+def _fmt(v, spec: str = ".2f") -> str:
+  return "n/a" if v is None else format(v, spec)
+
+
+def _ci(ci) -> str:
+  return "n/a" if ci is None or None in ci else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def _verdict_rows(claims) -> list[list[str]]:
+  return [[c["claim"], c["measure"], f"{_fmt(c['estimate'])} {_ci(c['ci'])}", c["verdict"],
+           c["why"] + (f"; {c['settle']}" if c["settle"] else "")] for c in claims]
+
+
+_VERDICT_HEADER = ["claim", "measure", "estimate [95 % CI]", "verdict", "why / what would settle it"]
+_TAP_HEADER = ["tap", "RF px", "channels", "psi_auc vs centre [95 % CI]", "auc_id [95 % CI]",
+               "mirror psi_auc [95 % CI]", "centre 1x vs 2x psi_auc [95 % CI]", "RF off-image (max)",
+               "ERF off-image (max)", "realism: stats distance single / tiled"]
+
+
+def _tap_rows(taps) -> list[list[str]]:
+  rows = []
+  for t in taps:
+    s, size, real = t["summary"], t.get("input_size") or {}, t.get("realism")
+    dist = "n/a" if not real else (f"{_fmt(real['single']['stats_distance']['mean'])} / "
+                                   f"{_fmt(real['tiled']['stats_distance']['mean'])}")
+    rows.append([t["tap"], str(t["rf_size"]), ", ".join(map(str, t["channels"])),
+                 f"{_fmt(s['psi_mean'])} {_ci(s['psi_mean_ci'])}", f"{_fmt(s['auc_id_mean'])} {_ci(s['auc_id_mean_ci'])}",
+                 f"{_fmt(s['mirror_psi'])} {_ci(s['mirror_psi_ci'])}",
+                 f"{_fmt(size.get('psi_auc_mean'))} {_ci(size.get('psi_auc_mean_ci'))}" if size else "not run",
+                 f"{max(v for v in t['rf_off'] if v is not None):.0%}",
+                 f"{max(v for v in t['erf_off'] if v is not None):.0%}", dist])
+  return rows
+
+
+def _scale_text(summary: Mapping[str, Any]) -> str:
+  st, vis = summary["settings"], summary["settings"]["vis"]
+  return (f"config variant '{st['variant']}': {vis['image_hw'][0]}x{vis['image_hw'][1]} px, recipe "
+          f"{vis.get('recipe', 'deepdream')}, {vis['steps']} steps, {len(st['taps'])} taps, K = {st['channels_per_tap']} "
+          f"channels per tap, {st['n_positions']} positions (+ mirrors), S = {len(st['seeds'])} seeds, "
+          f"{st['n_boot']} bootstrap draws; judge {summary['judge']}")
+
+
+def _realism_ref_text(summary: Mapping[str, Any]) -> str:
+  refs = summary.get("realism_references")
+  if not refs:
+    return "No reference images, so no realism references."
+  parts = []
+  for name in ("natural", "noise"):
+    r = refs[name]
+    parts.append(f"{name}: stats distance {_fmt(r['stats_distance']['mean'])}, confidence "
+                 f"{_fmt(r['confidence']['mean'])}, entropy {_fmt(r['entropy']['mean'])} nats, spectrum slope "
+                 f"{_fmt(r['spectrum_slope']['mean'])}")
+  return ("Realism references (" + ", ".join(refs["natural_images"]) + " as natural photos; uniform noise): "
+          + "; ".join(parts) + ". Confidence, entropy and stats distance are circular (GoogLeNet judging images "
+          "optimised on GoogLeNet, and the natural photos are also the statistics' reference); only the spectrum "
+          "slope (natural images about -2) is independent of the net.")
+
+
+def specificity_markdown(summary: Mapping[str, Any]) -> str:
+  """specificity.md: the verdict table first, then per-tap numbers, with the run's scale."""
+
+  def table(header, rows):
+    esc = lambda x: str(x).replace("|", "\\|")  # noqa: E731
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+                     + ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows])
+
+  trend = summary.get("trend") or {}
+  return "\n".join([
+      f"# Position specificity: one verdict per claim ({summary['settings']['variant']})", "",
+      f"Scale: {_scale_text(summary)}.", "",
+      table(_VERDICT_HEADER, _verdict_rows(summary["claims"])), "",
+      f"Trend of psi_auc(p, centre) on the off-image share: theoretical RF slope {_fmt(trend.get('rf'))} "
+      f"{_ci(trend.get('rf_ci'))}, ERF slope {_fmt(trend.get('erf'))} {_ci(trend.get('erf_ci'))} "
+      f"({trend.get('points', 0)} points).", "",
+      "## Per tap", "", table(_TAP_HEADER, _tap_rows(summary["taps"])), "",
+      _realism_ref_text(summary), ""])
+
+
+def specificity_section_html(summary: Mapping[str, Any]) -> str:
+  """The report.html section: verdicts at the top, then the plots and per-tap numbers."""
+  esc = html.escape
+
+  def table(header, rows):
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+  quick = ("<p><b>Quick variant:</b> a smoke test of the pipeline; its verdicts say nothing about the paper.</p>"
+           if summary["settings"]["variant"] == "quick" else "")
+  return (f"<h3>Verdicts</h3>{quick}<p>Scale: {esc(_scale_text(summary))}. psi_auc = 2 P(W &gt; B) - 1 (0: positions "
+          "indistinguishable, 1: separable); auc_id = P(W &gt; F) against other channels of the tap (0.5: no more "
+          "alike than unrelated nodes); similarities are cosines of the judge layer's features pooled over each "
+          "image's RF box inside the image (<code>rfspec.metrics.describe</code>); intervals are 95 % percentile "
+          f"bootstraps over seeds (and channels for tap means). Claim 1 is an equivalence test (TOST) with margin "
+          f"+-{summary['equivalence_margin']}.</p>"
+          + table(_VERDICT_HEADER, _verdict_rows(summary["claims"]))
+          + "<p><img src='psi_vs_off_image.png' alt='psi_auc vs off-image share'></p>"
+          + "<p><img src='specificity_by_tap.png' alt='specificity per tap'></p>"
+          + table(_TAP_HEADER, _tap_rows(summary["taps"]))
+          + f"<p>{esc(_realism_ref_text(summary))}</p>"
+          + "<p>Every number is in <code>specificity.json</code>; images in <code>specificity/*.npz</code>.</p>")

@@ -1,603 +1,605 @@
-"""The specificity sweep: Zipser's claim, measured tap by tap, with and without a padding canvas.
+"""The specificity sweep: the paper's claims as numbers with intervals, tap by tap (numbers only).
 
-The claim (Zipser 2015): nodes whose RF falls partly off the image prefer different,
-seed-consistent patterns at different positions, and the effect grows with RF size. For one tap
-`sweep_tap` visualises K channels x P named positions x S seeds (plus, optionally, the first
-channel tiled over every position) as ONE `visualize_grid` call, then measures per channel with
-`rfspec.metrics`:
+For one tap, `sweep_tap` visualises K channels x P positions x S seeds (plus the first channel
+tiled over every position) in ONE `visualize_grid` call and measures each channel with
+`rfspec.metrics.specificity_from_descriptors` (judge: GoogLeNet's own inception_3a features
+pooled over each image's RF box ∩ image; floor: the tap's other K - 1 channels at the same
+positions). Positions run along the diagonal from the centre node (RF inside the image, or as
+much inside as the tap allows) to the corner node (the least inside), followed by the mirror
+(h-1-i, w-1-j) of every off-centre one for the mirror ablation.
 
-  * S / PSI matrices [P, P] in pixel space (always) and in GoogLeNet feature space
-    (`metrics.FEATURE_TAP`, when the node's RF is at least `FEATURE_MIN_RF` px; smaller RFs do
-    not hold enough whole feature RFs, so they are measured in pixels). The primary space, used
-    for the headline numbers, follows from the RF size alone and is recorded as `space`, with the
-    reason; pairs whose aligned overlap holds no whole feature RF are undefined (None);
-  * PSI of each position against the reference position (the first name, default "centre"):
-    PSI_p = (PSI[p, ref] + PSI[ref, p]) / 2, which equals PSI[p, ref] in pixel space; None where
-    the pair's seed ceiling is below `MIN_CEILING` (seeds do not agree enough for the ratio to
-    mean anything);
-  * the share of each position's RF inside the image (and inside the canvas, if any);
-  * the transfer matrix T_pq (only without a canvas: T is measured on the bare image). It needs
-    no seed agreement, but a moved pattern keeps only what stays on the image, so T also falls
-    with the share of p's pattern that the move drops (large patterns, distant positions).
+Per tap it returns a `TapResult` (NamedTuple of arrays): the indices and their bootstrap draws
+per channel, each position's theoretical-RF and effective-RF (ERF) off-image share, the mirror
+ablation, and the realism scores. `summarize_tap` reduces the draws to tap-level numbers with
+95 % intervals (every draw averages the K channels, so intervals cover seeds and channels), and
+`claims` turns the summaries of all taps into one verdict per claim of the paper.
 
-Comparison regions. Each position's region is its RF box grown by `cfg.jitter` px (the pixels
-that any step's gradient can reach: jitter rolls the image by up to that much), clipped to the
-image. Outside it a single-node visualisation keeps its random start, which differs between
-seeds and would only dilute S; the metrics compare x_p and x_q on the overlap of both regions
-after aligning the RF centres.
-
-Padding ablation (`Canvas`). The optimised image stays `image_hw`; the net sees it embedded in
-a canvas `pad` px wider on every side, filled with the net's zero input ("zero"), mid-grey
-("grey") or a mirror of the image ("reflect"). `canvas_pad` picks pad as the smallest multiple
-of the tap's stride that puts every chosen position's RF box inside the canvas, capped at
-`Canvas.max_pad` (rounded down to a multiple of the stride; for "reflect" also below the image
-side, which the mirror needs). A multiple of the stride keeps node (i, j) of the image grid at
-node (i + pad/stride, j + pad/stride) of the canvas grid, so the same RF boxes, centres and
-alignment hold and the metrics compare the same H x W images. What the ablation separates: with
-the canvas no layer zero-pads inside the chosen nodes' RFs, and the off-image part of the RF sees
-a plain, image-like surround instead of the net's border handling; the off-image part is still
-not optimised. If PSI stays high with the canvas, position specificity comes from which part of
-the RF holds the optimisable image (truncation of the content), not from the net's padding; if
-it drops, the padding was doing it. Depth alone (RF size with the RF fully on the image) is
-the "centre" row of deep taps and the small-RF taps.
-
-Tiled realism (`tiled_realism`). The paper says tiled visualisations look more realistic than
-single-position ones. We compare, for the same channel and seeds, the tiled image (every
-position of the channel at once) with the centre single-position one, by the two scores of
-`metrics.realism` (see its docstring for the justification and calibration):
-`stats_distance`, the relative Frechet distance of the image's inception_3a channel statistics
-to those of natural photographs (primary; lower = more natural; needs reference images), and
-the net's top-1 `confidence` (secondary; higher = more natural, but adversarial patterns and
-smooth blobs also score well). Both see the whole image, and both runs share size, steps and
-start noise, so the difference is the objective alone.
+Ablations that separate RF truncation from depth:
+  * mirror positions: the net pads unevenly (conv1 pads 3 px, ceil-mode pools overhang the
+    right and bottom), so p and its mirror need not be equivalent. `TapResult.mirror_psi` is
+    psi_auc between x_p and the flipped visualisation of p's mirror (its box flipped too): 0 when
+    the net treats mirrored positions alike;
+  * input size (`input_size_ablation`): the same channels' centre node at 2x the image side,
+    where more of the RF lies inside, against the centre at 1x: psi_auc between the two.
+The canvas ablation of the first sweep is gone: a zero canvas shows the off-image part of the RF
+the same zero input the net's own padding gives, so it separated only the deep layers' feature
+padding from content truncation, and the input-size ablation does that with the RF's content
+really present.
 
 Conventions: positions (i, j) = (row, col) on the tap's grid; pixels (y, x) = (row, col); images
-RGB in [0, 1]. Matrices [P, P]: row p = the moved position (or the pattern source for T),
-column q = the reference frame (the node driven).
+RGB in [0, 1]; boxes (top, left, bottom, right) px, half-open.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import time
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from rfspec import masks as masks_lib
 from rfspec import metrics
+from rfspec.engine import Progress, VisConfig, initial_image, visualize_grid
+from rfspec.errors import UserError
+from rfspec.geometry import effective_rf, nearest_node, receptive_field
 from rfspec.models import googlenet
-from rfspec.geometry import box_masks, branch_tap, receptive_field
-from rfspec.engine import CANVAS_FILLS, Progress, VisConfig, visualize_grid
 
-__all__ = ["Canvas", "DEFAULT_POSITIONS", "FEATURE_MIN_RF", "MIN_CEILING", "NO_CANVAS", "canvas_inside_fraction",
-           "canvas_pad", "pair_summary", "plot_psi_vs_inside_fraction", "plot_psi_vs_rf_size", "plot_transfer",
-           "rf_regions", "spearman", "sweep_tap", "tiled_realism"]
+__all__ = ["ChannelChoice", "EQUIVALENCE_MARGIN", "TapResult", "TapSummary", "Verdict", "choose_channels", "claims",
+           "diagonal_positions", "erf_off_share", "input_size_ablation", "realism_scores", "summarize_tap",
+           "sweep_tap"]
 
-# Centre -> edge -> corner.
-DEFAULT_POSITIONS: tuple[str, ...] = ("centre", "top", "left", "top_left", "bottom_right")
-NO_CANVAS = "none"  # the variant name of the plain sweep
-# The shared policy (see rfspec.metrics): feature space from this RF size up; PSI needs this ceiling.
-FEATURE_MIN_RF = metrics.FEATURE_MIN_RF
-MIN_CEILING = metrics.MIN_CEILING
+# Claim 1 ("no difference") is an equivalence claim: |psi_auc| below this margin, tested with the
+# 90 % interval (two one-sided 5 % tests, TOST). 0.2 is about the point spread of psi_auc at
+# S = 6 seeds for identical content in the calibration (tests/metrics_test.py); 0.1
+# (reference/MEASURING.md) would need ~4x the seeds.
+EQUIVALENCE_MARGIN = 0.2
+SMALL_RF_SHARE = 0.5  # "small RF": RF side <= this share of the image side
+LARGE_RF_SHARE = 1.0  # "large RF": RF side > the image side
 
 
-class Canvas(NamedTuple):
-  """A padding-ablation variant.
+# ----------------------------------------------------------------------------- positions and channels
 
-  Attributes:
-    fill: "zero" (the net's zero input, the ImageNet mean colour), "grey" (0.5) or "reflect".
-    max_pad: the largest canvas border in px (the cap; see `canvas_pad`).
+
+def diagonal_positions(tap: str, image_hw: tuple[int, int], n: int) -> list[tuple[int, int]]:
+  """n distinct positions (i, j) = (row, col) from the centre node to the corner (0, 0), evenly spaced.
+
+  The centre is the node whose RF centre is nearest the image centre; moving to the corner takes
+  the RF's inside fraction from its maximum down to its minimum.
   """
-
-  fill: str
-  max_pad: int
-
-
-# ----------------------------------------------------------------------------- geometry
-
-
-def _positions(tap: str, image_hw, position_names: Sequence[str]) -> list[tuple[int, int]]:
-  named = masks_lib.named_positions(tap, image_hw)
-  unknown = [p for p in position_names if p not in named]
-  if unknown:
-    raise ValueError(f"Unknown position name(s) {unknown}; choose from {sorted(named)}.")
-  return [named[p] for p in position_names]
-
-
-def canvas_pad(tap: str, image_hw: tuple[int, int], positions: Sequence[tuple[int, int]], max_pad: int,
-               *, fill: str = "zero") -> int:
-  """The canvas border (px) for `tap`: the smallest multiple of its stride that puts the RF box
-  of every position (i, j) = (row, col) inside the canvas, capped.
-
-  The cap is `max_pad` rounded down to a multiple of the stride (it bounds the compute: the net
-  sees (H + 2 pad) x (W + 2 pad) px); for fill "reflect" the pad must also stay below the image
-  side, since the mirror can only copy what is there. A capped pad leaves part of the RF off the
-  canvas: see `canvas_inside_fraction`.
-
-  Returns:
-    pad in px, a multiple of the tap's stride, >= 0.
-  """
-  rf = receptive_field(tap, image_hw)
-  h, w = rf.image_hw
-  need = 0
-  for i, j in positions:
-    top, left, bottom, right = rf.box(i, j)
-    need = max(need, -top, -left, bottom - h, right - w)
-  pad = -(-need // rf.stride) * rf.stride
-  cap = int(max_pad)
-  if fill == "reflect":
-    cap = min(cap, min(h, w) - 1)
-  cap = max(cap, 0) // rf.stride * rf.stride
-  return int(min(pad, cap))
-
-
-def canvas_inside_fraction(tap: str, image_hw: tuple[int, int], pad: int, position: tuple[int, int]) -> float:
-  """Share of node (i, j) = (row, col)'s RF (image grid) that lies inside the `pad` px canvas."""
-  rf = receptive_field(tap, image_hw)
-  if pad % rf.stride:
-    raise ValueError(f"pad {pad} px is not a multiple of {tap!r}'s stride {rf.stride} px.")
-  k = pad // rf.stride
-  net_hw = (rf.image_hw[0] + 2 * pad, rf.image_hw[1] + 2 * pad)
-  return float(receptive_field(tap, net_hw).inside_fraction(position[0] + k, position[1] + k))
-
-
-rf_regions = box_masks  # each position's RF box (grown by the jitter in `sweep_tap`)
-
-
-# ----------------------------------------------------------------------------- metrics
-
-
-def _clean(x) -> Any:
-  """numpy / jax values -> JSON-friendly Python, with NaN and inf as None."""
-  arr = np.asarray(x, np.float64)
-  if arr.ndim == 0:
-    v = float(arr)
-    return v if math.isfinite(v) else None
-  return [_clean(v) for v in arr]
-
-
-def _nanmean(values) -> float | None:
-  arr = np.asarray([np.nan if v is None else v for v in np.ravel(np.asarray(values, object))], np.float64)
-  arr = arr[np.isfinite(arr)]
-  return float(arr.mean()) if arr.size else None
-
-
-def _space_block(spec: metrics.Specificity, ref: int) -> dict:
-  """One space's matrices and per-position summaries, JSON-friendly.
-
-  psi_vs_reference[p] is None where the pair's ceiling (S_pp + S_qq) / 2 < `MIN_CEILING`.
-  """
-  psi = np.asarray(spec.psi, np.float64)
-  s = np.asarray(spec.s_pq, np.float64)
-  ceiling = 0.5 * (np.asarray(spec.s_pp, np.float64) + np.asarray(spec.s_qq, np.float64))
-  psi_ok = np.where(ceiling >= MIN_CEILING, psi, np.nan)
-  vs_ref = 0.5 * (psi_ok[:, ref] + psi_ok[ref, :])
-  return dict(s_pq=_clean(s), s_pp=_clean(spec.s_pp), s_qq=_clean(spec.s_qq), psi=_clean(psi),
-              seed_ceiling=_clean(np.diag(s)), s_vs_reference=_clean(0.5 * (s[:, ref] + s[ref, :])),
-              psi_vs_reference=_clean(vs_ref))
-
-
-def _channel_metrics(params, images: np.ndarray, tap: str, channel: int, coords, centres: np.ndarray,
-                     regions: np.ndarray, ref: int, *, use_feature: bool, transfer: bool) -> dict:
-  """Metrics of one channel's [P, S, H, W, 3] stack."""
-  x = jnp.asarray(images)
-  c, reg = jnp.asarray(centres, jnp.float32), jnp.asarray(regions)
-  out = dict(channel=int(channel), branch_rf_size=receptive_field(branch_tap(tap, channel), images.shape[2:4]).size)
-  out["pixel"] = _space_block(metrics.specificity_matrix(x, c, reg, params=params, space=metrics.PIXEL), ref)
-  out["feature"] = (_space_block(metrics.specificity_matrix(x, c, reg, params=params, space=metrics.FEATURE_TAP), ref)
-                    if use_feature else None)
-  out["transfer"] = (_clean(metrics.transfer_matrix(params, x, c, jnp.asarray(coords, jnp.int32), channel, tap=tap))
-                     if transfer else None)
+  ci, cj = nearest_node(tap, image_hw, ((image_hw[0] - 1) / 2, (image_hw[1] - 1) / 2))
+  out = []
+  for t in np.linspace(0.0, 1.0, max(int(n), 1)):
+    p = (int(round(ci * (1 - t))), int(round(cj * (1 - t))))
+    if p not in out:
+      out.append(p)
   return out
 
 
-def tiled_realism(params, single: np.ndarray, tiled: np.ndarray, reference: metrics.ActStats | None = None) -> dict:
-  """Realism of tiled vs single-position visualisations of one channel, same seeds.
+def mirror_position(tap: str, image_hw: tuple[int, int], position: tuple[int, int]) -> tuple[int, int]:
+  """(h-1-i, w-1-j): the node mirrored through the grid's centre."""
+  h, w = googlenet.blob_hw(tap, image_hw)
+  return (h - 1 - position[0], w - 1 - position[1])
 
-  The measure (justified in `rfspec.metrics.realism`): `stats_distance` to natural-image
-  inception_3a statistics (primary, lower = more natural) and the net's top-1 `confidence`
-  (secondary, higher = more natural). Both runs share size, steps and start noise, so their
-  difference is due to the objective (one node vs every node of the channel).
 
-  Args:
-    params: GoogLeNet params.
-    single: [S, H, W, 3] single-position (e.g. centre) visualisations, RGB in [0, 1].
-    tiled: [S, H, W, 3] tiled visualisations with the same seeds.
-    reference: `metrics.activation_stats` of natural images, or None (stats_distance is then
-      None and `stats_distance_note` says why).
+class ChannelChoice(NamedTuple):
+  """The channels studied for a tap, and why.
+
+  Attributes:
+    channels: the chosen channel indices, best first.
+    eligible: how many channels passed the rule.
+    rule: the rule in words.
+  """
+
+  channels: list[int]
+  eligible: int
+  rule: str
+
+
+def choose_channels(params, cfg: VisConfig, positions: Sequence[tuple[int, int]], seeds: Sequence[int],
+                    k: int) -> ChannelChoice:
+  """K channels of `cfg.tap` that the recipe can move at every position, ranked by start activity.
+
+  The rule fits the objective: with a post-ReLU objective ("post_relu", or zipser2015's
+  "l2_feedback" whose gradient is the activation itself) a node that is 0 on its start image
+  gets no gradient and never moves, so a channel must be non-zero at every position used on
+  every seed's start image; channels are ranked by that minimum. With "pre_relu" every channel
+  can move; they are ranked by the mean start activation over positions and seeds. Ties go to
+  the lower index.
 
   Returns:
-    {"confidence": {...}, "stats_distance": {...} or None, "stats_distance_note": str}; each
-    score block has "single", "tiled" (seed means), "tiled_minus_single", and per-seed lists.
+    `ChannelChoice`; fewer than k channels if fewer pass.
   """
-  both = jnp.asarray(np.concatenate([single, tiled]), jnp.float32)
-  n = len(single)
-  if reference is not None:
-    r = metrics.realism(params, both, reference)
-    conf, dist = np.asarray(r.confidence, np.float64), np.asarray(r.stats_distance, np.float64)
+  starts = jnp.stack([initial_image(int(s), cfg) for s in seeds])
+  act = np.asarray(googlenet.forward(params, starts, (cfg.tap,))[cfg.tap], np.float64)  # [S, h, w, C]
+  pos = np.asarray(positions)
+  at = act[:, pos[:, 0], pos[:, 1], :]  # [S, P, C]
+  if cfg.objective == "pre_relu":
+    score, ok = at.mean(axis=(0, 1)), np.ones(at.shape[-1], bool)
+    rule = "top-K channels by the mean pre-ReLU-objective start activation over the positions and seeds"
   else:
-    conf, dist = np.asarray(metrics.confidence(params, both), np.float64), None
+    score = at.min(axis=(0, 1))
+    ok = score > 0
+    rule = (f"channels non-zero on every seed's start image at every position used (the {cfg.objective!r} "
+            "objective never moves a node that starts at 0), top-K by that minimum")
+  order = [int(c) for c in np.lexsort((np.arange(score.size), -score)) if ok[c]]
+  return ChannelChoice(order[:k], len(order), rule)
 
-  def block(v):
-    a, b = v[:n], v[n:]
-    return dict(single=_clean(a.mean()), tiled=_clean(b.mean()), tiled_minus_single=_clean(b.mean() - a.mean()),
-                single_per_seed=_clean(a), tiled_per_seed=_clean(b))
 
-  return dict(confidence=block(conf), stats_distance=None if dist is None else block(dist),
-              stats_distance_note=("relative Frechet distance of inception_3a channel statistics to the "
-                                   "reference natural images; lower = more natural") if dist is not None else
-              "no reference natural images were found, so stats_distance was not computed")
+def erf_off_share(params, tap: str, image_hw: tuple[int, int], centres: np.ndarray, *, key: jax.Array,
+                  num_samples: int = 4) -> np.ndarray:
+  """Share of each node's effective-RF mass (Luo et al. 2016) that falls off the image.
+
+  The ERF of the tap's centre node is measured on noise images of a larger canvas (the image plus
+  a border of min(RF/2, image side), rounded to the stride), where it is not truncated; for a node
+  whose RF centre sits at `centres[p]` (y, x) in the image, the share is that map's mass outside
+  the image window placed around the same centre. Summed over channels (the whole position).
+
+  Returns:
+    float [P] in [0, 1].
+  """
+  rf = receptive_field(tap, image_hw)
+  border = int(math.ceil(min(rf.size / 2, max(image_hw)) / rf.stride) * rf.stride)
+  big = (image_hw[0] + 2 * border, image_hw[1] + 2 * border)
+  node = nearest_node(tap, big, ((big[0] - 1) / 2, (big[1] - 1) / 2))
+  erf = effective_rf(params, tap, None, [node], big, key=key, num_samples=num_samples, batch_size=num_samples)
+  m = np.asarray(erf.maps[0], np.float64)
+  cy, cx = (float(v) for v in np.asarray(erf.centre[0]))
+  total = m.sum()
+  out = []
+  for y, x in np.asarray(centres, np.float64):
+    top, left = int(round(cy - y)), int(round(cx - x))
+    inside = m[max(top, 0):max(top + image_hw[0], 0), max(left, 0):max(left + image_hw[1], 0)].sum()
+    out.append(1.0 - inside / total if total > 0 else float("nan"))
+  return np.asarray(out)
+
+
+# ----------------------------------------------------------------------------- realism
+
+
+def spectrum_slope(images) -> np.ndarray:
+  """Slope of the radially averaged power spectrum in log-log (natural images ~ -2).
+
+  images [N, H, W, 3] RGB in [0, 1]; luminance, minus its mean, Hann-windowed; fit over radii 2 ..
+  min(H, W)/2 (cycles per image). Returns float [N].
+  """
+  x = np.asarray(images, np.float64) @ np.array([0.299, 0.587, 0.114])
+  n, h, w = x.shape
+  x = (x - x.mean(axis=(1, 2), keepdims=True)) * np.outer(np.hanning(h), np.hanning(w))
+  power = np.abs(np.fft.fftshift(np.fft.fft2(x), axes=(1, 2))) ** 2
+  yy, xx = np.indices((h, w))
+  r = np.hypot(yy - h // 2, xx - w // 2).astype(int)
+  radii = np.arange(2, min(h, w) // 2)
+  out = []
+  for p in power:
+    prof = np.bincount(r.ravel(), p.ravel())[radii] / np.bincount(r.ravel())[radii]
+    out.append(np.polyfit(np.log(radii), np.log(prof + 1e-30), 1)[0])
+  return np.asarray(out)
+
+
+def realism_scores(params, images, reference: metrics.ActStats) -> dict[str, np.ndarray]:
+  """Three realism scores per image, all circular (GoogLeNet judging images made on GoogLeNet)
+  except `spectrum_slope`; report them against natural photos and noise, never alone.
+
+  Returns {"confidence": top-1 softmax [N], "entropy": softmax entropy in nats [N],
+  "stats_distance": `metrics.stats_distance` to natural inception_3a statistics [N],
+  "spectrum_slope": [N]} for images [N, H, W, 3] (resized to 224 px for the net).
+  """
+  x = metrics._at_size(jnp.asarray(images, jnp.float32), metrics.REALISM_SIZE)
+  out = googlenet.forward(params, x, (metrics.REALISM_TAP, "prob"))
+  prob = np.asarray(out["prob"], np.float64)
+  return dict(confidence=prob.max(axis=-1), entropy=-(prob * np.log(np.maximum(prob, 1e-30))).sum(axis=-1),
+              stats_distance=np.asarray(metrics.stats_distance(metrics._stats(out[metrics.REALISM_TAP]), reference),
+                                        np.float64),
+              spectrum_slope=spectrum_slope(images))
 
 
 # ----------------------------------------------------------------------------- the sweep
 
 
-def sweep_tap(params, tap: str, channels: Sequence[int], position_names: Sequence[str], seeds: Sequence[int],
-              cfg_fields: dict, *, canvas: Canvas | None = None, tiled: bool = True,
-              reference: metrics.ActStats | None = None,
-              progress: Callable[[Progress], None] | None = None) -> dict:
-  """Visualises K channels x P positions x S seeds of one tap in ONE grid call and measures them.
+class TapResult(NamedTuple):
+  """One tap's sweep. K channels, P = P_main + P_mirror positions, S seeds.
+
+  Attributes:
+    tap: the tap's name.
+    rf_size, stride: its RF side and node spacing in px.
+    channels: int [K].
+    positions: int [P, 2] (i, j): the centre first, then towards the corner (P_main in all), then
+      the mirror of each off-centre one.
+    n_main: P_main.
+    boxes: int [P, 4] RF boxes (top, left, bottom, right) px.
+    rf_off: [P] share of the theoretical RF off the image (1 - inside fraction).
+    erf_off: [P] share of the ERF mass off the image (`erf_off_share`).
+    auc_id, auc_id_ci, psi_auc, psi_auc_ci, psi_floor, auc_id_boot, psi_auc_boot: the
+      `metrics.PositionSpecificity` fields over the P_main positions, with a leading K axis.
+    mirror_psi: [K, P_main - 1] psi_auc between x_p and the flipped x_mirror(p).
+    mirror_psi_boot: [K, n_boot, P_main - 1].
+    objective: [K, P, S] the objective on the last step.
+    images: float32 [K, P, S, H, W, 3].
+    tiled: float32 [S, H, W, 3] channel 0 tiled (every position at once), or an empty array.
+  """
+
+  tap: str
+  rf_size: int
+  stride: int
+  channels: np.ndarray
+  positions: np.ndarray
+  n_main: int
+  boxes: np.ndarray
+  rf_off: np.ndarray
+  erf_off: np.ndarray
+  auc_id: np.ndarray
+  auc_id_ci: np.ndarray
+  psi_auc: np.ndarray
+  psi_auc_ci: np.ndarray
+  psi_floor: np.ndarray
+  auc_id_boot: np.ndarray
+  psi_auc_boot: np.ndarray
+  mirror_psi: np.ndarray
+  mirror_psi_boot: np.ndarray
+  objective: np.ndarray
+  images: np.ndarray
+  tiled: np.ndarray
+
+
+def _flip_boxes(boxes: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+  t, l, b, r = np.asarray(boxes).T
+  return np.stack([hw[0] - b, hw[1] - r, hw[0] - t, hw[1] - l], -1)
+
+
+def _per_channel(desc: jax.Array, seeds: int, key: jax.Array, n_boot: int) -> list[metrics.PositionSpecificity]:
+  """desc [K, P, S, C] -> each channel's indices, floor = the other channels (shared starts left out)."""
+  n_k = desc.shape[0]
+  out = []
+  for k in range(n_k):
+    others = [c for c in range(n_k) if c != k]
+    floor = desc[jnp.asarray(others, jnp.int32)] if others else desc[:0]
+    floor = jnp.moveaxis(floor, 0, 1).reshape(desc.shape[1], len(others) * seeds, desc.shape[-1])
+    out.append(metrics.specificity_from_descriptors(desc[k], floor, jax.random.fold_in(key, k), n_boot,
+                                                    jnp.tile(jnp.arange(seeds), len(others))))
+  return out
+
+
+def sweep_tap(params, cfg: VisConfig, channels: Sequence[int], seeds: Sequence[int], *, n_positions: int,
+              key: jax.Array, n_boot: int = 200, tiled: bool = True,
+              progress: Callable[[Progress], None] | None = None) -> TapResult:
+  """Visualises K channels x P positions x S seeds of `cfg.tap` in ONE grid call and measures them.
 
   Args:
     params: GoogLeNet params.
-    tap: a spatial tap, e.g. "inception_4c/output".
-    channels: K channel indices (e.g. from `rfspec.selection.rank_channels`).
-    position_names: P names from `rfspec.masks.named_positions`; the first is the reference
-      that PSI_p is measured against (default order `DEFAULT_POSITIONS`, "centre" first).
-    seeds: S >= 2 int seeds (PSI compares pairs of different seeds).
-    cfg_fields: `VisConfig` fields other than tap and the canvas, plus an optional "recipe"
-      ("deepdream" default, or "lucid").
-    canvas: None for the plain sweep, or a `Canvas` for the padding ablation.
-    tiled: also run the first channel tiled (every position at once) in the same grid call and
-      score its realism against the reference-position run (`tiled_realism`); only without a
-      canvas, where the tiled mask covers the image's grid.
-    reference: natural-image `metrics.ActStats` for the realism score, or None.
+    cfg: the visualisation (tap, image size, recipe, steps).
+    channels: K >= 1 channels (`choose_channels`); with K = 1 there is no floor and auc_id /
+      psi_floor are NaN (`metrics.undefined_reasons`).
+    seeds: S >= `metrics.MIN_SEEDS` int seeds.
+    n_positions: P_main, positions from the centre to the corner (`diagonal_positions`).
+    key: `jax.random.key` for the bootstrap and the ERF noise.
+    n_boot: bootstrap draws.
+    tiled: also visualise channel 0 tiled in the same grid call (for the realism claim).
     progress: called with a `rfspec.engine.Progress` after each compiled chunk.
-
-  Returns:
-    A dict (JSON-friendly apart from "images" and "tiled_images"):
-      tap, variant ("none" or the canvas fill), channels, position_names, reference_position,
-      seeds, rf {size, stride, offset, grid}, canvas {fill, pad, max_pad, net_hw, capped} or
-      None, positions [P] {name, ij, canvas_ij, centre, box, inside_fraction,
-      canvas_inside_fraction}, space (the primary space) and space_reason, per_channel [K]
-      {channel, branch_rf_size, pixel, feature (or None), transfer (or None), final_objective
-      [P][S] (the objective on the last step), psi_vs_reference [P] (primary space)}; pixel and
-      feature blocks hold s_pq, s_pp, s_qq, psi [P][P], seed_ceiling [P], s_vs_reference [P],
-      psi_vs_reference [P]; summary {psi_vs_reference_mean, psi_pixel_mean, psi_feature_mean,
-      seed_ceiling_mean, s_vs_reference_mean (primary space), transfer_offdiag_mean,
-      psi_by_position}, realism (or None), seconds {grid, metrics}; images float32
-      [K, P, S, H, W, 3]; tiled_images [S, H, W, 3] or None.
-
-  Raises:
-    ValueError: unknown tap / position / fill, fewer than 2 seeds, a bad VisConfig field.
   """
-  layer = googlenet.check_tap(tap)
-  if layer.kind in ("fc", "softmax"):
-    raise ValueError(f"Tap {tap!r} has no spatial grid; the sweep needs a spatial tap "
-                     "(conv2/3x3 ... inception_5b/output).")
-  seeds = [int(s) for s in seeds]
-  if len(seeds) < 2 or len(set(seeds)) != len(seeds):
-    raise ValueError(f"The sweep needs at least 2 distinct seeds (PSI compares different seeds); got {seeds}.")
-  channels = [int(c) for c in channels]
-  if not channels:
-    raise ValueError("Give at least one channel.")
-  position_names = list(position_names)
-  if len(position_names) < 2:
-    raise ValueError(f"Give at least 2 positions (the first is the reference); got {position_names}.")
-  fields = dict(cfg_fields)
-  recipe = fields.pop("recipe", "deepdream")
-  fields["image_hw"] = tuple(fields.get("image_hw", (224, 224)))
-  base = VisConfig.from_recipe(recipe, tap=tap, **fields)
-  image_hw = base.image_hw
-  coords = _positions(tap, image_hw, position_names)
-  rf = receptive_field(tap, image_hw)
-
-  if canvas is None:
-    pad, variant, cfg = 0, NO_CANVAS, base
-  else:
-    if canvas.fill not in CANVAS_FILLS:
-      raise ValueError(f"Canvas fill must be one of {CANVAS_FILLS}; got {canvas.fill!r}.")
-    pad = canvas_pad(tap, image_hw, coords, canvas.max_pad, fill=canvas.fill)
-    variant = canvas.fill
-    cfg = dataclasses.replace(base, canvas_pad=pad, canvas_fill=canvas.fill)
-  k = pad // rf.stride
-  net_rf = receptive_field(tap, cfg.net_hw)
-  for i, j in coords:  # the canvas grid carries the image grid's boxes, shifted by pad
-    box, net_box = rf.box(i, j), net_rf.box(i + k, j + k)
-    assert tuple(b + pad for b in box) == tuple(net_box), (tap, pad, box, net_box)
-
-  with_tiled = tiled and canvas is None
-  masks = [masks_lib.node_mask(tap, c, cfg.net_hw, (i + k, j + k)) for c in channels for i, j in coords]
-  if with_tiled:
-    masks.append(masks_lib.node_mask(tap, channels[0], image_hw, None))
-  t0 = time.perf_counter()
-  grid = visualize_grid(params, seeds, np.stack(masks), cfg, return_trace=True, progress=progress)
-  t_grid = time.perf_counter() - t0
+  tap, hw = cfg.tap, tuple(cfg.image_hw)
+  if len(seeds) < metrics.MIN_SEEDS:
+    raise UserError(f"The sweep needs >= {metrics.MIN_SEEDS} seeds (got {len(seeds)}); add seeds.")
+  rf = receptive_field(tap, hw)
+  main = diagonal_positions(tap, hw, n_positions)
+  mirrors = [mirror_position(tap, hw, p) for p in main[1:]]
+  coords = main + mirrors
+  masks = [masks_lib.node_mask(tap, c, hw, p) for c in channels for p in coords]
+  if tiled:
+    masks.append(masks_lib.node_mask(tap, channels[0], hw, None))
+  grid = visualize_grid(params, [int(s) for s in seeds], np.stack(masks), cfg, return_trace=True, progress=progress)
   n_k, n_p, n_s = len(channels), len(coords), len(seeds)
-  images = grid.images[:n_k * n_p].reshape(n_k, n_p, n_s, *grid.images.shape[2:])
-  final = grid.traces[:n_k * n_p, :, -1].reshape(n_k, n_p, n_s)
-  tiled_images = grid.images[-1] if with_tiled else None
+  images = np.asarray(grid.images[:n_k * n_p]).reshape(n_k, n_p, n_s, *hw, 3)
+  objective = np.asarray(grid.traces[:n_k * n_p, :, -1]).reshape(n_k, n_p, n_s)
+  boxes = np.array([rf.box(*p) for p in coords], np.int64)
 
-  centres = np.array([rf.centre(i, j) for i, j in coords], np.float64)
-  regions = rf_regions(tap, image_hw, coords, grow=cfg.jitter)
-  ref = 0
-  use_feature = rf.size >= FEATURE_MIN_RF
-  per_channel = []
-  for n, c in enumerate(channels):
-    m = _channel_metrics(params, images[n], tap, c, coords, centres, regions, ref,
-                         use_feature=use_feature, transfer=canvas is None)
-    m["final_objective"] = _clean(final[n])
-    per_channel.append(m)
-
-  if use_feature:
-    space, reason = metrics.FEATURE_TAP, (f"RF {rf.size} px >= {FEATURE_MIN_RF} px: {metrics.FEATURE_TAP} "
-                                          "feature space (pairs whose aligned overlap holds no whole feature RF "
-                                          "are n/a)")
+  # Judge descriptors, one channel at a time (same shapes: one compile), main then flipped mirrors.
+  n_main = len(main)
+  desc, desc_m = [], []
+  box_main = jnp.broadcast_to(jnp.asarray(boxes[:n_main], jnp.float32)[:, None], (n_main, n_s, 4))
+  flipped = _flip_boxes(boxes[n_main:], hw)
+  box_mirror = jnp.asarray(np.concatenate([boxes[1:n_main], flipped]), jnp.float32)
+  box_mirror = jnp.broadcast_to(box_mirror[:, None], (2 * len(mirrors), n_s, 4))
+  for k in range(n_k):
+    desc.append(metrics.describe(params, jnp.asarray(images[k, :n_main]), box_main))
+    if mirrors:
+      pair = np.concatenate([images[k, 1:n_main], images[k, n_main:, :, ::-1, ::-1]])
+      desc_m.append(metrics.describe(params, jnp.asarray(pair), box_mirror))
+  spec = _per_channel(jnp.stack(desc), n_s, key, n_boot)
+  n_mir = len(mirrors)
+  if mirrors:
+    mir = _per_channel(jnp.stack(desc_m), n_s, jax.random.fold_in(key, 1000), n_boot)
+    idx = np.arange(n_mir)
+    mirror_psi = np.stack([np.asarray(m.psi_auc)[idx, n_mir + idx] for m in mir])
+    mirror_boot = np.stack([np.asarray(m.psi_auc_boot)[:, idx, n_mir + idx] for m in mir])
   else:
-    space, reason = metrics.PIXEL, (f"RF {rf.size} px < {FEATURE_MIN_RF} px: too few whole {metrics.FEATURE_TAP} "
-                                    "feature RFs fit in the node's region, so pixel space")
-  key = "feature" if space != metrics.PIXEL else "pixel"
-  for m in per_channel:
-    m["psi_vs_reference"] = m[key]["psi_vs_reference"]
-
-  others = [p for p in range(n_p) if p != ref]
-  summary = dict(
-      psi_vs_reference_mean=_nanmean([m["psi_vs_reference"][p] for m in per_channel for p in others]),
-      psi_pixel_mean=_nanmean([m["pixel"]["psi_vs_reference"][p] for m in per_channel for p in others]),
-      psi_feature_mean=(_nanmean([m["feature"]["psi_vs_reference"][p] for m in per_channel for p in others])
-                        if use_feature else None),
-      seed_ceiling_mean=_nanmean([m[key]["seed_ceiling"] for m in per_channel]),
-      s_vs_reference_mean=_nanmean([m[key]["s_vs_reference"][p] for m in per_channel for p in others]),
-      transfer_offdiag_mean=(_nanmean([m["transfer"][p][q] for m in per_channel for p in range(n_p)
-                                       for q in range(n_p) if p != q]) if canvas is None else None),
-      psi_by_position={name: _nanmean([m["psi_vs_reference"][p] for m in per_channel])
-                       for p, name in enumerate(position_names)},
-  )
-  realism = None
-  if with_tiled:
-    realism = dict(channel=channels[0], single_position=position_names[ref],
-                   **tiled_realism(params, images[0, ref], tiled_images, reference))
-  t_metrics = time.perf_counter() - t0 - t_grid
-
-  positions = []
-  for name, (i, j), ctr in zip(position_names, coords, centres):
-    positions.append(dict(name=name, ij=[i, j], canvas_ij=[i + k, j + k], centre=[float(v) for v in ctr],
-                          box=[int(v) for v in rf.box(i, j)], inside_fraction=float(rf.inside_fraction(i, j)),
-                          canvas_inside_fraction=canvas_inside_fraction(tap, image_hw, pad, (i, j))))
-  canvas_info = None
-  if canvas is not None:
-    canvas_info = dict(fill=canvas.fill, pad=pad, max_pad=int(canvas.max_pad), net_hw=list(cfg.net_hw),
-                       capped=min(p["canvas_inside_fraction"] for p in positions) < 1.0)
-  return dict(
-      tap=tap, variant=variant, channels=channels, position_names=position_names,
-      reference_position=position_names[ref], seeds=seeds, image_hw=list(image_hw), recipe=recipe,
-      rf=dict(size=rf.size, stride=rf.stride, offset=rf.offset, grid=list(rf.grid)),
-      canvas=canvas_info, positions=positions, space=space, space_reason=reason,
-      per_channel=per_channel, summary=summary, realism=realism,
-      seconds=dict(grid=t_grid, metrics=t_metrics),
-      images=images.astype(np.float32), tiled_images=None if tiled_images is None else tiled_images.astype(np.float32))
+    mirror_psi, mirror_boot = np.zeros((n_k, 0)), np.zeros((n_k, n_boot, 0))
+  centres = np.array([rf.centre(*p) for p in coords])
+  stack = lambda name: np.stack([np.asarray(getattr(s, name)) for s in spec])  # noqa: E731
+  return TapResult(
+      tap=tap, rf_size=int(rf.size), stride=int(rf.stride), channels=np.asarray(channels, np.int64),
+      positions=np.asarray(coords, np.int64), n_main=n_main, boxes=boxes,
+      rf_off=np.array([1.0 - rf.inside_fraction(*p) for p in coords]),
+      erf_off=erf_off_share(params, tap, hw, centres, key=jax.random.fold_in(key, 2000)),
+      auc_id=stack("auc_id"), auc_id_ci=stack("auc_id_ci"), psi_auc=stack("psi_auc"), psi_auc_ci=stack("psi_auc_ci"),
+      psi_floor=stack("psi_floor"), auc_id_boot=stack("auc_id_boot"), psi_auc_boot=stack("psi_auc_boot"),
+      mirror_psi=mirror_psi, mirror_psi_boot=mirror_boot, objective=objective, images=images.astype(np.float32),
+      tiled=(np.asarray(grid.images[-1], np.float32) if tiled else np.zeros((0,), np.float32)))
 
 
-# ----------------------------------------------------------------------------- summaries and plots
-
-
-def pair_summary(result: dict) -> dict:
-  """Summaries of a `sweep_tap` result beyond PSI vs the reference, in its primary space.
-
-  PSI vs the reference needs seeds to agree at the reference; where they agree elsewhere but not
-  there, the pairs among the other positions still measure specificity.
-
-  Returns:
-    {"psi_all_pairs_mean": mean PSI over every pair p != q (and channel) whose ceiling is at least
-    `MIN_CEILING` (None if none is), "psi_pairs_defined": [defined, total],
-    "ceiling_by_position": {name: seed ceiling, mean over channels}}.
-  """
-  key = "pixel" if result["space"] == metrics.PIXEL else "feature"
-  names = result["position_names"]
-  vals, total = [], 0
-  for ch in result["per_channel"]:
-    b = ch[key]
-    for p in range(len(names)):
-      for q in range(len(names)):
-        if p == q:
-          continue
-        total += 1
-        psi, spp, sqq = b["psi"][p][q], b["s_pp"][p][q], b["s_qq"][p][q]
-        if None not in (psi, spp, sqq) and 0.5 * (spp + sqq) >= MIN_CEILING:
-          vals.append(psi)
-  return dict(psi_all_pairs_mean=_nanmean(vals) if vals else None, psi_pairs_defined=[len(vals), total],
-              ceiling_by_position={n: _nanmean([ch[key]["seed_ceiling"][p] for ch in result["per_channel"]])
-                                   for p, n in enumerate(names)})
-
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
-  """Spearman rank correlation of paired values (average ranks for ties); None if < 3 finite pairs."""
-  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-  ok = np.isfinite(x) & np.isfinite(y)
-  x, y = x[ok], y[ok]
-  if x.size < 3:
-    return None
-
-  def ranks(v):
-    order = np.argsort(v, kind="stable")
-    r = np.empty(v.size)
-    r[order] = np.arange(v.size, dtype=np.float64)
-    for u in np.unique(v):  # ties share their mean rank
-      r[v == u] = r[v == u].mean()
-    return r
-
-  rx, ry = ranks(x) - ranks(x).mean(), ranks(y) - ranks(y).mean()
-  denom = math.sqrt(float(np.sum(rx * rx) * np.sum(ry * ry)))
-  return float(np.sum(rx * ry) / denom) if denom > 0 else None
-
-
-def _short(tap: str) -> str:
-  return tap.replace("/output", "").replace("inception_", "")
-
-
-def _variants(results: Sequence[dict]) -> list[str]:
-  return list(dict.fromkeys(r["variant"] for r in results))
-
-
-_MARKERS = {"none": "o", "zero": "s", "grey": "^", "reflect": "D"}
-
-
-def plot_psi_vs_rf_size(results: Sequence[dict]):
-  """Figure: position specificity per tap against its RF size, one line per variant.
-
-  Panels: (a) mean PSI vs the reference position in pixel space, every tap; (b) the same in the
-  primary space (inception_3a features where the RF is >= `FEATURE_MIN_RF` px, hollow markers
-  where pixels), solid, and the mean PSI over every defined pair of positions (`pair_summary`),
-  dashed with crosses; (c) the mean off-diagonal transfer T_pq (no canvas only), which needs no seed agreement.
-  Taps whose PSI is undefined (seed ceiling below `MIN_CEILING`) have no point.
+def input_size_ablation(params, cfg: VisConfig, channels: Sequence[int], seeds: Sequence[int], centre_images,
+                        *, key: jax.Array, n_boot: int = 200, factor: int = 2,
+                        progress: Callable[[Progress], None] | None = None) -> dict:
+  """The same channels' centre node at `factor` x the image side vs at 1x: does the preferred
+  pattern change when more of the RF lies inside the image? One grid call.
 
   Args:
-    results: `sweep_tap` outputs (any taps and variants).
+    centre_images: [K, S, H, W, 3] the 1x centre visualisations (`TapResult.images[:, 0]`).
 
   Returns:
-    A matplotlib `Figure` (no pyplot state).
+    {"image_hw": [2][2], "rf_off": [2] (centre node at 1x, at factor x), "psi_auc": [K],
+     "psi_auc_boot": [K, n_boot], "images": [K, S, 2H, 2W, 3]}: psi_auc between the two sizes per channel.
   """
-  from matplotlib.figure import Figure
-
-  fig = Figure(figsize=(15, 4.6), layout="constrained")
-  axes = fig.subplots(1, 3)
-  axes[1].sharey(axes[0])
-  ref = results[0]["reference_position"] if results else "centre"
-  sizes = sorted({r["rf"]["size"] for r in results})
-
-  def series(ax, rows, values, variant, **kw):
-    x = [r["rf"]["size"] for r in rows]
-    y = [np.nan if v is None else v for v in values]
-    line, = ax.plot(x, y, **{"marker": _MARKERS.get(variant, "o"), **kw})
-    return x, y, line
-
-  for variant in _variants(results):
-    rows = sorted((r for r in results if r["variant"] == variant), key=lambda r: r["rf"]["size"])
-    label = variant if variant != NO_CANVAS else "none (no canvas)"
-    x, y, _ = series(axes[0], rows, [r["summary"]["psi_pixel_mean"] for r in rows], variant, label=label)
-    if variant == NO_CANVAS:
-      for xi, yi, r in zip(x, y, rows):
-        if np.isfinite(yi):
-          axes[0].annotate(_short(r["tap"]), (xi, yi), textcoords="offset points", xytext=(3, 4), fontsize=7)
-    x, y, line = series(axes[1], rows, [r["summary"]["psi_vs_reference_mean"] for r in rows], variant,
-                        label=f"{label}: vs {ref}")
-    hollow = [n for n, r in enumerate(rows) if r["space"] == metrics.PIXEL]
-    axes[1].plot([x[n] for n in hollow], [y[n] for n in hollow], linestyle="none", marker=_MARKERS.get(variant, "o"),
-                 color=line.get_color(), markerfacecolor="white")
-    series(axes[1], rows, [pair_summary(r)["psi_all_pairs_mean"] for r in rows], variant, linestyle="--",
-           marker="x", color=line.get_color(), label=f"{label}: all pairs")
-    if variant == NO_CANVAS:
-      series(axes[2], rows, [r["summary"]["transfer_offdiag_mean"] for r in rows], variant, color=line.get_color(),
-             label="mean off-diagonal T")
-  titles = ("(a) PSI vs " + ref + ", pixel space",
-            f"(b) PSI, primary space ({_short(metrics.FEATURE_TAP)} features for RF >= {FEATURE_MIN_RF} px; "
-            "hollow = pixels)", "(c) transfer T_pq, no canvas (1 = position-invariant)")
-  for ax, title in zip(axes, titles):
-    ax.set_xscale("log")
-    ax.set_xticks(sizes, [str(v) for v in sizes], fontsize=8)
-    ax.minorticks_off()
-    ax.set_xlabel("RF size (px, log scale)")
-    ax.axhline(0, color="grey", lw=0.7)
-    ax.grid(alpha=0.3)
-    ax.set_title(title, fontsize=9)
-  axes[2].axhline(1, color="grey", lw=0.7, linestyle=":")
-  axes[0].set_ylabel("mean PSI (0 = same pattern everywhere, 1 = unrelated)")
-  axes[2].set_ylabel("mean T_pq, p != q")
-  for ax in axes:
-    if ax.get_legend_handles_labels()[0]:
-      ax.legend(fontsize=7)
-  hw = results[0]["image_hw"] if results else ["?", "?"]
-  fig.suptitle(f"Position specificity vs RF size ({hw[0]}x{hw[1]} px image). No point: PSI undefined (seed "
-               f"ceiling < {MIN_CEILING} or no aligned overlap).", fontsize=10)
-  return fig
+  hw = tuple(cfg.image_hw)
+  big = dataclasses.replace(cfg, image_hw=(hw[0] * factor, hw[1] * factor))
+  centre_big = diagonal_positions(cfg.tap, big.image_hw, 1)[0]
+  masks = np.stack([masks_lib.node_mask(cfg.tap, c, big.image_hw, centre_big) for c in channels])
+  images = np.asarray(visualize_grid(params, [int(s) for s in seeds], masks, big, progress=progress))
+  rf1, rf2 = receptive_field(cfg.tap, hw), receptive_field(cfg.tap, big.image_hw)
+  centre = diagonal_positions(cfg.tap, hw, 1)[0]
+  n_s = len(seeds)
+  d1 = metrics.describe(params, jnp.asarray(centre_images),
+                        jnp.broadcast_to(jnp.asarray(rf1.box(*centre), jnp.float32), (len(channels), n_s, 4)))
+  d2 = metrics.describe(params, jnp.asarray(images),
+                        jnp.broadcast_to(jnp.asarray(rf2.box(*centre_big), jnp.float32), (len(channels), n_s, 4)))
+  spec = _per_channel(jnp.stack([d1, d2], axis=1), n_s, key, n_boot)
+  return dict(image_hw=[list(hw), list(big.image_hw)],
+              rf_off=[1.0 - rf1.inside_fraction(*centre), 1.0 - rf2.inside_fraction(*centre_big)],
+              psi_auc=np.array([float(s.psi_auc[0, 1]) for s in spec]),
+              psi_auc_boot=np.stack([np.asarray(s.psi_auc_boot)[:, 0, 1] for s in spec]), images=images)
 
 
-def plot_psi_vs_inside_fraction(results: Sequence[dict]):
-  """Figure: per position, against the share of its RF inside the image, (a) its PSI vs the
-  reference (primary space, mean over channels; the reference itself left out) and (b) its seed
-  ceiling (the tap's primary space); colour = tap, marker = variant.
+# ----------------------------------------------------------------------------- summaries
 
-  The x value is always the image inside fraction, so a canvas variant sits straight above or
-  below the plain run of the same node: the vertical gap is the canvas's effect. Panel (b) shows
-  where seeds agree at all, which PSI needs (undefined PSIs have no point in (a)).
+
+def _interval(draws: np.ndarray, level: float = metrics.CI_LEVEL) -> list[float]:
+  draws = np.asarray(draws, np.float64)
+  draws = draws[np.isfinite(draws)]
+  return [float(np.percentile(draws, 50 * (1 - level))), float(np.percentile(draws, 50 * (1 + level)))]
+
+
+class TapSummary(NamedTuple):
+  """Tap-level numbers; every draw averages the K channels, so intervals cover seeds and channels.
+
+  Attributes:
+    psi_vs_centre: [P_main] mean over channels of psi_auc(p, centre) (0 at the centre itself).
+    psi_vs_centre_ci: [P_main, 2].
+    psi_vs_centre_boot: [n_boot, P_main].
+    psi_mean, psi_mean_ci: mean over the off-centre positions; its 95 % interval.
+    psi_mean_boot: [n_boot].
+    auc_id: [P_main] mean over channels; auc_id_ci [P_main, 2]; auc_id_boot [n_boot, P_main].
+    auc_id_mean, auc_id_mean_ci: over positions.
+    mirror_psi, mirror_psi_ci: mean psi_auc(p, flipped mirror) over channels and positions.
+  """
+
+  psi_vs_centre: np.ndarray
+  psi_vs_centre_ci: np.ndarray
+  psi_vs_centre_boot: np.ndarray
+  psi_mean: float
+  psi_mean_ci: list
+  psi_mean_boot: np.ndarray
+  auc_id: np.ndarray
+  auc_id_ci: np.ndarray
+  auc_id_boot: np.ndarray
+  auc_id_mean: float
+  auc_id_mean_ci: list
+  mirror_psi: float
+  mirror_psi_ci: list
+
+
+def summarize_tap(r: TapResult) -> TapSummary:
+  """Reduces a `TapResult` to tap-level numbers with intervals (see `TapSummary`)."""
+  psi_c = np.asarray(r.psi_auc)[:, :, 0].mean(axis=0)  # [P_main]
+  boot_c = np.asarray(r.psi_auc_boot)[:, :, :, 0].mean(axis=0)  # [B, P_main]
+  auc = np.asarray(r.auc_id).mean(axis=0)
+  auc_boot = np.asarray(r.auc_id_boot).mean(axis=0)  # [B, P_main]
+  off = slice(1, None)
+  psi_mean_boot = boot_c[:, off].mean(axis=1) if r.n_main > 1 else np.zeros(boot_c.shape[0])
+  mir_boot = np.asarray(r.mirror_psi_boot).mean(axis=(0, 2)) if r.mirror_psi.size else np.full(boot_c.shape[0],
+                                                                                                np.nan)
+  return TapSummary(
+      psi_vs_centre=psi_c, psi_vs_centre_ci=np.array([_interval(boot_c[:, p]) for p in range(r.n_main)]),
+      psi_vs_centre_boot=boot_c, psi_mean=float(psi_c[off].mean()) if r.n_main > 1 else 0.0,
+      psi_mean_ci=_interval(psi_mean_boot), psi_mean_boot=psi_mean_boot,
+      auc_id=auc, auc_id_ci=np.array([_interval(auc_boot[:, p]) for p in range(r.n_main)]), auc_id_boot=auc_boot,
+      auc_id_mean=float(auc.mean()), auc_id_mean_ci=_interval(auc_boot.mean(axis=1)),
+      mirror_psi=float(np.asarray(r.mirror_psi).mean()) if r.mirror_psi.size else float("nan"),
+      mirror_psi_ci=_interval(mir_boot) if r.mirror_psi.size else [float("nan")] * 2)
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+
+class Verdict(NamedTuple):
+  """One claim of the paper, decided by numbers.
+
+  Attributes:
+    claim: the claim in words.
+    measure: what the number is.
+    estimate: the point estimate.
+    ci: its 95 % interval [lo, hi] (for an equivalence claim also `ci90`).
+    verdict: "supported", "not supported" or "inconclusive".
+    why: the rule that decided, with the numbers.
+    settle: what would settle it when inconclusive ("" otherwise).
+    n: how many (tap, position, channel) units the number pools.
+  """
+
+  claim: str
+  measure: str
+  estimate: float
+  ci: list
+  verdict: str
+  why: str
+  settle: str
+  n: int
+
+
+CLAIMS = (
+    "1. Small-RF nodes prefer the same pattern at every position whose RF is inside the image.",
+    "2. Large-RF nodes (RF wider than the image) prefer different patterns at different positions.",
+    "3. At each position a large-RF node's preferred pattern is consistent across seeds (Figure 2).",
+    "4. Position specificity grows as more of the RF falls off the image.",
+    "5. Tiled visualisations (every position at once) look more realistic than single-node ones.",
+)
+
+
+def _needs(n_now: int, half_width: float, distance: float) -> str:
+  """Seeds needed for an interval of half-width h at n to shrink to `distance` (h ~ 1/sqrt(n))."""
+  if not (math.isfinite(half_width) and distance > 1e-9):
+    return "the estimate sits on the decision boundary; more seeds alone may not settle it"
+  return f"needs about {max(n_now + 1, int(math.ceil(n_now * (half_width / distance) ** 2)))} seeds"
+
+
+def _greater(claim, measure, est, boot, threshold, n_seeds, n, *, higher_means="supported") -> Verdict:
+  """Supported if the 95 % interval lies above `threshold`, not supported if below, else inconclusive."""
+  ci = _interval(boot)
+  if not np.isfinite(est) or not np.all(np.isfinite(ci)):
+    return Verdict(claim, measure, float(est), ci, "inconclusive", "no defined number", "run the taps it needs", n)
+  if ci[0] > threshold:
+    v, why = "supported", f"95 % interval [{ci[0]:.2f}, {ci[1]:.2f}] lies above {threshold:g}"
+  elif ci[1] < threshold:
+    v, why = "not supported", f"95 % interval [{ci[0]:.2f}, {ci[1]:.2f}] lies below {threshold:g}"
+  else:
+    v, why = "inconclusive", f"95 % interval [{ci[0]:.2f}, {ci[1]:.2f}] contains {threshold:g}"
+  settle = _needs(n_seeds, (ci[1] - ci[0]) / 2, abs(est - threshold)) if v == "inconclusive" else ""
+  return Verdict(claim, measure, float(est), ci, v, why, settle, n)
+
+
+def _slope_draws(x: np.ndarray, y_boot: np.ndarray) -> np.ndarray:
+  """OLS slope of each draw's y [B, N] on x [N]."""
+  xc = x - x.mean()
+  return (y_boot - y_boot.mean(axis=1, keepdims=True)) @ xc / (xc @ xc)
+
+
+def claims(results: Sequence[TapResult], image_hw: tuple[int, int], n_seeds: int,
+           realism: dict | None = None) -> dict:
+  """One verdict per claim (`CLAIMS`) from the taps' results, plus the fitted trends.
+
+  Args:
+    results: `TapResult`s of the swept taps (any order).
+    image_hw: the sweep's image size.
+    n_seeds: S, for "needs N seeds".
+    realism: {"single_minus_tiled_boot": [B] draws of the mean stats_distance difference,
+      "single_minus_tiled": float, "n": int}, or None.
 
   Returns:
-    A matplotlib `Figure`.
+    {"verdicts": [5 `Verdict`s], "trend": {"rf": slope, "rf_ci", "erf": slope, "erf_ci", "points"}}.
   """
-  from matplotlib import colormaps
-  from matplotlib.figure import Figure
-  from matplotlib.lines import Line2D
+  side = min(image_hw)
+  sums = {r.tap: summarize_tap(r) for r in results}
+  small = [r for r in results if r.rf_size <= SMALL_RF_SHARE * side and r.n_main > 1]
+  large = [r for r in results if r.rf_size > LARGE_RF_SHARE * side and r.n_main > 1]
+  out = []
 
-  fig = Figure(figsize=(13, 5), layout="constrained")
-  axes = fig.subplots(1, 2)
-  taps = list(dict.fromkeys(r["tap"] for r in sorted(results, key=lambda r: r["rf"]["size"])))
-  cmap = colormaps["viridis"]
-  colour = {t: cmap(n / max(len(taps) - 1, 1)) for n, t in enumerate(taps)}
-  ref = results[0]["reference_position"] if results else "centre"
+  # 1: equivalence (TOST) on psi_auc(p, centre) at inside positions of small-RF taps.
+  draws, est, n = [], [], 0
+  for r in small:
+    inside = [p for p in range(1, r.n_main) if r.rf_off[p] == 0]
+    if inside:
+      s = sums[r.tap]
+      draws.append(s.psi_vs_centre_boot[:, inside].mean(axis=1))
+      est.append(float(s.psi_vs_centre[inside].mean()))
+      n += len(inside) * len(r.channels)
+  claim = CLAIMS[0]
+  measure = (f"mean psi_auc(p, centre) over RF-inside positions of taps with RF <= {SMALL_RF_SHARE:g} x the image "
+             f"side; equivalence margin +-{EQUIVALENCE_MARGIN}")
+  if draws:
+    boot, e = np.mean(draws, axis=0), float(np.mean(est))
+    ci95, ci90 = _interval(boot), _interval(boot, 0.90)
+    if -EQUIVALENCE_MARGIN < ci90[0] and ci90[1] < EQUIVALENCE_MARGIN:
+      v, why, settle = "supported", f"90 % interval [{ci90[0]:.2f}, {ci90[1]:.2f}] inside +-{EQUIVALENCE_MARGIN} " \
+                                    "(TOST at 5 %)", ""
+    elif ci95[0] > EQUIVALENCE_MARGIN or ci95[1] < -EQUIVALENCE_MARGIN:
+      v, why, settle = "not supported", f"95 % interval [{ci95[0]:.2f}, {ci95[1]:.2f}] outside the margin", ""
+    else:
+      v, why = "inconclusive", f"90 % interval [{ci90[0]:.2f}, {ci90[1]:.2f}] not inside +-{EQUIVALENCE_MARGIN}"
+      if abs(e) < EQUIVALENCE_MARGIN:  # more seeds could show equivalence
+        settle = _needs(n_seeds, (ci90[1] - ci90[0]) / 2, EQUIVALENCE_MARGIN - abs(e)) + " to show equivalence"
+      else:  # the estimate is outside the margin: more seeds could show a difference
+        settle = _needs(n_seeds, (ci95[1] - ci95[0]) / 2, abs(e) - EQUIVALENCE_MARGIN) + " to show a difference"
+    out.append(Verdict(claim, measure, e, ci95, v, why, settle, n))
+  else:
+    out.append(Verdict(claim, measure, float("nan"), [float("nan")] * 2, "inconclusive",
+                       "no small-RF tap with an off-centre position inside the image was swept",
+                       "sweep conv2/3x3 (or another tap with RF <= half the image) with >= 2 positions", 0))
+
+  # 2: psi_auc(p, centre) > 0 at large-RF taps.
+  if large:
+    boot = np.mean([sums[r.tap].psi_mean_boot for r in large], axis=0)
+    e = float(np.mean([sums[r.tap].psi_mean for r in large]))
+    n = sum((r.n_main - 1) * len(r.channels) for r in large)
+    out.append(_greater(CLAIMS[1], f"mean psi_auc(p, centre) over off-centre positions of taps with RF > the image "
+                        f"side ({', '.join(r.tap for r in large)})", e, boot, 0.0, n_seeds, n))
+    boot = np.mean([sums[r.tap].auc_id_boot.mean(axis=1) for r in large], axis=0)
+    e = float(np.mean([sums[r.tap].auc_id_mean for r in large]))
+    out.append(_greater(CLAIMS[2], "mean auc_id (seeds vs other channels) over positions of the large-RF taps",
+                        e, boot, 0.5, n_seeds, sum(r.n_main * len(r.channels) for r in large)))
+  else:
+    for c in CLAIMS[1:3]:
+      out.append(Verdict(c, "", float("nan"), [float("nan")] * 2, "inconclusive", "no tap with RF > the image side",
+                         "sweep inception_4c/output or deeper", 0))
+
+  # 4: slope of psi_auc(p, centre) on the off-image share, over every tap's off-centre positions.
+  xs_rf, xs_erf, ys, yb = [], [], [], []
   for r in results:
-    ceilings = pair_summary(r)["ceiling_by_position"]
-    style = dict(color=colour[r["tap"]], marker=_MARKERS.get(r["variant"], "o"), s=36, alpha=0.85,
-                 edgecolors="black" if r["variant"] != NO_CANVAS else "none", linewidths=0.5)
-    for p in r["positions"]:
-      y = r["summary"]["psi_by_position"][p["name"]]
-      if y is not None and p["name"] != r["reference_position"]:
-        axes[0].scatter(p["inside_fraction"], y, **style)
-      if ceilings[p["name"]] is not None:
-        axes[1].scatter(p["inside_fraction"], ceilings[p["name"]], **style)
-  axes[0].set_ylabel(f"PSI vs {ref} (primary space)")
-  axes[1].set_ylabel("seed ceiling S_pp (primary space)")
-  axes[1].axhline(MIN_CEILING, color="red", lw=0.8, linestyle=":")
-  for ax, title in zip(axes, (f"(a) PSI vs {ref}", "(b) seed agreement")):
-    ax.set_xlabel("share of the node's RF inside the image")
-    ax.axhline(0, color="grey", lw=0.7)
-    ax.grid(alpha=0.3)
-    ax.set_title(title, fontsize=9)
-  handles = [Line2D([], [], linestyle="none", marker="o", color=colour[t], label=f"{_short(t)} (RF {rf_size} px)")
-             for t, rf_size in ((t, next(r["rf"]["size"] for r in results if r["tap"] == t)) for t in taps)]
-  handles += [Line2D([], [], linestyle="none", marker=_MARKERS.get(v, "o"), color="grey",
-                     label=f"variant: {v}") for v in _variants(results)]
-  handles += [Line2D([], [], color="red", lw=0.8, linestyle=":", label=f"PSI needs ceiling >= {MIN_CEILING}")]
-  axes[1].legend(handles=handles, fontsize=7, loc="best")
-  fig.suptitle("Position specificity and seed agreement vs the share of the RF on the image", fontsize=10)
-  return fig
+    s = sums[r.tap]
+    for p in range(1, r.n_main):
+      xs_rf.append(r.rf_off[p] - r.rf_off[0])
+      xs_erf.append(r.erf_off[p] - r.erf_off[0])
+      ys.append(s.psi_vs_centre[p])
+      yb.append(s.psi_vs_centre_boot[:, p])
+  trend = dict(points=len(ys))
+  if len(ys) >= 3 and np.ptp(xs_rf) > 0:
+    yb = np.stack(yb, axis=1)
+    for name, xs in (("rf", np.asarray(xs_rf)), ("erf", np.asarray(xs_erf))):
+      if np.ptp(xs) > 0 and np.all(np.isfinite(xs)):
+        slope = float(_slope_draws(xs, np.asarray(ys)[None])[0])
+        trend[name], trend[f"{name}_ci"] = slope, _interval(_slope_draws(xs, yb))
+        trend[f"{name}_boot"] = _slope_draws(xs, yb)
+    out.append(_greater(CLAIMS[3], "OLS slope of psi_auc(p, centre) on the extra off-image share of the "
+                        "theoretical RF (p vs the centre), over all taps' positions", trend["rf"], trend["rf_boot"],
+                        0.0, n_seeds, len(ys)))
+  else:
+    out.append(Verdict(CLAIMS[3], "", float("nan"), [float("nan")] * 2, "inconclusive",
+                       "fewer than 3 off-centre positions with different off-image shares", "sweep more taps", 0))
+
+  # 5: realism, stats_distance(single) - stats_distance(tiled) > 0.
+  if realism is not None and np.isfinite(realism["single_minus_tiled"]):
+    out.append(_greater(CLAIMS[4], "mean over taps and seeds of stats_distance(single centre node) - "
+                        "stats_distance(tiled), distance of inception_3a statistics to natural photos (circular: "
+                        "the net judging its own images)", realism["single_minus_tiled"],
+                        realism["single_minus_tiled_boot"], 0.0, n_seeds, realism["n"]))
+  else:
+    out.append(Verdict(CLAIMS[4], "", float("nan"), [float("nan")] * 2, "inconclusive", "no tiled run",
+                       "set tiled_realism", 0))
+  trend = {k: v for k, v in trend.items() if not k.endswith("_boot")}
+  return dict(verdicts=out, trend=trend)
 
 
-def plot_transfer(result: dict, channel_index: int = 0):
-  """Figure: the transfer matrix T_pq of one channel (row p = pattern source, column q = node driven).
+def realism_difference(per_tap: Sequence[dict], key: jax.Array, n_boot: int = 200) -> dict:
+  """Pools each tap's per-seed stats_distance(single) - stats_distance(tiled) into a mean with
+  bootstrap draws over seeds (resampled within each tap, with the explicit key).
 
-  Args:
-    result: a `sweep_tap` output without a canvas (transfer is measured on the bare image).
-    channel_index: which of its channels.
-
-  Returns:
-    A matplotlib `Figure`.
+  per_tap: [{"single": [S], "tiled": [S]}] of stats_distance values.
   """
-  from matplotlib.figure import Figure
-
-  ch = result["per_channel"][channel_index]
-  if ch["transfer"] is None:
-    raise ValueError("This result has no transfer matrix (canvas variants do not measure T).")
-  t = np.array([[np.nan if v is None else v for v in row] for row in ch["transfer"]], np.float64)
-  names = result["position_names"]
-  fig = Figure(figsize=(1.1 * len(names) + 2.4, 1.0 * len(names) + 1.4), layout="constrained")
-  ax = fig.add_subplot()
-  finite = t[np.isfinite(t)]
-  vmax = max(1.0, float(finite.max())) if finite.size else 1.0
-  im = ax.imshow(np.where(np.isfinite(t), t, np.nan), cmap="magma", vmin=min(0.0, float(finite.min()) if finite.size
-                                                                                   else 0.0), vmax=vmax)
-  for p in range(len(names)):
-    for q in range(len(names)):
-      txt = "n/a" if not np.isfinite(t[p, q]) else f"{t[p, q]:.2f}"
-      ax.text(q, p, txt, ha="center", va="center", fontsize=8,
-              color="white" if not np.isfinite(t[p, q]) or t[p, q] < 0.6 * vmax else "black")
-  ax.set_xticks(range(len(names)), names, rotation=40, ha="right", fontsize=8)
-  ax.set_yticks(range(len(names)), names, fontsize=8)
-  ax.set_xlabel("node driven (q)")
-  ax.set_ylabel("pattern source (p)")
-  fig.colorbar(im, ax=ax, shrink=0.8, label="T_pq (1 = as good as q's own)")
-  ax.set_title(f"{result['tap']} ch {ch['channel']}: transfer T_pq (RF {result['rf']['size']} px)", fontsize=9)
-  return fig
+  diffs = [np.asarray(d["single"], np.float64) - np.asarray(d["tiled"], np.float64) for d in per_tap]
+  if not diffs:
+    return dict(single_minus_tiled=float("nan"), single_minus_tiled_boot=np.full(n_boot, np.nan), n=0)
+  draws = []
+  for t, d in enumerate(diffs):
+    idx = np.asarray(jax.random.randint(jax.random.fold_in(key, t), (n_boot, d.size), 0, d.size))
+    draws.append(d[idx].mean(axis=1))
+  return dict(single_minus_tiled=float(np.mean([d.mean() for d in diffs])),
+              single_minus_tiled_boot=np.mean(draws, axis=0), n=int(sum(d.size for d in diffs)))

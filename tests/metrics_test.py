@@ -497,7 +497,8 @@ class NaturalPhotoCalibrationTest(absltest.TestCase):
   96 px grey image, per-seed shifts of up to 4 px and Gaussian noise (sigma 0.05)."""
 
   HW, BOX, SEEDS, FLOOR = 96, 48, 6, 10
-  BOXES = np.array([[0, 0, 48, 48], [24, 24, 72, 72], [48, 48, 96, 96]], np.float32)  # corner, centre, corner
+  # Corner, middle, corner; offsets that are not multiples of the judge's 8 px stride.
+  BOXES = np.array([[0, 0, 48, 48], [21, 26, 69, 74], [45, 48, 93, 96]], np.float32)
 
   @classmethod
   def setUpClass(cls):
@@ -570,10 +571,19 @@ class NaturalPhotoCalibrationTest(absltest.TestCase):
     self.assertGreaterEqual(np.mean(cover_id), 0.88)
     self.assertGreaterEqual(np.mean(cover_psi), 0.88)
 
-  def test_pattern_moved_by_the_judge_stride_keeps_its_descriptor(self):
-    img = np.full((2, self.HW, self.HW, 3), 0.5, np.float32)
-    img[0, 8:40, 8:40] = self.photos[2][:32, :32]
-    img[1, 56:88, 40:72] = self.photos[2][:32, :32]
-    boxes = np.array([[8, 8, 40, 40], [56, 40, 88, 72]], np.float32)
+  def test_pattern_moved_anywhere_keeps_its_descriptor(self):
+    img = np.full((3, self.HW, self.HW, 3), 0.5, np.float32)
+    boxes = np.array([[8, 8, 40, 40], [53, 37, 85, 69], [3, 61, 35, 93]], np.float32)  # any integer offsets
+    for n, (t, l, _, _) in enumerate(boxes.astype(int)):
+      img[n, t:t + 32, l:l + 32] = self.photos[2][:32, :32]
     d = np.asarray(metrics.describe(self.params, jnp.asarray(img), jnp.asarray(boxes)))
-    np.testing.assert_allclose(d[0], d[1], rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(d[1:], np.broadcast_to(d[0], d[1:].shape), rtol=1e-3, atol=1e-4)
+
+  def test_noise_at_every_position_gives_psi_near_zero(self):
+    # Start-noise-like content: a fresh uniform noise patch per seed in every box; positions only
+    # differ in where the box lies (sub-stride phase, image corner), which must not register.
+    noise = self.rng.uniform(size=(3, self.SEEDS, self.HW, self.HW, 3)).astype(np.float32)
+    res = metrics.position_specificity(self.params, noise, self.BOXES, None, jax.random.key(0))
+    off = ~np.eye(3, dtype=bool)
+    self.assertLess(abs(float(np.mean(np.asarray(res.psi_auc)[off]))), 0.35, res.psi_auc)
+    self.assertTrue(np.isnan(np.asarray(res.auc_id)).all())  # no floor: undefined, and says so
