@@ -228,13 +228,13 @@ def main(argv):
   if channel == -1:
     choice = atlas.active_channel(params, cfg, seeds, positions)
     channel = choice.channel
-    rule = (f"rfspec.atlas.active_channel: non-zero on every seed's start image at every position shown, "
-            f"the largest smallest start value; {choice.candidates} channel(s) qualified; channel {channel} "
-            f"is active at {100 * choice.active_share:.0f}% of (position, seed) pairs, min start "
-            f"{choice.min_start:.3g}")
+    rule = (f"rfspec.atlas.active_channel (rfspec.selection's rule): the strongest weakest start activation "
+            f"over every seed's start image at every position shown; {choice.candidates} channel(s) are active "
+            f"at all of them; channel {channel} is active at {100 * choice.active_share:.0f}% of the "
+            f"(position, seed) pairs, weakest start activation {choice.min_start:.3g}")
   else:
-    choice, rule = None, "given in the config"
-  print(f"[atlas] {tap} channel {channel} ({rule}); {cfg.recipe if hasattr(cfg, 'recipe') else ''} "
+    rule = "given in the config"
+  print(f"[atlas] {tap} channel {channel} ({rule}); {cfg.recipe} "
         f"{cfg.image_hw[0]}x{cfg.image_hw[1]} px, {cfg.steps} steps, seeds {seeds}", file=sys.stderr, flush=True)
 
   # The batch key also covers the resolved channel.
@@ -280,7 +280,7 @@ def main(argv):
   meta = dict(
       config_hash=key, variant=config.get("variant", ""), weights=_WEIGHTS.value, tap=tap, channel=channel,
       channel_rule=rule, seeds=seeds, rows=rows, cols=cols, grid=[h, w], lattice=lattice,
-      image_hw=list(cfg.image_hw), recipe=getattr(cfg, "recipe", None), vis_config=_cfg_fields(cfg),
+      image_hw=list(cfg.image_hw), recipe=cfg.recipe, vis_config=_cfg_fields(cfg),
       rf=dict(size=rf.size, stride=rf.stride, offset=rf.offset - pad, grid=list(rf.grid)),
       reference=dict(r=ref[0], c=ref[1], position=[rows[ref[0]], cols[ref[1]]]),
       psi=dict(function="rfspec.metrics.specificity_matrix", space=space, min_ceiling=_min_ceiling(),

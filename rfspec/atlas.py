@@ -281,40 +281,39 @@ class ChannelChoice(NamedTuple):
 
 def active_channel(params, cfg: VisConfig, seeds: Sequence[int], positions: Sequence[Position] | None = None
                    ) -> ChannelChoice:
-  """The atlas's node-type rule: a channel active at the start at every position shown.
+  """The atlas's node type: `rfspec.selection`'s rule, with a fallback for large position sets.
 
-  Rule: among the channels of `cfg.tap` whose node is non-zero (> 0, as Caffe stores the blob) on
-  every seed's start image at every position in `positions` (None: the whole grid), take the one
-  whose smallest such start value is largest (ties: the lower index). If no channel is active at
-  every pair, take the one active at the most pairs (ties: the larger mean start value, then the
-  lower index). Why: under the zipser2015 objective (1/2 Σ mask · relu(z)^2) a node that is 0 at
-  the start gets no gradient and never moves, so its tile would stay the start noise; the rule
-  needs no data set and no human choice and is deterministic given the weights, cfg and seeds.
+  Rule (`rfspec.selection.rank_channels`): rank the channels of `cfg.tap` by their node's
+  WEAKEST start activation over every seed's start image at every position in `positions` (None:
+  the whole grid), strongest first, ties to the lower index; take the first. If no channel is
+  active (> 0) at every (position, seed) pair -- likely over a whole 14 x 14 grid -- take the one
+  active at the most pairs (ties: the larger mean start value, then the lower index), and say so
+  in `active_share`. Why: under the zipser2015 objective (1/2 Σ mask · relu(z)^2) a node that is
+  0 at the start gets no gradient and never moves, so its tile stays the start noise.
 
   Args:
     params: GoogLeNet params.
-    cfg: the atlas's `VisConfig` (its tap, size and parameterisation make the start images).
+    cfg: the atlas's `VisConfig` (its tap, size and recipe make the start images).
     seeds: the atlas's seeds.
     positions: (i, j) = (row, col) positions shown; None for every position.
 
   Returns:
     `ChannelChoice`.
   """
-  starts = np.stack([np.asarray(initial_image(int(s), cfg)) for s in seeds])
-  act = np.asarray(_tap_blob(params, starts, cfg), np.float64)  # [S, h, w, C]
-  if positions is not None:
-    coords = np.asarray(list(positions), np.int64).reshape(-1, 2)
-    act = act[:, coords[:, 0], coords[:, 1]]  # [S, P, C]
+  from rfspec import selection
+
+  h, w, _ = cfg.tap_shape
+  positions = [(i, j) for i in range(h) for j in range(w)] if positions is None else list(positions)
+  act = np.asarray(selection.start_activations(params, cfg, positions, seeds), np.float64)  # [S, P, C]
   act = act.reshape(-1, act.shape[-1])  # [pairs, C]
   active = act > 0
   everywhere = np.flatnonzero(active.all(axis=0))
   if everywhere.size:
-    mins = act[:, everywhere].min(axis=0)
-    c = int(everywhere[np.lexsort((everywhere, -mins))[0]])
+    c = selection.rank_channels(params, cfg, positions=positions, seeds=seeds, k=1)[0]
   else:
     count, mean = active.sum(axis=0), act.mean(axis=0)
     c = int(np.lexsort((np.arange(act.shape[1]), -mean, -count))[0])
-  return ChannelChoice(c, float(active[:, c].mean()), float(act[:, c].min()), int(everywhere.size))
+  return ChannelChoice(int(c), float(active[:, c].mean()), float(act[:, c].min()), int(everywhere.size))
 
 
 # ----------------------------------------------------------------------------- the atlas

@@ -6,9 +6,8 @@ import numpy as np
 from absl.testing import absltest, parameterized
 
 import rfspec
-from rfspec import atlas, engine, masks
+from rfspec import atlas, engine, masks, objectives
 from rfspec.errors import UserError
-from rfspec.models import googlenet
 from tests.conftest import real_params
 
 TAP = "inception_4c/5x5"
@@ -79,10 +78,12 @@ class AtlasTest(parameterized.TestCase):
   def test_activations_are_the_nodes_blob_values(self):
     r, c = 1, 2
     i, j = int(self.result.rows[r]), int(self.result.cols[c])
+    # The net sees images with the recipe's mean (zipser2015: the script's 104/116/122).
+    see = lambda x: objectives.tap_activation(self.params, x, TAP, mean_bgr=self.cfg.caffe_mean)
     starts = np.stack([np.asarray(rfspec.initial_image(s, self.cfg)) for s in self.seeds])
-    blob = np.asarray(rfspec.forward(self.params, starts, taps=TAP)[TAP])
+    blob = np.asarray(see(starts))
     np.testing.assert_allclose(self.result.start_activation[r, c], blob[:, i, j, 7], rtol=1e-5, atol=1e-5)
-    blob = np.asarray(rfspec.forward(self.params, self.result.images[r, c], taps=TAP)[TAP])
+    blob = np.asarray(see(self.result.images[r, c]))
     np.testing.assert_allclose(self.result.final_activation[r, c], blob[:, i, j, 7], rtol=1e-5, atol=1e-5)
 
   def test_progress_covers_the_whole_atlas(self):
@@ -190,7 +191,7 @@ class ChannelRuleTest(absltest.TestCase):
     positions = masks.lattice(TAP, HW, 2)
     choice = atlas.active_channel(params, cfg, [0, 1], positions)
     starts = np.stack([np.asarray(rfspec.initial_image(s, cfg)) for s in (0, 1)])
-    blob = np.asarray(googlenet.forward(params, starts, taps=TAP)[TAP])  # [2, h, w, 64]
+    blob = np.asarray(objectives.tap_activation(params, starts, TAP, mean_bgr=cfg.caffe_mean))  # [2, h, w, 64]
     at = np.stack([blob[:, i, j] for i, j in positions], 1).reshape(-1, blob.shape[-1])  # [pairs, 64]
     everywhere = np.flatnonzero((at > 0).all(axis=0))
     self.assertEqual(choice.candidates, len(everywhere))

@@ -13,10 +13,11 @@ Override any field, e.g. `--config.channel=7 --config.lattice=5 --config.vis.ste
 
 Fields:
   tap: a spatial tap (the paper's driver: inception_4c/5x5, RF 299 px).
-  channel: the node type; -1 picks it by rule (`rfspec.atlas.active_channel`: the channel whose
-    node is non-zero on every seed's start image at every position shown, the most active such
-    channel by its weakest start value). The zipser2015 objective (1/2 Σ mask · relu(z)^2) never
-    moves a node that is 0 at the start, so the rule keeps every tile meaningful.
+  channel: the node type; -1 picks it by rule (`rfspec.atlas.active_channel`, i.e.
+    `rfspec.selection`'s rule: the channel whose weakest start activation over every seed's start
+    image at every position shown is strongest; if none is active at all of them, the one active
+    at the most). The zipser2015 objective (1/2 Σ mask · relu(z)^2) never moves a node that is 0
+    at the start, so the rule keeps the tiles meaningful.
   seeds: S seeds; PSI (the heat map) compares pairs of different seeds, so S >= 2.
   lattice: 0 for every position of the grid, or n for an n x n lattice (`rfspec.masks.lattice`:
     evenly spaced, borders included; odd n contains the centre).
