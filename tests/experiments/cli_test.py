@@ -1,0 +1,157 @@
+"""experiments/_cli.py: user errors are one paragraph and exit 1, bugs keep their traceback,
+Ctrl-C leaves at once with 130, and every binary's --help shows the common flags.
+
+Each case is a real subprocess; they are started together in setUpClass and run concurrently.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+from absl.testing import absltest
+
+from tests.conftest import IMAGES, REPO, shared_file
+
+# A stand-in binary whose main() misbehaves as asked (argv[1]), run through _cli.run.
+_FAKE_BINARY = textwrap.dedent("""
+    import sys, threading, time
+    from experiments import _cli
+
+    def main(argv):
+      mode = argv[1]
+      if mode == "user_error":
+        from rfspec.models import googlenet
+        googlenet.check_tap("inception_4c/ouput")
+      if mode == "jax_bug":
+        import jax.numpy as jnp
+        jnp.broadcast_to(jnp.ones(3), (4,))  # a shape bug: ValueError, must keep its traceback
+      if mode == "interrupt":
+        # A non-daemon worker (like XLA's compile threads) that a normal exit would wait for.
+        threading.Thread(target=time.sleep, args=(600,)).start()
+        print("partial result", flush=False)
+        print("ready", file=sys.stderr, flush=True)
+        time.sleep(600)  # the test sends SIGINT here
+
+    _cli.run(main)
+""")
+
+# Prints each binary's own flag help, as --helpshort shows it, from one process: the flags of
+# one binary are deleted before the next is imported.
+_HELP_SCRIPT = textwrap.dedent("""
+    import importlib, sys
+    from absl import flags
+    base = set(flags.FLAGS)
+    for binary in sys.argv[1:]:
+      for name in set(flags.FLAGS) - base:
+        delattr(flags.FLAGS, name)
+      sys.argv[0] = f"experiments/{binary}.py"
+      module = importlib.import_module(f"experiments.{binary}")
+      print(f"== {binary}")
+      print(flags.FLAGS.module_help(module))
+""")
+
+# Binaries and the common flags each must show in --helpshort.
+_HELP = {
+    "classify": ("--weights",),
+    "convert_weights": ("--weights", "--workdir"),
+    "reproduce_paper": ("--weights", "--workdir", "--config"),
+    "specificity": ("--weights", "--workdir", "--config"),
+    "rf_census": ("--weights", "--workdir", "--config"),
+}
+
+
+def _start(args, env=None):
+  return subprocess.Popen([sys.executable, *args], cwd=REPO, env=dict(os.environ, **(env or {})),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+class CliTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    tmp = absltest.get_default_test_tmpdir()
+    cache_file = os.path.join(tmp, "cache_is_a_file")
+    with open(cache_file, "w") as f:
+      f.write("x")
+    cat = str(shared_file(IMAGES / "cat.jpg"))
+    offline = {"RFSPEC_WEIGHTS_URL": "http://127.0.0.1:9/bvlc_googlenet.caffemodel", "RFSPEC_WEIGHTS": ""}
+    paper = ["-m", "experiments.reproduce_paper", f"--workdir={tmp}/paper", "--figures=none"]
+    cls.procs = {
+        "no_config": _start(paper + ["--config=experiments/configs/nope.py"]),
+        "typo_override": _start(paper + ["--config.vis.stepz=3"]),
+        "cache_is_file": _start(["-m", "experiments.classify", "--weights=bvlc_googlenet", cat],
+                                env=dict(offline, RFSPEC_CACHE=cache_file)),
+        # /sys refuses new files even to root, unlike a chmod'ed directory.
+        "cache_read_only": _start(["-m", "experiments.classify", "--weights=bvlc_googlenet", cat],
+                                  env=dict(offline, RFSPEC_CACHE="/sys")),
+        "user_error": _start(["-c", _FAKE_BINARY, "user_error"]),
+        "jax_bug": _start(["-c", _FAKE_BINARY, "jax_bug"]),
+        "interrupt": _start(["-c", _FAKE_BINARY, "interrupt"]),
+        "help": _start(["-c", _HELP_SCRIPT, *_HELP]),
+    }
+    interrupt = cls.procs["interrupt"]
+    assert interrupt.stderr.readline().strip() == "ready", "the interrupt case did not start"
+    interrupt.send_signal(signal.SIGINT)
+    cls.results = {}
+    for name, proc in cls.procs.items():
+      try:
+        out, err = proc.communicate(timeout=120)
+      except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        err += "\n<<timed out>>"
+      cls.results[name] = (proc.returncode, out, err)
+
+  def assert_one_paragraph(self, name, *needles):
+    code, _, err = self.results[name]
+    self.assertEqual(code, 1, err[-3000:])
+    self.assertNotIn("Traceback", err)
+    self.assertTrue(err.startswith("error: "), err[-3000:])
+    self.assertLessEqual(len(err.strip().splitlines()), 2, err)  # the paragraph + "--helpshort" hint at most
+    for needle in needles:
+      self.assertIn(needle, err)
+
+  def test_missing_config_file(self):
+    self.assert_one_paragraph("no_config", "experiments/configs/nope.py", "reproduce_paper.py")
+
+  def test_mistyped_override_is_caught_by_the_locked_config(self):
+    self.assert_one_paragraph("typo_override", "stepz", "steps")
+
+  def test_cache_that_is_a_file(self):
+    self.assert_one_paragraph("cache_is_file", "RFSPEC_CACHE", "is a file", "--weights=")
+
+  def test_read_only_cache(self):
+    self.assert_one_paragraph("cache_read_only", "/sys", "RFSPEC_CACHE", "not writable", "--weights=")
+
+  def test_library_user_error(self):
+    self.assert_one_paragraph("user_error", "Unknown tap 'inception_4c/ouput'", "inception_4c/output")
+
+  def test_jax_shape_bug_keeps_its_traceback(self):
+    code, _, err = self.results["jax_bug"]
+    self.assertNotEqual(code, 0)
+    self.assertIn("Traceback", err)
+    self.assertIn("broadcast", err)
+    self.assertNotIn("error: ", err.splitlines()[0])
+
+  def test_ctrl_c_flushes_and_exits_130_at_once(self):
+    code, out, err = self.results["interrupt"]
+    self.assertEqual(code, 130, err[-2000:])
+    self.assertIn("partial result", out)  # stdout was flushed before leaving
+    self.assertIn("rerun the same command to resume", err)
+    self.assertNotIn("timed out", err)  # did not wait for the worker thread
+
+  def test_help_shows_the_common_flags(self):
+    code, out, err = self.results["help"]
+    self.assertEqual(code, 0, err[-3000:])
+    sections = dict(part.split("\n", 1) for part in out.split("== ")[1:])
+    self.assertEqual(set(sections), set(_HELP))
+    for binary, wanted in _HELP.items():
+      for flag in wanted:
+        self.assertRegex(sections[binary], rf"(^|\n)\s*{flag}:", f"{binary} --helpshort lacks {flag}")
+
+
+if __name__ == "__main__":
+  absltest.main()
