@@ -11,18 +11,22 @@ field (RF) box, in image pixel coordinates (y, x) = (row, col):
     margin on each side where the box does not already reach into the margin, like crop marks;
   * the off-image share of the RF as thin diagonal hatching (every `HATCH_PERIOD`-th diagonal,
     light red) -- clipped to the margin; the caption carries the exact share.
+Every image gets a 1 px grey border just outside it (in the margin), so a pale image still shows
+where it ends; the RF outline and ticks are drawn over that border, the hatching is not.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from rfspec.errors import UserError
 from rfspec.io import to_uint8
 
-__all__ = ["HATCH_COLOUR", "HATCH_PERIOD", "RF_COLOUR", "RF_LINE_PX", "RF_TICK_PX", "atlas_mosaic",
+__all__ = ["BORDER_COLOUR", "HATCH_COLOUR", "HATCH_PERIOD", "RF_COLOUR", "RF_LINE_PX", "RF_TICK_PX", "atlas_mosaic",
            "atlas_psi_figure", "grid_geometry", "render_grid", "specificity_taps_figure", "specificity_trend_figure"]
 
 RF_COLOUR = (220, 30, 30)
+BORDER_COLOUR = (150, 150, 150)
 HATCH_COLOUR = (240, 150, 150)
 RF_LINE_PX = 2
 RF_TICK_PX = 10
@@ -94,6 +98,15 @@ def grid_geometry(rows: int, cols: int, image_hw: tuple[int, int], *, title: str
               height=title_h + header_h + rows * cell_h, width=width)
 
 
+def _image_border(image_hw: tuple[int, int], margin: int) -> np.ndarray:
+  """Boolean mask over one cell's frame [H + 2m, W + 2m]: the 1 px ring just outside the image."""
+  h, w = image_hw
+  ring = np.zeros((h + 2 * margin, w + 2 * margin), bool)
+  ring[margin - 1:margin + h + 1, margin - 1:margin + w + 1] = True
+  ring[margin:margin + h, margin:margin + w] = False
+  return ring
+
+
 def _rf_layers(box, image_hw: tuple[int, int], margin: int) -> tuple[np.ndarray, np.ndarray]:
   """Boolean (hatch, line) masks over one cell's margin frame [H + 2m, W + 2m] (image at [m, m]).
 
@@ -119,7 +132,7 @@ def _rf_layers(box, image_hw: tuple[int, int], margin: int) -> tuple[np.ndarray,
   ticks |= (col_edge & cols_in & (((y >= -RF_TICK_PX) & (y < 0) & (t >= 0))
                                   | ((y >= h) & (y < h + RF_TICK_PX) & (b <= h))))
   line = (border | ticks) & ~in_image
-  hatch = in_box & ~in_image & ((y + x) % HATCH_PERIOD == 0) & ~line
+  hatch = in_box & ~in_image & ((y + x) % HATCH_PERIOD == 0) & ~line & ~_image_border(image_hw, m)
   return hatch, line
 
 
@@ -148,7 +161,8 @@ def render_grid(images, *, boxes=None, row_labels=(), col_labels=(), captions=No
 
   images = np.asarray(images)
   if images.ndim != 5 or images.shape[-1] != 3:
-    raise ValueError(f"images must be [R, C, H, W, 3]; got {images.shape}.")
+    raise UserError(f"images must be [R, C, H, W, 3] (rows x columns of RGB images); got shape {images.shape}. "
+                    "Stack a single image as images[None, None].")
   rows, cols, h, w, _ = images.shape
   g = grid_geometry(rows, cols, (h, w), title=title, row_labels=row_labels, col_labels=col_labels,
                     captions=captions, margin=margin)
@@ -159,9 +173,10 @@ def render_grid(images, *, boxes=None, row_labels=(), col_labels=(), captions=No
       top = g["title_h"] + g["header_h"] + r * g["cell_h"] + m
       left = g["label_w"] + c * g["cell_w"] + m
       canvas[top:top + h, left:left + w] = images[r, c] if images.dtype == np.uint8 else to_uint8(images[r, c])
+      frame = canvas[top - m:top + h + m, left - m:left + w + m]
+      frame[_image_border((h, w), m)] = BORDER_COLOUR
       if boxes is not None:
         hatch, line = _rf_layers(np.asarray(boxes)[r, c], (h, w), m)
-        frame = canvas[top - m:top + h + m, left - m:left + w + m]
         frame[hatch] = HATCH_COLOUR
         frame[line] = RF_COLOUR
   pil = Image.fromarray(canvas)

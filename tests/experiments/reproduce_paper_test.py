@@ -30,33 +30,37 @@ def weights_flag():
 
 
 def expected_rf_drawing(box, h, w, m):
-  """(line, hatch) bool masks over a cell's [h + 2m, w + 2m] frame, from the drawing rules alone.
+  """(line, hatch, border) bool masks over a cell's [h + 2m, w + 2m] frame, from the drawing rules.
 
-  Rules (rfspec.plots): the RF box's border band (RF_LINE_PX wide, inside the box) is red where it
-  falls in the margin; an edge band crossing the image's rows (cols) gets a red tick RF_TICK_PX
-  long in a side margin that the box does not reach; other margin pixels in the box are hatched
-  on the diagonals (y + x) % HATCH_PERIOD == 0; nothing is drawn on the image.
+  Rules (rfspec.plots): a grey 1 px border rings the image; the RF box's border band (RF_LINE_PX
+  wide, inside the box) is red where it falls in the margin; an edge band crossing the image's
+  rows (cols) gets a red tick RF_TICK_PX long in a side margin that the box does not reach; other
+  margin pixels in the box, off the grey ring, are hatched on the diagonals
+  (y + x) % HATCH_PERIOD == 0; red wins over grey; nothing is drawn on the image.
   """
   k, tick, period = plots.RF_LINE_PX, plots.RF_TICK_PX, plots.HATCH_PERIOD
   line = np.zeros((h + 2 * m, w + 2 * m), bool)
   hatch = np.zeros_like(line)
-  if box is None:
-    return line, hatch
-  t, l, b, r = box
+  border = np.zeros_like(line)
   for fy in range(h + 2 * m):
     for fx in range(w + 2 * m):
       y, x = fy - m, fx - m
       if 0 <= y < h and 0 <= x < w:
         continue  # the image
+      ring = -1 <= y <= h and -1 <= x <= w
+      border[fy, fx] = ring
+      if box is None:
+        continue
+      t, l, b, r = box
       inside = t <= y < b and l <= x < r
       on_row_edge = 0 <= y - t < k or 0 <= b - 1 - y < k
       on_col_edge = 0 <= x - l < k or 0 <= r - 1 - x < k
-      border = inside and (on_row_edge or on_col_edge)
+      edge_band = inside and (on_row_edge or on_col_edge)
       ticked = (on_row_edge and 0 <= y < h and ((l >= 0 and -tick <= x < 0) or (r <= w and w <= x < w + tick))) or \
                (on_col_edge and 0 <= x < w and ((t >= 0 and -tick <= y < 0) or (b <= h and h <= y < h + tick)))
-      line[fy, fx] = border or ticked
-      hatch[fy, fx] = inside and not line[fy, fx] and (y + x) % period == 0
-  return line, hatch
+      line[fy, fx] = edge_band or ticked
+      hatch[fy, fx] = inside and not line[fy, fx] and not ring and (y + x) % period == 0
+  return line, hatch, border
 
 
 class QuickRunTest(absltest.TestCase):
@@ -123,10 +127,11 @@ class QuickRunTest(absltest.TestCase):
           # The image is never drawn over: every pixel is the saved image's.
           np.testing.assert_array_equal(frame[m:m + h, m:m + w], io.to_uint8(images[r, c]), f"{name} {r},{c}")
           # The margin holds exactly the RF drawing that the JSON's box implies, else white.
-          line, hatch = expected_rf_drawing(rec["rf"]["box"], h, w, m)
+          line, hatch, border = expected_rf_drawing(rec["rf"]["box"], h, w, m)
           margin = np.ones(frame.shape[:2], bool)
           margin[m:m + h, m:m + w] = False
           want = np.full(frame.shape, 255, np.uint8)
+          want[border] = plots.BORDER_COLOUR
           want[hatch] = plots.HATCH_COLOUR
           want[line] = plots.RF_COLOUR
           np.testing.assert_array_equal(frame[margin], want[margin], f"{name} {r},{c} margin")
