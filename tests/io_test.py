@@ -38,6 +38,24 @@ class AtomicWriteTest(absltest.TestCase):
     self.assertEqual(io.read_json(path), {"a": [0, 1, 2], "b": 2.5, "c": None})
 
 
+class ImageTest(absltest.TestCase):
+
+  def test_to_uint8_rounds_and_clips(self):
+    np.testing.assert_array_equal(io.to_uint8(np.array([-0.5, 0.0, 0.5, 1.0, 2.0, 1 / 255 * 0.49])),
+                                  [0, 0, 128, 255, 255, 0])
+
+  def test_png_round_trip_and_load_image_convention(self):
+    d = self.create_tempdir().full_path
+    image = np.zeros((4, 6, 3), np.float32)
+    image[0, 5] = (1.0, 0.0, 0.0)  # (y, x) = (row 0, col 5) is red
+    path = io.write_png(os.path.join(d, "x.png"), image)
+    loaded = io.load_image(path)
+    self.assertEqual(loaded.shape, (4, 6, 3))  # [H, W, 3]
+    self.assertEqual(loaded.dtype, np.float32)
+    np.testing.assert_array_equal(loaded, image)
+    self.assertEqual(io.load_image(path, (2, 3)).shape, (2, 3, 3))  # size is (H, W)
+
+
 class ManifestTest(absltest.TestCase):
 
   def setUp(self):
