@@ -25,10 +25,44 @@ from rfspec import io, metrics
 
 _INTRO = ("<p>Zipser (2015), <i>Node Specificity in Convolutional Deep Nets Depends on Receptive Field "
           "Position and Size</i>, reproduced on BVLC GoogLeNet with rfspec. Each image is a "
-          "visualization (gradient ascent on the input, the gradient of the chosen node(s) set to one). "
-          "Red boxes: the node's receptive field (RF); pink: the part of the RF that lies off the image. "
+          "visualization: gradient ascent on the input for the chosen node(s), by the recipe named below. "
+          "Around each image (never over it): in red, the node's receptive field (RF) box, with ticks in the "
+          "margin where an RF edge crosses the image; hatched, the part of the RF that lies off the image. "
+          "Under each image: its node's (i, j) = (row, col) on the tap's grid, the share of its RF inside "
+          "the image, and the final objective. "
           "Node types are chosen by rule (see <code>experiments/configs/figures.py</code> and "
           "<code>rfspec/selection.py</code>): the paper's own person-trained net is not public.</p>")
+
+# What each recipe does, for a reader who has only the report. PROCEDURE.md (relative to the
+# repository root) holds the facts of the paper's own procedure; rfspec/recipes.py the values.
+RECIPE_NOTES = {
+    "zipser2015": (
+        "the paper's own procedure, as its author's 2015 scripts give it (the facts, with their source, "
+        "are in <code>../shared/reference/zipser2015/PROCEDURE.md</code>; the values in "
+        "<code>rfspec/recipes.py</code>). The image lives in Caffe's data space (BGR, 0-255, minus the "
+        "script's mean 104/116/122) and starts as grey random dots: one plane of 225 &middot; U[0, 1) copied "
+        "to all three channels, unclipped at the first forward. One step: roll the image by a random "
+        "&minus;1, 0 or +1 px along each axis; forward to the tap and feed the node's own activation back "
+        "as its gradient (the input gradient of &frac12; &Sigma; mask &middot; relu(z)&sup2;, so a node "
+        "that is 0 gets no gradient and stays 0); add 1.5 / mean(|g| where g &ne; 0) &middot; g; multiply "
+        "the image by 0.995 (decay toward the mean colour); desaturate each pixel 1 % toward its channel "
+        "mean; roll back; clip to the valid range. The script runs 2,000 steps with no octaves. Unlike "
+        "the script, every (channel, position, seed) starts from its own noise (the script warm-started "
+        "each channel from the previous channel's images), and the net is BVLC GoogLeNet."),
+    "deepdream": (
+        "the Inceptionism (DeepDream) notebook's step on a grey random-dot start: ascent normalised by "
+        "mean |g|, random jitter, clip, no decay. Not the paper's own procedure (see "
+        "<code>zipser2015</code>)."),
+    "lucid": (
+        "Lucid's recipe: Fourier (1/f) parameterisation with decorrelated colour, Adam, and random "
+        "pad/jitter/scale/rotate each step. Not the paper's own procedure."),
+}
+
+
+def recipe_html(recipes) -> str:
+  """One paragraph per recipe used: its name and what it does (trusted HTML)."""
+  return "".join(f"<p><b>Recipe <code>{io.html_escape(r)}</code></b>: "
+                 f"{RECIPE_NOTES.get(r, 'see rfspec/recipes.py.')}</p>" for r in sorted(set(recipes)))
 
 
 def _num(x):
@@ -173,6 +207,9 @@ def write(workdir: str, names, *, params=None, params_src: str = "", variant: st
     with open(spec) as f:
       sections.append(dict(title="Position specificity across layers", id="specificity", html=f.read()))
   intro = _INTRO + f"<p>Config variant: <code>{io.html_escape(variant or 'full')}</code>.</p>"
+  metas = [io.read_json(os.path.join(workdir, f"{n}.json")) for n in names
+           if os.path.exists(os.path.join(workdir, f"{n}.json"))]
+  intro += recipe_html(m["recipe"] for m in metas if m.get("recipe"))
   if variant == "quick":
     intro += ("<p><b>Quick variant:</b> small images and a dozen steps, a smoke test of the pipeline. "
               "Its patterns have not converged and its numbers say nothing about the paper's claims; "
