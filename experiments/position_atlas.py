@@ -142,48 +142,6 @@ def _on_batch(event, index):
   print(f"[atlas] batch {index + 1} {event}", file=sys.stderr, flush=True)
 
 
-def psi_vs_reference(params, images: np.ndarray, rows, cols, tap: str, image_hw, jitter: int):
-  """PSI of every position against the reference (the centre, or the lattice node nearest it).
-
-  Uses `rfspec.metrics.specificity_matrix` (and `metrics.MIN_CEILING`, `metrics.FEATURE_MIN_RF`)
-  on each pair (position, reference), regions = RF boxes grown by the jitter, as the specificity
-  sweep does: PSI_p = (PSI[p, ref] + PSI[ref, p]) / 2, NaN where the pair's seed ceiling is below
-  MIN_CEILING or nothing is left to compare. Feature space (`metrics.FEATURE_TAP`) when the RF is
-  at least FEATURE_MIN_RF px, else pixels.
-
-  Returns:
-    (psi [R, C], ceiling [R, C], ref (r, c), space).
-  """
-  import jax.numpy as jnp
-
-  from rfspec import geometry, masks, metrics
-
-  rf = geometry.receptive_field(tap, image_hw)
-  ci, cj = masks.named_positions(tap, image_hw)["centre"]
-  ref = (int(np.argmin(np.abs(np.asarray(rows) - ci))), int(np.argmin(np.abs(np.asarray(cols) - cj))))
-  space = metrics.FEATURE_TAP if rf.size >= metrics.FEATURE_MIN_RF else metrics.PIXEL
-  n_r, n_c = len(rows), len(cols)
-  psi = np.full((n_r, n_c), np.nan)
-  ceiling = np.full((n_r, n_c), np.nan)
-  if images.shape[2] < 2:
-    return psi, ceiling, ref, space
-  ref_pos = (int(rows[ref[0]]), int(cols[ref[1]]))
-  for r in range(n_r):
-    for c in range(n_c):
-      pos = (int(rows[r]), int(cols[c]))
-      pair = [pos, ref_pos]
-      stack = jnp.asarray(np.stack([images[r, c], images[ref]]))
-      centres = jnp.asarray([rf.centre(*p) for p in pair], jnp.float32)
-      regions = jnp.asarray(geometry.box_masks(tap, image_hw, pair, grow=jitter))
-      spec = metrics.specificity_matrix(stack, centres, regions, params=params, space=space)
-      p = np.asarray(spec.psi, np.float64)
-      ceil = 0.5 * (np.asarray(spec.s_pp, np.float64) + np.asarray(spec.s_qq, np.float64))
-      ok = ceil >= metrics.MIN_CEILING
-      psi[r, c] = 0.5 * (np.where(ok, p, np.nan)[0, 1] + np.where(ok, p, np.nan)[1, 0])
-      ceiling[r, c] = 0.5 * (ceil[0, 1] + ceil[1, 0])
-  return psi, ceiling, ref, space
-
-
 def main(argv):
   if len(argv) > 1:
     raise _user_error(f"Unexpected arguments {argv[1:]}; flags look like --workdir=DIR.")
@@ -244,12 +202,11 @@ def main(argv):
   t_atlas = time.perf_counter() - t_start
 
   rows, cols = [int(i) for i in result.rows], [int(j) for j in result.cols]
+  boxes, inside = atlas.tile_boxes(cfg, rows, cols)
   rf = geometry.receptive_field(tap, cfg.net_hw)
-  pad = cfg.canvas_pad
-  boxes = np.array([[[v - pad for v in rf.box(i, j)] for j in cols] for i in rows], np.int64)
-  inside = np.array([[rf.inside_fraction(i, j) for j in cols] for i in rows], np.float64)
   t0 = time.perf_counter()
-  psi, ceiling, ref, space = psi_vs_reference(params, result.images, rows, cols, tap, cfg.image_hw, cfg.jitter)
+  spec = atlas.psi_vs_centre(params, result, cfg)
+  psi, ceiling, ref, space = spec.psi, spec.ceiling, spec.reference, spec.space
   t_psi = time.perf_counter() - t0
 
   files = {name: os.path.join(workdir, name) for name in OUTPUTS}
@@ -281,9 +238,10 @@ def main(argv):
       config_hash=key, variant=config.get("variant", ""), weights=_WEIGHTS.value, tap=tap, channel=channel,
       channel_rule=rule, seeds=seeds, rows=rows, cols=cols, grid=[h, w], lattice=lattice,
       image_hw=list(cfg.image_hw), recipe=cfg.recipe, vis_config=_cfg_fields(cfg),
-      rf=dict(size=rf.size, stride=rf.stride, offset=rf.offset - pad, grid=list(rf.grid)),
+      rf=dict(size=rf.size, stride=rf.stride, offset=rf.offset - cfg.canvas_pad, grid=list(rf.grid)),
       reference=dict(r=ref[0], c=ref[1], position=[rows[ref[0]], cols[ref[1]]]),
-      psi=dict(function="rfspec.metrics.specificity_matrix", space=space, min_ceiling=_min_ceiling(),
+      psi=dict(function="rfspec.atlas.psi_vs_centre (rfspec.metrics.specificity_matrix per pair)", space=space,
+               min_ceiling=spec.min_ceiling,
                note="PSI_p = (PSI[p, ref] + PSI[ref, p]) / 2 on RF boxes grown by the jitter; None where the "
                     "seed ceiling is below min_ceiling; with S seeds the ceiling is a mean over S(S-1) ordered "
                     "pairs of different seeds"),
@@ -301,12 +259,6 @@ def main(argv):
   print(f"position_atlas: {tap} channel {channel}, {len(rows)}x{len(cols)} positions x {len(seeds)} seeds, "
         f"{result.batches} batches ({result.resumed} resumed), {time.perf_counter() - t_start:.0f}s; "
         f"open {files['atlas.html']}")
-
-
-def _min_ceiling():
-  from rfspec import metrics
-
-  return metrics.MIN_CEILING
 
 
 if __name__ == "__main__":

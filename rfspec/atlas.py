@@ -38,9 +38,9 @@ from rfspec.engine import Progress, VisConfig, embed_canvas, initial_image, visu
 from rfspec.errors import UserError
 from rfspec.models import googlenet
 
-__all__ = ["Atlas", "AtlasProgress", "BatchStore", "BatchResult", "ChannelChoice", "active_channel",
+__all__ = ["Atlas", "AtlasProgress", "BatchStore", "BatchResult", "CentreSpecificity", "ChannelChoice", "active_channel",
            "bytes_per_element", "check_atlas_args", "check_spatial_tap",
-           "default_batch_positions", "plan_batches", "position_atlas"]
+           "default_batch_positions", "plan_batches", "position_atlas", "psi_vs_centre", "tile_boxes"]
 
 Position = tuple[int, int]
 
@@ -235,6 +235,9 @@ def check_atlas_args(tap: str, channel, seeds, cfg: VisConfig, positions=None):
   if cfg.tap != tap:
     raise UserError(f"cfg.tap is {cfg.tap!r} but the atlas was asked for tap {tap!r}; build the config "
                     f"with tap={tap!r}, e.g. VisConfig.from_recipe(recipe, tap={tap!r}, ...).")
+  if cfg.canvas_pad:
+    raise UserError(f"The atlas maps the positions of the image itself; cfg.canvas_pad must be 0 (got "
+                    f"{cfg.canvas_pad}). Use rfspec.specificity's padding ablation for canvases.")
   h, w, n_channels = cfg.tap_shape
   if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)) or not 0 <= channel < n_channels:
     raise UserError(f"channel must be an int in 0..{n_channels - 1}: {tap!r} has {n_channels} channels; "
@@ -450,3 +453,85 @@ def position_atlas(params, tap: str, channel: int, seeds: Sequence[int], cfg: Vi
 
   return Atlas(gather("images"), gather("traces"), gather("start_activation"), gather("final_activation"),
                rows, cols, seeds, batch_positions, n_batches, resumed)
+
+
+# ----------------------------------------------------------------------------- numbers per tile
+
+
+def tile_boxes(cfg: VisConfig, rows: Sequence[int], cols: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+  """RF boxes and inside fractions of the atlas's tiles.
+
+  Returns:
+    (boxes int [R, C, 4] (top, left, bottom, right), half-open, in the optimised image's pixels
+    (y, x) -- shifted by the canvas if cfg has one -- and inside float [R, C], the share of each
+    RF inside the image the net sees).
+  """
+  from rfspec.geometry import receptive_field
+
+  rf = receptive_field(cfg.tap, cfg.net_hw)
+  pad = cfg.canvas_pad
+  boxes = np.array([[[v - pad for v in rf.box(int(i), int(j))] for j in cols] for i in rows], np.int64)
+  inside = np.array([[rf.inside_fraction(int(i), int(j)) for j in cols] for i in rows], np.float64)
+  return boxes, inside
+
+
+class CentreSpecificity(NamedTuple):
+  """PSI of each atlas position against the centre (`psi_vs_centre`).
+
+  Attributes:
+    psi: float [R, C], PSI_p = (PSI[p, ref] + PSI[ref, p]) / 2; NaN where the pair's seed
+      ceiling is below `min_ceiling` or nothing is left to compare; 0 at the reference itself.
+    ceiling: float [R, C], the pair's mean seed ceiling (S_pp + S_qq) / 2, both orders averaged.
+    reference: (r, c) of the reference tile: the centre, or the lattice node nearest it.
+    space: the similarity space (`rfspec.metrics.FEATURE_TAP` or "pixel").
+    min_ceiling: `rfspec.metrics.MIN_CEILING`.
+  """
+
+  psi: np.ndarray
+  ceiling: np.ndarray
+  reference: tuple[int, int]
+  space: str
+  min_ceiling: float
+
+
+def psi_vs_centre(params, atlas: Atlas, cfg: VisConfig) -> CentreSpecificity:
+  """Position specificity of each atlas tile against the centre tile, by `rfspec.metrics`.
+
+  Each pair (p, centre) goes through `rfspec.metrics.specificity_matrix` (the same measure and
+  regions as the specificity sweep): images of different seeds compared after aligning the RF
+  centres, on the RF boxes grown by `cfg.jitter` (what a step's gradient can reach), in GoogLeNet's
+  `metrics.FEATURE_TAP` features when both the RF and the image sides are at least
+  `metrics.FEATURE_MIN_RF` px (the region compared must hold whole feature RFs), else in pixels. Needs S >= 2 seeds (else all NaN). With S seeds each ceiling is a mean over S(S-1)
+  ordered pairs of different seeds: with 2 seeds a single pair, so treat single values as noisy.
+
+  Returns:
+    `CentreSpecificity`.
+  """
+  import jax.numpy as jnp
+
+  from rfspec import metrics
+  from rfspec.geometry import box_masks, receptive_field
+
+  rows, cols = [int(i) for i in atlas.rows], [int(j) for j in atlas.cols]
+  rf = receptive_field(cfg.tap, cfg.image_hw)
+  ci, cj = masks_lib.named_positions(cfg.tap, cfg.image_hw)["centre"]
+  ref = (int(np.argmin(np.abs(np.asarray(rows) - ci))), int(np.argmin(np.abs(np.asarray(cols) - cj))))
+  # The compared region is at most the RF and at most the image: feature space needs it to hold
+  # whole feature RFs (the sweep's FEATURE_MIN_RF rule, applied to the region, not the RF alone).
+  space = metrics.FEATURE_TAP if min(rf.size, *cfg.image_hw) >= metrics.FEATURE_MIN_RF else metrics.PIXEL
+  psi = np.full((len(rows), len(cols)), np.nan)
+  ceiling = np.full_like(psi, np.nan)
+  if atlas.images.shape[2] >= 2:
+    ref_pos = (rows[ref[0]], cols[ref[1]])
+    for r, i in enumerate(rows):
+      for c, j in enumerate(cols):
+        pair = [(i, j), ref_pos]
+        spec = metrics.specificity_matrix(
+            jnp.asarray(np.stack([atlas.images[r, c], atlas.images[ref]])),
+            jnp.asarray([rf.centre(*p) for p in pair], jnp.float32),
+            jnp.asarray(box_masks(cfg.tap, cfg.image_hw, pair, grow=cfg.jitter)), params=params, space=space)
+        ceil = 0.5 * (np.asarray(spec.s_pp, np.float64) + np.asarray(spec.s_qq, np.float64))
+        p = np.where(ceil >= metrics.MIN_CEILING, np.asarray(spec.psi, np.float64), np.nan)
+        psi[r, c] = 0.5 * (p[0, 1] + p[1, 0])
+        ceiling[r, c] = 0.5 * (ceil[0, 1] + ceil[1, 0])
+  return CentreSpecificity(psi, ceiling, ref, space, float(metrics.MIN_CEILING))

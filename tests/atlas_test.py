@@ -145,6 +145,45 @@ class ErrorsTest(parameterized.TestCase):
                            positions=args["positions"], batch_positions=args["batch_positions"])
 
 
+class CentreSpecificityTest(absltest.TestCase):
+
+  def test_a_pattern_that_moves_with_the_rf_is_not_position_specific(self):
+    # Every tile is the same photo moved so that it sits the same way in each node's RF (plus a
+    # little noise per seed): PSI against the centre must be ~0 everywhere; with an independent
+    # photo per row it must be clearly higher (seeds still agree, positions do not).
+    from PIL import Image
+
+    from tests.conftest import IMAGES, shared_file
+
+    cfg = small_cfg()
+    rf = rfspec.receptive_field(TAP, HW)
+    rows, cols = np.array([0, 1]), np.array([1, 2])  # the centre of the 4 x 4 grid is (1, 1)
+    photos = [np.asarray(Image.open(shared_file(IMAGES / name)).convert("RGB").resize((160, 160)), np.float32) / 255
+              for name in ("cat.jpg", "fish-bike.jpg")]
+    noise = np.random.default_rng(0).normal(0, 0.02, (2, *HW, 3)).astype(np.float32)
+
+    def tiles(photo_for_row):
+      out = np.zeros((2, 2, 2, *HW, 3), np.float32)
+      for r, i in enumerate(rows):
+        for c, j in enumerate(cols):
+          dy, dx = (int(v - w) for v, w in zip(rf.centre(i, j), rf.centre(1, 1)))
+          crop = photo_for_row(r)[48 - dy:48 - dy + HW[0], 48 - dx:48 - dx + HW[1]]
+          out[r, c] = np.clip(crop[None] + noise, 0, 1)
+      return out
+
+    def fake(images):
+      zeros = np.zeros(images.shape[:3], np.float32)
+      return atlas.Atlas(images, zeros[..., None], zeros, zeros, rows, cols, np.array([0, 1]), 1, 1, 0)
+
+    moving = atlas.psi_vs_centre(real_params(), fake(tiles(lambda r: photos[0])), cfg)
+    self.assertEqual(moving.reference, (1, 0))
+    self.assertEqual(moving.space, "pixel")  # a 64 px image holds too few whole inception_3a RFs
+    self.assertTrue(np.all(np.isfinite(moving.psi)), moving)
+    self.assertLess(np.max(np.abs(moving.psi)), 0.1, moving)
+    other = atlas.psi_vs_centre(real_params(), fake(tiles(lambda r: photos[r])), cfg)
+    self.assertGreater(np.nanmin(other.psi[0]), np.max(moving.psi) + 0.3, other)
+
+
 class PlanTest(absltest.TestCase):
 
   def test_batches_are_equal_and_padded_with_their_own_first_position(self):
