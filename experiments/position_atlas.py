@@ -168,6 +168,7 @@ def main(argv):
   except ValueError as e:
     raise _user_error(str(e)) from None
   batch_positions = int(config.batch_positions) or None
+  atlas.check_atlas_args(tap, max(channel, 0), seeds, cfg, positions)  # user errors before the weights load
   io.clean_stale_temps(workdir)
   if os.path.isdir(os.path.join(workdir, BATCH_DIR)):
     io.clean_stale_temps(os.path.join(workdir, BATCH_DIR))
