@@ -79,6 +79,9 @@ class QuickRunTest(absltest.TestCase):
     html = open(os.path.join(self.workdir, "report.html")).read()
     for name in FIGS:
       self.assertIn(f"src='{name}.png'", html)
+    # The report names the recipe and summarises the paper's procedure, with where its facts live.
+    self.assertIn("<b>Recipe <code>zipser2015</code></b>: the paper's own procedure", html)
+    self.assertIn("../shared/reference/zipser2015/PROCEDURE.md", html)
     self.assertIn("6 figure(s) made", self.first.stdout)
     self.assertIn("step", self.first.stderr)  # progress was shown
     self.assertEqual(self.first.stderr.splitlines()[0], "reproduce_paper: variant 'quick', as --config names it")
