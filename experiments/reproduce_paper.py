@@ -161,7 +161,7 @@ def main(argv):
   # One clock for every grid of every figure to make, so the ETA covers the whole run.
   run = figures.RunProgress([grid for name in todo for grid in figures.figure_grids(
       [figures.Panel(p["tap"]) for p in all_figs[name]["panels"]], all_figs[name]["positions"],
-      all_figs[name]["seeds"], vis["steps"])])
+      all_figs[name]["seeds"], vis["steps"])], cost=lambda tap: figures.tap_macs(tap, tuple(vis["image_hw"])))
   if todo:
     print(f"[run] {len(todo)} figure(s) to make ({len(skipped)} up to date): {len(run.grids)} grid calls, "
           f"{run.total} image-steps at {vis['image_hw'][0]}x{vis['image_hw'][1]} px; "

@@ -184,16 +184,20 @@ class RunProgress:
   Work is counted in image-steps. A grid's time runs from the end of the previous grid (or from
   the start) to its latest update, so compilation, channel selection and writing outputs are
   priced in. The ETA prices each grid's remaining work at its tap's measured seconds per
-  image-step once that tap has run, else at the run's average so far; before the first update it
-  is None.
+  image-step once that tap has run; a tap not yet run is priced at the run's seconds per unit of
+  `cost` so far times its own cost (with `tap_macs`, a deep tap is not priced like conv2). Before
+  the first update the ETA is None.
 
   Args:
     grids: (tap, image-steps) per grid call, in the order they run (see `figure_grids`).
+    cost: relative cost of one image-step per tap (e.g. `tap_macs` at the run's size); default 1.
     clock: seconds, monotonic; injectable for tests.
   """
 
-  def __init__(self, grids: Sequence[tuple[str, int]], clock: Callable[[], float] = time.perf_counter):
+  def __init__(self, grids: Sequence[tuple[str, int]], cost: Callable[[str], float] | None = None,
+               clock: Callable[[], float] = time.perf_counter):
     self.grids = [(str(tap), int(work)) for tap, work in grids]
+    self._cost = {tap: float(cost(tap)) if cost else 1.0 for tap, _ in self.grids}
     self._clock = clock
     self._done = [0] * len(self.grids)
     self._seconds = [0.0] * len(self.grids)
@@ -230,10 +234,10 @@ class RunProgress:
         acc = by_tap.setdefault(tap, [0.0, 0.0])
         acc[0] += secs
         acc[1] += done
-    average = sum(self._seconds) / self.done
+    per_cost = sum(self._seconds) / sum(d * self._cost[tap] for (tap, _), d in zip(self.grids, self._done))
     left = 0.0
     for (tap, work), done in zip(self.grids, self._done):
-      secs, n = by_tap.get(tap, (average, 1.0))
+      secs, n = by_tap.get(tap, (per_cost * self._cost[tap], 1.0))
       left += (work - done) * secs / n
     return left
 
@@ -242,6 +246,28 @@ class RunProgress:
     eta = self.eta_s()
     frac = self.done / self.total if self.total else 1.0
     return f"whole run {frac:.0%} of {self.total} image-steps, ETA {'?' if eta is None else format_seconds(eta)}"
+
+
+def tap_macs(tap: str, image_hw: tuple[int, int]) -> int:
+  """Multiply-adds of the convolutions (and the classifier) a forward pass to `tap` needs: its
+  ancestors in `googlenet.LAYERS`. A prior for how an image-step's cost grows with depth."""
+  needed, todo = set(), [tap]
+  while todo:
+    name = todo.pop()
+    if name != googlenet.INPUT and name not in needed:
+      needed.add(name)
+      todo.extend(googlenet.LAYER_BY_NAME[name].bottoms)
+  channels = {googlenet.INPUT: 3, **{layer.name: layer.channels for layer in googlenet.LAYERS}}
+  macs = 0
+  for layer in googlenet.LAYERS:
+    if layer.name in needed and layer.kind in ("conv", "fc"):
+      h, w, c = masks_lib.tap_shape(layer.name, image_hw) if layer.kind == "conv" else (1, 1, layer.channels)
+      c_in = sum(channels[b] for b in layer.bottoms)
+      if layer.kind == "fc":
+        bh, bw, _ = masks_lib.tap_shape(layer.bottoms[0], image_hw)
+        c_in *= bh * bw
+      macs += h * w * layer.k * layer.k * c_in * c
+  return macs
 
 
 def format_seconds(seconds: float) -> str:

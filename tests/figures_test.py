@@ -119,6 +119,28 @@ class RunProgressTest(absltest.TestCase):
     with self.assertRaises(ValueError):
       run.update(1)
 
+  def test_an_unseen_tap_is_priced_by_its_cost(self):
+    clock = FakeClock()
+    run = figures.RunProgress([("a", 100), ("b", 100)], cost={"a": 1.0, "b": 3.0}.get, clock=clock)
+    clock.now = 10.0
+    run.update(100)  # 0.1 s per image-step at cost 1
+    self.assertAlmostEqual(run.eta_s(), 100 * 0.1 * 3)
+
+  def test_tap_macs(self):
+    # By hand from deploy.prototxt at 224 px: conv1 112^2 * 7^2 * 3 * 64; conv2/3x3_reduce
+    # 56^2 * 64 * 64; conv2/3x3 56^2 * 3^2 * 64 * 192.
+    conv1 = 112 * 112 * 49 * 3 * 64
+    self.assertEqual(figures.tap_macs("conv1/7x7_s2", (224, 224)), conv1)
+    self.assertEqual(figures.tap_macs("pool1/norm1", (224, 224)), conv1)  # pooling and LRN are free
+    self.assertEqual(figures.tap_macs("conv2/3x3", (224, 224)), conv1 + 56 * 56 * 64 * 64 + 56 * 56 * 9 * 64 * 192)
+    # A branch needs only its own ancestors: inception_3a/1x1 (28^2 * 192 * 64) is not in 3x3_reduce.
+    base = figures.tap_macs("pool2/3x3_s2", (224, 224))
+    self.assertEqual(figures.tap_macs("inception_3a/1x1", (224, 224)) - base, 28 * 28 * 192 * 64)
+    self.assertEqual(figures.tap_macs("inception_3a/3x3_reduce", (224, 224)) - base, 28 * 28 * 192 * 96)
+    # The classifier: 1024 x 1000 on top of everything before it.
+    self.assertEqual(figures.tap_macs("loss3/classifier", (224, 224)) - figures.tap_macs("pool5/7x7_s1", (224, 224)),
+                     1024 * 1000)
+
   def test_format_seconds(self):
     self.assertEqual([figures.format_seconds(s) for s in (0, 59.4, 60, 125, 3599, 3725)],
                      ["0s", "59s", "1m00s", "2m05s", "59m59s", "1h02m"])
