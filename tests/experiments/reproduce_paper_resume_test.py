@@ -20,8 +20,9 @@ WEIGHTS = "w.caffemodel"
 
 def fake_figure(value: float):
   images = np.full((1, 1, 8, 8, 3), value, np.float32)
-  return figures.Figure(images, np.array([[[0, 0, 4, 4]]]), np.array([[value]], np.float32), ["center"], ["seed 0"],
-                        [[{"seed": 0}]], [figures.Panel("conv2/3x3", 1, 0)])
+  return figures.Figure(images=images, boxes=np.array([[[0, 0, 4, 4]]]), objectives=np.array([[value]], np.float32),
+                        row_labels=["center"], col_labels=["seed 0"], records=[[{"seed": 0}]],
+                        panels=[figures.Panel("conv2/3x3", 1, 0)], captions=[["(1, 1)"]])
 
 
 class DoneMarkerTest(absltest.TestCase):
