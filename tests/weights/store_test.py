@@ -150,8 +150,10 @@ class DownloadTest(StoreTestCase):
     self.assertIsInstance(cm.exception, ConnectionError)
     message = str(cm.exception)
     for part in (os.path.join(self.cache, "bvlc_googlenet.caffemodel"), store.URL, store.SHA1,
-                 "--weights=/path/to/bvlc_googlenet.caffemodel", "RFSPEC_WEIGHTS", "RFSPEC_CACHE"):
+                 "--weights=/path/to/bvlc_googlenet.caffemodel", "RFSPEC_WEIGHTS", "RFSPEC_CACHE",
+                 "rfspec.load_params('/path/to/bvlc_googlenet.caffemodel')"):  # the Tour's fix, offline
       self.assertIn(part, message)
+    self.assertNotIn("\n", message)  # one paragraph
     self.assertEqual(self.cache_files(), [])
 
   def test_weights_url_env_var(self):
