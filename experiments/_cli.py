@@ -77,7 +77,10 @@ def _config_message(e: BaseException) -> str:
 
 
 def ensure_workdir(path: str) -> str:
-  """Creates `path` if needed and checks it is writable; raises UserError otherwise."""
+  """Creates `path` if needed, checks it is writable (else UserError), and removes the temporary
+  files a killed run left in it (`rfspec.io.clean_stale_temps`; subdirectories are the binary's)."""
+  from rfspec import io
+
   try:
     os.makedirs(path, exist_ok=True)
     probe = os.path.join(path, ".rfspec-write-test")
@@ -87,6 +90,7 @@ def ensure_workdir(path: str) -> str:
   except OSError as e:
     raise UserError(f"Cannot write to --workdir={path!r} ({e.strerror or e}). "
                     "Pass a directory you can write to.") from None
+  io.clean_stale_temps(path)
   return path
 
 

@@ -133,10 +133,9 @@ def main(argv):
   print(announce_variant(config, config_file), file=sys.stderr, flush=True)
   if len(argv) > 1:
     raise _cli.UserError(f"Unexpected arguments {argv[1:]}; flags look like --workdir=DIR.")
-  workdir = _cli.ensure_workdir(_WORKDIR.value)
-  from rfspec import figures, io
+  workdir = _cli.ensure_workdir(_WORKDIR.value)  # also removes a killed run's temporary files
+  from rfspec import figures
 
-  io.clean_stale_temps(workdir)  # leftovers of a killed run
   all_figs = dict(config.figures.to_dict())
   names = _ONLY.value or list(all_figs)
   unknown = [n for n in names if n not in all_figs]

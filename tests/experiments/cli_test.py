@@ -153,5 +153,31 @@ class CliTest(absltest.TestCase):
         self.assertRegex(sections[binary], rf"(^|\n)\s*{flag}:", f"{binary} --helpshort lacks {flag}")
 
 
+class EnsureWorkdirTest(absltest.TestCase):
+
+  def test_creates_and_removes_a_killed_runs_temp_files(self):
+    from experiments import _cli
+
+    workdir = os.path.join(self.create_tempdir().full_path, "out")
+    _cli.ensure_workdir(workdir)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    stale = os.path.join(workdir, f".fig2.npz.{dead}.abcd1234.tmp")
+    keep = os.path.join(workdir, "fig2.npz")
+    for path in (stale, keep):
+      with open(path, "w") as f:
+        f.write("x")
+    _cli.ensure_workdir(workdir)
+    self.assertEqual(os.listdir(workdir), ["fig2.npz"])
+
+  def test_unwritable_is_a_user_error(self):
+    from experiments import _cli
+    from rfspec.errors import UserError
+
+    blocker = self.create_tempfile("file").full_path
+    with self.assertRaisesRegex(UserError, "Cannot write to --workdir"):
+      _cli.ensure_workdir(os.path.join(blocker, "out"))
+
+
 if __name__ == "__main__":
   absltest.main()
