@@ -9,6 +9,7 @@ Ctrl-C flushes the output and leaves at once with status 130.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Callable
 
@@ -70,8 +71,13 @@ def _config_message(e: BaseException) -> str:
   if isinstance(e, (AttributeError, KeyError)):
     # ml_collections's KeyError text is a repr with an embedded "Did you mean ...".
     msg = " ".join(" ".join(lines).replace("\\n", " ").replace("\\", "").replace("'", "").split())
-    return (f"--config: no such config field ({msg}). The fields are fixed by the config file; "
-            "check the spelling of the --config.FIELD=VALUE override.")
+    field = msg.split()[0].strip("\"") if msg else "?"
+    override = next((a.split("=")[0] for a in sys.argv if a.startswith("--config.") and
+                     a.split("=")[0].split(".")[-1] == field), "--config.FIELD")
+    hint = re.search(r'Did you mean "([^"]+)"', msg)
+    hint = f"; did you mean {hint.group(1)!r}?" if hint else "."
+    return (f"{override}: the config has no field {field!r}{hint} Its fields are fixed by the "
+            "config file (locked), so a mistyped override is an error rather than a new field.")
   msg = lines[-1] if lines else type(e).__name__
   return f"--config: {msg}" if msg.startswith(type(e).__name__) else f"--config: {type(e).__name__}: {msg}"
 
