@@ -10,6 +10,16 @@ Sections:
   visualize: image-steps/s of (a) one visualize_grid call on a P x S grid, (b) the same work as a
              Python loop of single visualize calls, (c) compile time; achieved FLOP/s from XLA's
              cost analysis, and on a GPU the share of the device's peak.
+  step:      one ascent step's core at 224 px, batch --step_batch, up to --tap: the jitted forward
+             alone vs forward + input gradient of Σ mask · act (`step_over_forward`).
+  peer:      Lucent's `render_vis` side by side with rfspec's visualize_grid, same work: 224 px,
+             --peer_steps steps, batch --peer_batch, a channel objective at --tap (Lucent's
+             InceptionV1 layer of the same name, e.g. mixed4c), for each recipe in
+             --peer_recipes: "lucid" against Lucent's Fourier + decorrelated image, standard
+             transforms and Adam 0.05; "zipser2015" against Lucent's closest equivalent (a pixel
+             image, 1 px jitter, SGD). Lucent's InceptionV1 is built with pretrained=False (its
+             weights cannot be downloaded here): the same compute, random weights. Needs the
+             `bench` extra (pip install -e .[bench]); `ratio` = rfspec image-steps/s / Lucent's.
 
 Prints one JSON document on stdout (and writes DIR/benchmark.json with --workdir).
 """
@@ -35,6 +45,19 @@ _STEPS = flags.DEFINE_integer("steps", 8, "Optimisation steps per image in the v
 _SIZES = flags.DEFINE_list("sizes", ["224", "64"], "Image sides for the visualize section.")
 _TAP = flags.DEFINE_string("tap", "inception_4c/output", "Tap for the visualize section.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype of the net.")
+_STEP_BATCH = flags.DEFINE_integer("step_batch", 4, "Batch of the step section.")
+_STEP_SIZE = flags.DEFINE_integer("step_size", 224, "Image side (px) of the step and peer sections.")
+_PEER_STEPS = flags.DEFINE_integer("peer_steps", 16, "Optimisation steps per run in the peer section.")
+_PEER_BATCH = flags.DEFINE_integer("peer_batch", 4, "Images optimised together in the peer section.")
+_PEER_RECIPES = flags.DEFINE_list("peer_recipes", ["lucid", "zipser2015"], "rfspec recipes the peer section times.")
+_TORCH_THREADS = flags.DEFINE_integer(
+    "torch_threads", 0, "Threads for Lucent's torch (0: torch's default). On a loaded machine torch's OpenMP "
+    "threads can be many times slower than one thread; the JSON records the load average.")
+_PEER_CHANNEL = 7
+
+SECTIONS = ("forward", "visualize", "step", "peer")
+# Lucent's InceptionV1 name of each rfspec tap the peer section supports.
+_LUCENT_LAYERS = {f"inception_{b}/output": f"mixed{b}" for b in ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")}
 
 # Dense bf16 / tf32 peaks (FLOP/s) used for "share of peak"; from the vendors' data sheets.
 _PEAK_FLOPS = {"H100": {"float32": 494.7e12 / 2, "bfloat16": 989.4e12}, "H200": {"float32": 494.7e12 / 2, "bfloat16": 989.4e12}}
@@ -171,6 +194,96 @@ def bench_visualize(params, repeats: int) -> dict:
   return {"visualize": out}
 
 
+def bench_step(params, repeats: int) -> dict:
+  """Forward alone vs forward + input gradient, jitted, on [--step_batch, side, side, 3]."""
+  import jax
+  import jax.numpy as jnp
+
+  from rfspec import objectives
+
+  dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[_DTYPE.value]
+  side, batch, tap = _STEP_SIZE.value, _STEP_BATCH.value, _TAP.value
+  images = jnp.asarray(np.random.default_rng(0).uniform(size=(batch, side, side, 3)).astype(np.float32))
+  fwd = jax.jit(lambda p, x: objectives.tap_activation(p, x, tap, dtype=dtype))
+  mask = jnp.zeros(fwd(params, images).shape[1:], jnp.float32).at[..., _PEER_CHANNEL].set(1.0)
+  objective = lambda p, x: objectives.node_objective(objectives.tap_activation(p, x, tap, dtype=dtype), mask).sum()
+  step = jax.jit(jax.value_and_grad(objective, argnums=1))
+  jax.block_until_ready(step(params, images))
+  forward_s = _median_time(lambda: jax.block_until_ready(fwd(params, images)), repeats)
+  step_s = _median_time(lambda: jax.block_until_ready(step(params, images)), repeats)
+  row = {"image_hw": [side, side], "batch": batch, "tap": tap, "dtype": _DTYPE.value, "forward_s": forward_s,
+         "step_s": step_s, "step_over_forward": step_s / forward_s}
+  print(f"step: {row}", file=sys.stderr, flush=True)
+  return {"step": row}
+
+
+_BENCH_EXTRA = ("The peer section needs the optional `bench` extra (torch, torch-lucent, kornia==0.4.1, decorator): "
+                "pip install -e .[bench] (best in a separate virtualenv), or leave `peer` out of --sections.")
+
+
+def _lucent_rate(tap: str, recipe: str, side: int, batch: int, steps: int, repeats: int) -> dict:
+  """Lucent's render_vis on its InceptionV1 (random weights), image-steps/s after a warm-up."""
+  try:
+    import torch
+    from lucent.modelzoo import inceptionv1
+    from lucent.optvis import param as lparam
+    from lucent.optvis import render, transform
+  except ImportError as e:
+    raise _cli.UserError(f"{_BENCH_EXTRA} (import failed: {e})") from None
+  if tap not in _LUCENT_LAYERS:
+    raise _cli.UserError(f"The peer section compares inception outputs only (--tap one of {sorted(_LUCENT_LAYERS)}); "
+                         f"got {tap!r}.")
+  if _TORCH_THREADS.value:
+    torch.set_num_threads(_TORCH_THREADS.value)
+  torch.manual_seed(0)
+  model = inceptionv1(pretrained=False).eval()
+  objective = f"{_LUCENT_LAYERS[tap]}:{_PEER_CHANNEL}"
+  if recipe == "lucid":
+    param_f = lambda: lparam.image(side, batch=batch, fft=True, decorrelate=True)
+    transforms, optimizer = transform.standard_transforms, None  # render_vis's default: Adam, lr 0.05
+    setup = "fft=True, decorrelate=True, standard_transforms, Adam(lr=0.05)"
+  else:
+    param_f = lambda: lparam.image(side, batch=batch, fft=False, decorrelate=False)
+    transforms, optimizer = [transform.jitter(1)], lambda ps: torch.optim.SGD(ps, lr=1.5 / 255)
+    setup = "fft=False, decorrelate=False, [jitter(1)], SGD(lr=1.5/255)"
+  run = lambda n: render.render_vis(model, objective, param_f, optimizer=optimizer, transforms=transforms,
+                                    thresholds=(n,), show_image=False, progress=False)
+  run(2)  # warm-up
+  seconds = _median_time(lambda: run(steps), repeats)
+  return {"lucent_s": seconds, "lucent_image_steps_per_s": batch * steps / seconds,
+          "lucent_objective": objective, "lucent_setup": setup, "lucent_pretrained": False,
+          "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+
+
+def bench_peer(params, repeats: int) -> dict:
+  """rfspec's grid vs Lucent's render_vis, image-steps/s on the same CPU for the same work."""
+  import rfspec
+  from rfspec import engine as vis
+
+  side, batch, steps = _STEP_SIZE.value, _PEER_BATCH.value, _PEER_STEPS.value
+  repeats = max(1, repeats // 3)
+  rows = []
+  for recipe in _PEER_RECIPES.value:
+    try:
+      cfg = vis.VisConfig.from_recipe(recipe, tap=_TAP.value, image_hw=(side, side), steps=steps, chunk=steps,
+                                      dtype=_DTYPE.value)
+    except ValueError as e:
+      rows.append({"recipe": recipe, "rfspec": f"n/a: {e}"})
+      continue
+    mask = rfspec.node_mask(cfg.tap, _PEER_CHANNEL, cfg.image_hw)[None]  # the whole channel, like Lucent's
+    seeds = np.arange(batch, dtype=np.int32)
+    grid = lambda: vis.visualize_grid(params, seeds, mask, cfg, progress=lambda _: None)
+    grid()  # compile
+    ours = _median_time(grid, repeats)
+    row = {"recipe": recipe, "image_hw": [side, side], "batch": batch, "steps": steps, "tap": cfg.tap,
+           "dtype": cfg.dtype, "rfspec_s": ours, "rfspec_image_steps_per_s": batch * steps / ours}
+    row.update(_lucent_rate(cfg.tap, recipe, side, batch, steps, repeats))
+    row["ratio"] = row["rfspec_image_steps_per_s"] / row["lucent_image_steps_per_s"]
+    print(f"peer {recipe}: {row}", file=sys.stderr, flush=True)
+    rows.append(row)
+  return {"peer": rows}
+
+
 def main(argv):
   del argv
   import jax
@@ -178,19 +291,29 @@ def main(argv):
   import rfspec
   from rfspec import io
 
-  unknown = set(_SECTIONS.value) - {"forward", "visualize"}
+  unknown = set(_SECTIONS.value) - set(SECTIONS)
   if unknown:
-    raise _cli.UserError(f"Unknown --sections {sorted(unknown)}; choose from forward, visualize.")
+    raise _cli.UserError(f"Unknown --sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}.")
+  if "peer" in _SECTIONS.value:  # fail before loading weights or timing anything
+    try:
+      import lucent  # noqa: F401
+    except ImportError as e:
+      raise _cli.UserError(f"{_BENCH_EXTRA} (import failed: {e})") from None
   params = rfspec.load_params(_WEIGHTS.value)
   report = {
       "device": str(jax.devices()[0].device_kind), "platform": jax.default_backend(),
       "device_count": jax.device_count(), "cpu_count": os.cpu_count(), "host": platform.machine(),
-      "jax": jax.__version__,
+      "jax": jax.__version__, "load_average_1_5_15_min_at_start": list(os.getloadavg()),
   }
   if "forward" in _SECTIONS.value:
     report.update(bench_forward(params, _REPEATS.value))
   if "visualize" in _SECTIONS.value:
     report.update(bench_visualize(params, _REPEATS.value))
+  if "step" in _SECTIONS.value:
+    report.update(bench_step(params, _REPEATS.value))
+  if "peer" in _SECTIONS.value:
+    report.update(bench_peer(params, _REPEATS.value))
+  report["load_average_1_5_15_min_at_end"] = list(os.getloadavg())
   if _WORKDIR.value:
     io.write_json(os.path.join(_cli.ensure_workdir(_WORKDIR.value), "benchmark.json"), report)
   import json

@@ -16,7 +16,8 @@ class BenchmarkSmokeTest(absltest.TestCase):
     workdir = self.create_tempdir().full_path
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.benchmark", f"--weights={shared_file(CAFFEMODEL)}", f"--workdir={workdir}",
-         "--sections=forward,visualize", "--repeats=1", "--sizes=40", "--grid=2,2", "--steps=2", "--tap=conv2/3x3"],
+         "--sections=forward,visualize,step", "--repeats=1", "--sizes=40", "--grid=2,2", "--steps=2", "--tap=conv2/3x3",
+         "--step_size=40", "--step_batch=2"],
         cwd=REPO, env=dict(os.environ, RFSPEC_SHARED=str(SHARED)), capture_output=True, text=True, timeout=600)
     self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
     report = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -28,12 +29,23 @@ class BenchmarkSmokeTest(absltest.TestCase):
     self.assertEqual(vis["grid"], [2, 2])
     for key in ("grid_image_steps_per_s", "loop_image_steps_per_s", "grid_compile_s", "flops_per_call"):
       self.assertGreater(vis[key], 0, key)
+    step = report["step"]
+    self.assertEqual((step["image_hw"], step["batch"], step["tap"]), ([40, 40], 2, "conv2/3x3"))
+    self.assertAlmostEqual(step["step_over_forward"], step["step_s"] / step["forward_s"])
 
   def test_unknown_section_is_a_user_error(self):
     proc = subprocess.run([sys.executable, "-m", "experiments.benchmark", f"--weights={shared_file(CAFFEMODEL)}",
                            "--sections=warp"], cwd=REPO, capture_output=True, text=True, timeout=300)
     self.assertEqual(proc.returncode, 1)
     self.assertIn("Unknown --sections", proc.stderr)
+    self.assertNotIn("Traceback", proc.stderr)
+
+  def test_peer_without_the_bench_extra_is_one_paragraph(self):
+    # CI's environment has no torch / torch-lucent: the section must say how to get them.
+    proc = subprocess.run([sys.executable, "-m", "experiments.benchmark", f"--weights={shared_file(CAFFEMODEL)}",
+                           "--sections=peer"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    self.assertEqual(proc.returncode, 1)
+    self.assertIn("pip install -e .[bench]", proc.stderr)
     self.assertNotIn("Traceback", proc.stderr)
 
 
