@@ -25,5 +25,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "opencv-python-headless<5", "scikit-image", "chex"],
+        # Only for `python -m experiments.benchmark --sections=peer` (Lucent side by side); torch-lucent
+        # pins kornia<=0.4.1 and needs torchvision, tqdm and IPython at import time.
+        "bench": ["torch", "torchvision", "torch-lucent", "kornia==0.4.1", "decorator", "tqdm", "ipython"],
     },
 )
