@@ -112,8 +112,13 @@ def _settings(config) -> dict:
       vis_config(vis, tap)
     except (ValueError, TypeError) as e:
       raise _cli.UserError(f"config.vis does not work for tap {tap!r}: {e}") from None
+  size_taps = list(config.input_size_taps)
+  bad = [t for t in size_taps if t not in taps]
+  if bad:
+    raise _cli.UserError(f"config.input_size_taps: {bad} are not in config.taps {taps}; the input-size ablation "
+                         "reuses a swept tap's centre visualisations.")
   return dict(taps=taps, seeds=seeds, channels_per_tap=k, n_positions=n_pos, n_boot=n_boot, vis=vis,
-              tiled_realism=bool(config.tiled_realism), input_size_ablation=bool(config.input_size_ablation),
+              tiled_realism=bool(config.tiled_realism), input_size_taps=size_taps,
               variant=str(config.get("variant", "full")))
 
 
@@ -170,9 +175,9 @@ def _paths(workdir: str, tap: str) -> dict:
 
 def tap_hash(settings: dict, tap: str, weights: str, ref_fp: list) -> str:
   """Hash of everything that determines one tap's result."""
-  key = {k: settings[k] for k in ("seeds", "channels_per_tap", "n_positions", "n_boot", "vis", "tiled_realism",
-                                  "input_size_ablation")}
-  return _hash(dict(key, schema=SCHEMA, tap=tap, weights=weights, reference=ref_fp))
+  key = {k: settings[k] for k in ("seeds", "channels_per_tap", "n_positions", "n_boot", "vis", "tiled_realism")}
+  return _hash(dict(key, schema=SCHEMA, tap=tap, weights=weights, reference=ref_fp,
+                    input_size=tap in settings["input_size_taps"]))
 
 
 def _load(workdir: str, tap: str, want: str):
@@ -334,7 +339,7 @@ def main(argv):
                        progress=_tap_progress(tap))
     extras = dict(channel_rule=choice.rule, channels_eligible=choice.eligible)
     t_grid = time.perf_counter() - t_tap
-    if settings["input_size_ablation"]:
+    if tap in settings["input_size_taps"]:
       ab = spec.input_size_ablation(params(), cfg, choice.channels, settings["seeds"], r.images[:, 0],
                                     key=jax.random.fold_in(key, 7), n_boot=settings["n_boot"],
                                     progress=_tap_progress(f"{tap} @2x"))
