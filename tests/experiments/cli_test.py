@@ -5,9 +5,11 @@ Each case is a real subprocess; they are started together in setUpClass and run 
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 from absl.testing import absltest
@@ -72,7 +74,8 @@ class CliTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    tmp = absltest.get_default_test_tmpdir()
+    tmp = tempfile.mkdtemp(prefix="cli_test_")
+    cls.addClassCleanup(shutil.rmtree, tmp, ignore_errors=True)
     cache_file = os.path.join(tmp, "cache_is_a_file")
     with open(cache_file, "w") as f:
       f.write("x")

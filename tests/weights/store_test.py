@@ -5,8 +5,8 @@ its actual sha1 passed in (the official URL is unreachable here).
 """
 
 import contextlib
-import glob
 import functools
+import glob
 import hashlib
 import http.server
 import io
@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from unittest import mock
 
@@ -262,9 +263,9 @@ class DamagedCheckpointTest(StoreTestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.pristine = os.path.join(absltest.get_default_test_tmpdir(), "pristine_ckpt")
-    shutil.rmtree(cls.pristine, ignore_errors=True)
-    store.save_checkpoint(real_params(), cls.pristine)
+    parent = tempfile.mkdtemp(prefix="pristine_ckpt_")
+    cls.addClassCleanup(shutil.rmtree, parent, ignore_errors=True)
+    cls.pristine = store.save_checkpoint(real_params(), os.path.join(parent, "ckpt"))
 
   def damaged_copy(self, damage) -> str:
     directory = os.path.join(self.create_tempdir().full_path, "ckpt")
