@@ -12,12 +12,14 @@ import dataclasses
 import time
 from typing import Callable, NamedTuple, Sequence
 
+import jax.numpy as jnp
 import numpy as np
 
 from rfspec import masks as masks_lib
+from rfspec import objectives as objectives_lib
 from rfspec import selection
 from rfspec.errors import UserError
-from rfspec.models import googlenet
+from rfspec.models import googlenet, preprocess
 from rfspec.geometry import receptive_field
 from rfspec.engine import Progress, VisConfig, visualize_grid
 
@@ -57,13 +59,18 @@ class Figure(NamedTuple):
   captions: list[list[str]]
 
 
-# Positions a tiled panel's channel is chosen at: the paper's column, as in Figures 1-3.
+# Where and for which seeds the channel rule asks a node to be active: the paper's column and
+# the seeds of Figures 2 and 3.
 CHANNEL_RULE_POSITIONS = ("top", "middle", "bottom")
+CHANNEL_RULE_SEEDS = (0, 1, 2)
 
 
-def final_objective(params, images, masks, tap: str) -> np.ndarray:
-  """Σ mask · act(tap) for images [B, H, W, 3] and masks [B, h, w, C] -> [B] (no transforms)."""
-  act = np.asarray(googlenet.forward(params, images, taps=tap)[tap], np.float64)
+def final_objective(params, images, masks, tap: str, mean_bgr=preprocess.MEAN_BGR) -> np.ndarray:
+  """Σ mask · act(tap) for images [B, H, W, 3] and masks [B, h, w, C] -> [B] (no transforms).
+
+  `mean_bgr` is the run's `VisConfig.caffe_mean`, so the net sees what the run optimised for.
+  """
+  act = np.asarray(objectives_lib.tap_activation(params, jnp.asarray(images), tap, mean_bgr=mean_bgr), np.float64)
   return (act * np.asarray(masks, np.float64)).sum(axis=(1, 2, 3)).astype(np.float32)
 
 
@@ -93,11 +100,13 @@ def make_figure(params, panels: Sequence[Panel], positions: Sequence[str], seeds
   recipe = cfg_fields.pop("recipe", recipe)
   for panel in panels:
     cfg = VisConfig.from_recipe(recipe, tap=panel.tap, **cfg_fields)
-    # The rule ranks channels over the positions and seeds shown; a tiled panel uses the
-    # paper's column, so it shows the same node type as the single-position figures.
+    # The rule ranks channels over the paper's column and seeds 0-2 (plus any position or seed
+    # shown), so a node type is the same channel in every figure that shows it (Fig 1 left and
+    # Fig 4; Fig 1 right, Fig 2 and Fig 5; Fig 3 and Fig 6).
     named = masks_lib.named_positions(cfg.tap, cfg.image_hw)
-    shown = [named[p] for p in (positions or CHANNEL_RULE_POSITIONS) if p in named]
-    channel = selection.resolve_channel(params, cfg, panel.channel, panel.rank, positions=shown, seeds=seeds)
+    shown = [named[p] for p in dict.fromkeys([*CHANNEL_RULE_POSITIONS, *positions]) if p in named]
+    rule_seeds = sorted(set(CHANNEL_RULE_SEEDS) | set(seeds))
+    channel = selection.resolve_channel(params, cfg, panel.channel, panel.rank, positions=shown, seeds=rule_seeds)
     resolved.append(Panel(panel.tap, channel, panel.rank))
     rf = receptive_field(cfg.tap, cfg.image_hw)
     if tiled:
@@ -115,7 +124,8 @@ def make_figure(params, panels: Sequence[Panel], positions: Sequence[str], seeds
     report = None if progress is None else (lambda info, d=desc: progress(d, info))
     grid = visualize_grid(params, seeds, masks, cfg, return_trace=True, progress=report)
     flat = grid.images.reshape(-1, *grid.images.shape[2:])
-    objs = final_objective(params, flat, np.repeat(masks, len(seeds), axis=0), cfg.tap).reshape(len(coords), len(seeds))
+    objs = final_objective(params, flat, np.repeat(masks, len(seeds), axis=0), cfg.tap,
+                           cfg.caffe_mean).reshape(len(coords), len(seeds))
     images.append(grid.images)
     objectives.append(objs)
     geometry = dict(size=rf.size, stride=rf.stride, offset=rf.offset, grid=list(rf.grid))
