@@ -117,8 +117,13 @@ def _settings(config) -> dict:
   if bad:
     raise _cli.UserError(f"config.input_size_taps: {bad} are not in config.taps {taps}; the input-size ablation "
                          "reuses a swept tap's centre visualisations.")
+  pad_taps = list(config.padding_taps)
+  bad = [t for t in pad_taps if t not in taps]
+  if bad:
+    raise _cli.UserError(f"config.padding_taps: {bad} are not in config.taps {taps}; the padding ablation reruns a "
+                         "swept tap with reflect padding.")
   return dict(taps=taps, seeds=seeds, channels_per_tap=k, n_positions=n_pos, n_boot=n_boot, vis=vis,
-              tiled_realism=bool(config.tiled_realism), input_size_taps=size_taps,
+              tiled_realism=bool(config.tiled_realism), input_size_taps=size_taps, padding_taps=pad_taps,
               variant=str(config.get("variant", "full")))
 
 
@@ -217,6 +222,31 @@ def _save(workdir: str, result, extras: dict, config_hash: str) -> None:
   io.write_manifest(p["done"], {"npz": p["npz"], "json": p["json"]}, extra={"config_hash": config_hash})
 
 
+def _reflect_paths(workdir: str, tap: str) -> dict:
+  base = _paths(workdir, tap)["npz"][:-len(".npz")] + ".reflect"
+  return dict(npz=base + ".npz", json=base + ".json", done=base + ".done.json")
+
+
+def _padding_run(workdir, tap, want, compute):
+  """The tap's reflect-padding numbers: cached under their own manifest (the main tap's cache is
+  independent of whether the ablation runs), else `compute()` -> (numbers dict, images)."""
+  import io as _io
+
+  from rfspec import io
+
+  p = _reflect_paths(workdir, tap)
+  if not _OVERWRITE.value and io.check_manifest(p["done"], want={"config_hash": want}) is not None:
+    return io.read_json(p["json"]), True
+  numbers, images = compute()
+  io.invalidate_manifest(p["done"])
+  buf = _io.BytesIO()
+  np.savez_compressed(buf, images=np.asarray(images, np.float32))
+  io.atomic_write(p["npz"], buf.getvalue())
+  io.write_json(p["json"], numbers)
+  io.write_manifest(p["done"], {"npz": p["npz"], "json": p["json"]}, extra={"config_hash": want})
+  return numbers, False
+
+
 # ----------------------------------------------------------------------------- JSON
 
 
@@ -251,7 +281,8 @@ def tap_json(r, s, extras: dict) -> dict:
                    auc_id_ci=_num(s.auc_id_ci), auc_id_mean=_num(s.auc_id_mean),
                    auc_id_mean_ci=_num(s.auc_id_mean_ci), mirror_psi=_num(s.mirror_psi),
                    mirror_psi_ci=_num(s.mirror_psi_ci)),
-      input_size=extras.get("input_size"), realism=extras.get("realism"), seconds=extras["seconds"])
+      input_size=extras.get("input_size"), padding=extras.get("padding"), realism=extras.get("realism"),
+      seconds=extras["seconds"])
 
 
 def _verdict_json(v) -> dict:
@@ -363,6 +394,23 @@ def main(argv):
     _progress(f"[{tap}] psi_auc vs centre {s.psi_mean:.2f} [{s.psi_mean_ci[0]:.2f}, {s.psi_mean_ci[1]:.2f}], auc_id "
               f"{s.auc_id_mean:.2f}; {extras['seconds']['total']:.0f}s")
 
+  for r, extras in zip(results, extras_all):
+    if r.tap not in settings["padding_taps"]:
+      continue
+    want = _hash([hashes[r.tap], "reflect"])
+
+    def compute(r=r):
+      _progress(f"[{r.tap}] padding ablation: the same grid with reflect padding")
+      cfg = vis_config(settings["vis"], r.tap)
+      refl = spec.sweep_tap(params(), cfg, [int(c) for c in r.channels], settings["seeds"],
+                            n_positions=settings["n_positions"], key=jax.random.fold_in(jax.random.key(0), 99),
+                            n_boot=settings["n_boot"], tiled=False, pad_mode="reflect",
+                            progress=_tap_progress(f"{r.tap} reflect"))
+      return _num_tree(spec.padding_difference(r, refl)), refl.images
+
+    extras["padding"], hit = _padding_run(workdir, r.tap, want, compute)
+    made += 0 if hit else 1
+
   overall = _hash([SCHEMA, REPORT_VERSION, settings, weights, sorted(hashes.values())])
   out_path = os.path.join(workdir, "specificity.json")
   if not made and all(os.path.exists(os.path.join(workdir, f)) for f in OUTPUTS):
@@ -382,6 +430,10 @@ def main(argv):
     references = dict(natural=_realism_block(spec.realism_scores(params(), state["natural"], state["reference"])),
                       noise=_realism_block(spec.realism_scores(params(), noise, state["reference"])),
                       natural_images=[os.path.basename(p) for p in refs])
+  control = None
+  if settings["padding_taps"] and refs:
+    reference_stats()
+    control = dict(spec.padding_control(params(), state["natural"]), images=[os.path.basename(p) for p in refs])
   realism = None
   per_tap = [dict(single=e["realism"]["single"]["stats_distance"]["per_image"],
                   tiled=e["realism"]["tiled"]["stats_distance"]["per_image"]) for e in extras_all if e.get("realism")]
@@ -395,7 +447,7 @@ def main(argv):
       claims=[_verdict_json(v) for v in verdicts["verdicts"]], trend=_num_tree(verdicts["trend"]),
       realism_difference=None if realism is None else dict(single_minus_tiled=_num(realism["single_minus_tiled"]),
                                                             n=realism["n"]),
-      realism_references=references, taps=taps_json,
+      realism_references=references, padding_control=control, taps=taps_json,
       timing=dict(this_run_s=time.perf_counter() - t0, computed=made, cached=cached,
                   taps_s=sum(e["seconds"]["total"] for e in extras_all)))
   io.save_figure(os.path.join(workdir, "psi_vs_off_image.png"), plots.specificity_trend_figure(taps_json,

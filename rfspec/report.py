@@ -256,6 +256,33 @@ def _realism_ref_text(summary: Mapping[str, Any]) -> str:
           "slope (natural images about -2) is independent of the net.")
 
 
+def _ablation_text(summary: Mapping[str, Any]) -> str:
+  """The padding and input-size ablations in words, with their numbers."""
+  parts = []
+  for t in summary["taps"]:
+    pad = t.get("padding")
+    if pad:
+      parts.append(f"{t['tap']} with reflect instead of zero padding: psi_auc vs centre {_fmt(pad['psi_zero'])} -> "
+                   f"{_fmt(pad['psi_reflect'])} (difference {_fmt(pad['psi_reflect_minus_zero'])} "
+                   f"{_ci(pad['psi_reflect_minus_zero_ci'])}), auc_id {_fmt(pad['auc_id_zero'])} -> "
+                   f"{_fmt(pad['auc_id_reflect'])}")
+    size = t.get("input_size")
+    if size:
+      parts.append(f"{t['tap']} centre node at {size['image_hw'][0][0]} vs {size['image_hw'][1][0]} px (RF off-image "
+                   f"{size['rf_off'][0]:.0%} vs {size['rf_off'][1]:.0%}): psi_auc {_fmt(size['psi_auc_mean'])} "
+                   f"{_ci(size['psi_auc_mean_ci'])}")
+  control = summary.get("padding_control")
+  if control:
+    parts.append(f"control: reflect padding keeps the top-1 class of {control['top1_unchanged']:.0%} of "
+                 f"{', '.join(control['images'])} (confidence {', '.join(f'{v:.2f}' for v in control['confidence_zero'])}"
+                 f" -> {', '.join(f'{v:.2f}' for v in control['confidence_reflect'])})")
+  mirror = [f"{t['tap']} {_fmt(t['summary']['mirror_psi'])} {_ci(t['summary']['mirror_psi_ci'])}" for t in summary["taps"]
+            if t["summary"]["mirror_psi"] is not None]
+  if mirror:
+    parts.append("mirror positions (psi_auc of p against its flipped mirror; 0 = treated alike): " + ", ".join(mirror))
+  return ("Ablations: " + "; ".join(parts) + ".") if parts else "No ablations were run."
+
+
 def specificity_markdown(summary: Mapping[str, Any]) -> str:
   """specificity.md: the verdict table first, then per-tap numbers, with the run's scale."""
 
@@ -273,7 +300,7 @@ def specificity_markdown(summary: Mapping[str, Any]) -> str:
       f"{_ci(trend.get('rf_ci'))}, ERF slope {_fmt(trend.get('erf'))} {_ci(trend.get('erf_ci'))} "
       f"({trend.get('points', 0)} points).", "",
       "## Per tap", "", table(_TAP_HEADER, _tap_rows(summary["taps"])), "",
-      _realism_ref_text(summary), ""])
+      _ablation_text(summary), "", _realism_ref_text(summary), ""])
 
 
 def specificity_section_html(summary: Mapping[str, Any]) -> str:
@@ -297,5 +324,5 @@ def specificity_section_html(summary: Mapping[str, Any]) -> str:
           + "<p><img src='psi_vs_off_image.png' alt='psi_auc vs off-image share'></p>"
           + "<p><img src='specificity_by_tap.png' alt='specificity per tap'></p>"
           + table(_TAP_HEADER, _tap_rows(summary["taps"]))
-          + f"<p>{esc(_realism_ref_text(summary))}</p>"
+          + f"<p>{esc(_ablation_text(summary))}</p><p>{esc(_realism_ref_text(summary))}</p>"
           + "<p>Every number is in <code>specificity.json</code>; images in <code>specificity/*.npz</code>.</p>")

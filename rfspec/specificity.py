@@ -20,7 +20,11 @@ Ablations that separate RF truncation from depth:
     psi_auc between x_p and the flipped visualisation of p's mirror (its box flipped too): 0 when
     the net treats mirrored positions alike;
   * input size (`input_size_ablation`): the same channels' centre node at 2x the image side,
-    where more of the RF lies inside, against the centre at 1x: psi_auc between the two.
+    where more of the RF lies inside, against the centre at 1x: psi_auc between the two;
+  * padding mode (`sweep_tap(pad_mode="reflect")`, `padding_difference`): the same weights with
+    every conv and pool mirror-padded while visualising; if position specificity comes from the
+    zero border rather than from the RF's missing content, psi_auc falls. `padding_control` says
+    how much the change alters the net's reading of natural photos.
 The canvas ablation of the first sweep is gone: a zero canvas shows the off-image part of the RF
 the same zero input the net's own padding gives, so it separated only the deep layers' feature
 padding from content truncation, and the input-size ablation does that with the RF's content
@@ -48,8 +52,8 @@ from rfspec.geometry import effective_rf, nearest_node, receptive_field
 from rfspec.models import googlenet
 
 __all__ = ["ChannelChoice", "EQUIVALENCE_MARGIN", "TapResult", "TapSummary", "Verdict", "choose_channels", "claims",
-           "diagonal_positions", "erf_off_share", "input_size_ablation", "realism_scores", "summarize_tap",
-           "sweep_tap"]
+           "diagonal_positions", "erf_off_share", "input_size_ablation", "padding_control", "padding_difference",
+           "realism_scores", "summarize_tap", "sweep_tap"]
 
 # Claim 1 ("no difference") is an equivalence claim: |psi_auc| below this margin, tested with the
 # 90 % interval (two one-sided 5 % tests, TOST). 0.2 is about the point spread of psi_auc at
@@ -263,7 +267,7 @@ def _per_channel(desc: jax.Array, seeds: int, key: jax.Array, n_boot: int) -> li
 
 
 def sweep_tap(params, cfg: VisConfig, channels: Sequence[int], seeds: Sequence[int], *, n_positions: int,
-              key: jax.Array, n_boot: int = 200, tiled: bool = True,
+              key: jax.Array, n_boot: int = 200, tiled: bool = True, pad_mode: str = "zero",
               progress: Callable[[Progress], None] | None = None) -> TapResult:
   """Visualises K channels x P positions x S seeds of `cfg.tap` in ONE grid call and measures them.
 
@@ -277,6 +281,8 @@ def sweep_tap(params, cfg: VisConfig, channels: Sequence[int], seeds: Sequence[i
     key: `jax.random.key` for the bootstrap and the ERF noise.
     n_boot: bootstrap draws.
     tiled: also visualise channel 0 tiled in the same grid call (for the realism claim).
+    pad_mode: the net's padding while visualising ("zero", Caffe's; "reflect" for the padding
+      ablation, `googlenet.padding`); the judge, the ERF and the geometry always use Caffe's.
     progress: called with a `rfspec.engine.Progress` after each compiled chunk.
   """
   tap, hw = cfg.tap, tuple(cfg.image_hw)
@@ -289,7 +295,9 @@ def sweep_tap(params, cfg: VisConfig, channels: Sequence[int], seeds: Sequence[i
   masks = [masks_lib.node_mask(tap, c, hw, p) for c in channels for p in coords]
   if tiled:
     masks.append(masks_lib.node_mask(tap, channels[0], hw, None))
-  grid = visualize_grid(params, [int(s) for s in seeds], np.stack(masks), cfg, return_trace=True, progress=progress)
+  with googlenet.padding(pad_mode):
+    grid = visualize_grid(params, [int(s) for s in seeds], np.stack(masks), cfg, return_trace=True,
+                          progress=progress)
   n_k, n_p, n_s = len(channels), len(coords), len(seeds)
   images = np.asarray(grid.images[:n_k * n_p]).reshape(n_k, n_p, n_s, *hw, 3)
   objective = np.asarray(grid.traces[:n_k * n_p, :, -1]).reshape(n_k, n_p, n_s)
@@ -359,6 +367,35 @@ def input_size_ablation(params, cfg: VisConfig, channels: Sequence[int], seeds: 
               rf_off=[1.0 - rf1.inside_fraction(*centre), 1.0 - rf2.inside_fraction(*centre_big)],
               psi_auc=np.array([float(s.psi_auc[0, 1]) for s in spec]),
               psi_auc_boot=np.stack([np.asarray(s.psi_auc_boot)[:, 0, 1] for s in spec]), images=images)
+
+
+def padding_control(params, images) -> dict:
+  """The padding ablation's control: does reflect padding change what the net sees in photos?
+
+  images [N, 224, 224, 3] natural photos (RGB [0, 1]). Returns top-1 class and confidence per image
+  with Caffe's padding and with reflect padding, and the share of images whose top-1 is unchanged.
+  """
+  x = jnp.asarray(images, jnp.float32)
+  zero = np.asarray(googlenet.forward(params, x, ("prob",))["prob"], np.float64)
+  with googlenet.padding("reflect"):
+    refl = np.asarray(googlenet.forward(params, x, ("prob",))["prob"], np.float64)
+  return dict(top1_zero=zero.argmax(1).tolist(), top1_reflect=refl.argmax(1).tolist(),
+              confidence_zero=zero.max(1).tolist(), confidence_reflect=refl.max(1).tolist(),
+              prob_of_zero_top1_under_reflect=refl[np.arange(len(zero)), zero.argmax(1)].tolist(),
+              top1_unchanged=float(np.mean(zero.argmax(1) == refl.argmax(1))))
+
+
+def padding_difference(zero: TapResult, reflect: TapResult) -> dict:
+  """Tap-level psi_auc(p, centre) and auc_id with Caffe's vs reflect padding, and the differences
+  (draw by draw; the two runs share seeds, channels and positions)."""
+  a, b = summarize_tap(zero), summarize_tap(reflect)
+  d_psi = np.asarray(b.psi_mean_boot) - np.asarray(a.psi_mean_boot)
+  d_auc = np.asarray(b.auc_id_boot).mean(1) - np.asarray(a.auc_id_boot).mean(1)
+  return dict(psi_zero=a.psi_mean, psi_zero_ci=a.psi_mean_ci, psi_reflect=b.psi_mean, psi_reflect_ci=b.psi_mean_ci,
+              psi_reflect_minus_zero=b.psi_mean - a.psi_mean, psi_reflect_minus_zero_ci=_interval(d_psi),
+              auc_id_zero=a.auc_id_mean, auc_id_reflect=b.auc_id_mean,
+              auc_id_reflect_minus_zero=b.auc_id_mean - a.auc_id_mean, auc_id_reflect_minus_zero_ci=_interval(d_auc),
+              psi_vs_centre_zero=a.psi_vs_centre.tolist(), psi_vs_centre_reflect=b.psi_vs_centre.tolist())
 
 
 # ----------------------------------------------------------------------------- summaries

@@ -22,6 +22,8 @@ Fields:
   tiled_realism: also visualise each tap's first channel tiled and score realism (claim 5).
   input_size_taps: taps (of `taps`) whose centre node is also run at 2x the image side, where
     more of the RF fits (a second grid call per tap; choose taps whose RF fits at 2x).
+  padding_taps: taps (of `taps`) rerun with reflect padding in every conv and pool (the padding
+    ablation; its control, the classification change on the reference photos, is reported too).
   reference_images: natural photos for the realism references: comma-separated files or folders;
     "" = the JPEGs in $RFSPEC_SHARED/images, else ../shared/images next to the repo.
 """
@@ -50,6 +52,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.vis = dict(FULL_VIS)
   config.tiled_realism = True
   config.input_size_taps = ("inception_4a/output", "inception_4c/output")  # RF 171 / 299 px fit at 448
+  config.padding_taps = ("inception_4c/output", "inception_5b/output")
   config.reference_images = ""
 
   if arg == "cpu":
@@ -61,6 +64,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.seeds = tuple(range(6))
     config.vis = dict(CPU_VIS)
     config.input_size_taps = ("inception_4a/output",)  # RF 171 px: 31 % inside at 96 px, all inside at 192
+    config.padding_taps = ("inception_4c/output",)
   elif arg == "quick":
     config.taps = ("conv2/3x3", "inception_4c/output")
     config.n_positions = 3
@@ -68,6 +72,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.n_boot = 50
     config.vis = dict(QUICK_VIS)
     config.input_size_taps = ()
+    config.padding_taps = ()
   elif arg not in (None, "", "full"):
     raise ValueError(f"Unknown specificity config variant {arg!r}; use one of: full, cpu, quick.")
   return config

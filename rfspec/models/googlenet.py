@@ -115,6 +115,13 @@ LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 1.0
 # The classifier needs pool5 to be 1x1, i.e. inputs of this many pixels per side.
 CLASSIFY_MIN, CLASSIFY_MAX = 223, 254
 
+# The padding ablation (rfspec.specificity): "zero" is Caffe's (zero for convs and average pools,
+# -inf for max pools); "reflect" mirrors the blob into every conv's and pool's padding and ceil-mode
+# overhang instead, so no layer sees an artificial border. Read when a forward is traced: change it
+# only through `padding`, which also clears JAX's caches so no compiled function keeps the old mode.
+pad_mode = "zero"
+PAD_MODES = ("zero", "reflect")
+
 
 # ----------------------------------------------------------------------------- validation
 
@@ -445,6 +452,43 @@ def _conv2d_bwd(s, p, precision, residuals, ct):
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
 
 
+class padding:  # noqa: N801 (a context manager, used as `with googlenet.padding("reflect"):`)
+  """Runs the enclosed forwards (and visualisations) with `pad_mode` = mode, then restores it."""
+
+  def __init__(self, mode: str):
+    if mode not in PAD_MODES:
+      raise UserError(f"Unknown padding mode {mode!r}; choose one of {PAD_MODES}.")
+    self.mode = mode
+
+  def __enter__(self):
+    global pad_mode
+    self.old, pad_mode = pad_mode, self.mode
+    jax.clear_caches()
+    return self
+
+  def __exit__(self, *exc):
+    global pad_mode
+    pad_mode = self.old
+    jax.clear_caches()
+
+
+def _reflect_pad(x, lo_hi: tuple[tuple[int, int], tuple[int, int]]):
+  """Mirror-pads NHWC `x` by (low, high) rows and columns; a negative amount crops."""
+  (hl, hh), (wl, wh) = lo_hi
+  x = jnp.pad(x, ((0, 0), (max(hl, 0), max(hh, 0)), (max(wl, 0), max(wh, 0)), (0, 0)), mode="reflect")
+  h, w = x.shape[1:3]
+  return x[:, max(-hl, 0):h - max(-hh, 0), max(-wl, 0):w - max(-wh, 0)]
+
+
+def _reflect_pool(x, k: int, s: int, p: int, kind: str):
+  """Max / average pooling over Caffe's ceil-mode grid with every window filled by mirroring."""
+  x = _reflect_pad(x, (_pool_pads(x.shape[1], k, s, p), _pool_pads(x.shape[2], k, s, p)))
+  if kind == "maxpool":
+    return _max_along(_max_along(x, 1, k, s), 2, k, s)
+  zero = np.array(0, x.dtype)
+  return jax.lax.reduce_window(x, zero, jax.lax.add, (1, k, k, 1), (1, s, s, 1), "VALID") / (k * k)
+
+
 # ----------------------------------------------------------------------------- model
 
 
@@ -504,6 +548,13 @@ class GoogLeNet(nn.Module):
 
   def _apply(self, layer: Layer, inputs):
     x = inputs[0]
+    if pad_mode == "reflect" and layer.kind in ("conv", "maxpool", "avepool"):
+      if layer.kind != "conv":
+        return _reflect_pool(x, layer.k, layer.s, layer.p, layer.kind)
+      x = _reflect_pad(x, ((layer.p, layer.p), (layer.p, layer.p)))
+      conv = CaffeConv(layer.channels, layer.k, layer.s, 0, dtype=self.dtype, precision=self.precision,
+                       name=layer.name)
+      return nn.relu(conv(x))
     if layer.kind == "conv":
       conv = CaffeConv(layer.channels, layer.k, layer.s, layer.p, dtype=self.dtype, precision=self.precision,
                        name=layer.name)
