@@ -1,5 +1,13 @@
 """Position-specificity metrics: turn "this node prefers a different pattern here" into numbers.
 
+Two families live here. The primary one (used by the specificity sweep and the paper report) is
+at the end of the module: `position_specificity` and `specificity_from_descriptors`, rank
+statistics (auc_id, psi_auc, psi_floor) on one fixed judge layer's pooled features with bootstrap
+intervals, and `undefined_reasons`, the one rule for when such a number is defined. The rest,
+described below, is the first, aligned-correlation measure (PSI as a ratio to the seed ceiling),
+kept as a baseline: it is mostly undefined on real visualizations because seeds barely agree
+pixel by pixel.
+
 Inputs are visualizations x*_{p,s}: RGB images [H, W, 3] in [0, 1] of one node type (one tap, one
 channel) at node position p, from seed s. Stacks are [P, S, H, W, 3] (positions x seeds).
 
