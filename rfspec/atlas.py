@@ -392,7 +392,7 @@ def position_atlas(params, tap: str, channel: int, seeds: Sequence[int], cfg: Vi
   total_units = n_batches * cfg.steps
   real_per_unit = n_pos * n_seeds / n_batches  # real image-steps per batch-step, on average
   t0 = time.perf_counter()
-  clock = dict(units=0, rate_t=None, rate_units=0)
+  clock = dict(units=0, rate_t=None, rate_units=0, computed=False, resumed_units=0)
 
   def report(batch: int, step: int, batch_done: bool = False):
     if progress is None:
@@ -402,8 +402,8 @@ def position_atlas(params, tap: str, channel: int, seeds: Sequence[int], cfg: Vi
     rate = None
     if clock["rate_t"] is not None and units > clock["rate_units"] and now > clock["rate_t"]:
       rate = (units - clock["rate_units"]) / (now - clock["rate_t"])
-    elif units and now > t0:  # only the first chunk so far: its time includes compiling
-      rate = units / (now - t0)
+    elif clock["computed"] and now > t0:  # only the first chunk so far: its time includes compiling
+      rate = (units - clock["resumed_units"]) / (now - t0)
     eta = (total_units - units) / rate if rate else (0.0 if units >= total_units else math.inf)
     progress(AtlasProgress(batch, n_batches, step, cfg.steps, units / total_units,
                            (rate or 0.0) * real_per_unit, now - t0, eta, batch_done))
@@ -419,6 +419,7 @@ def position_atlas(params, tap: str, channel: int, seeds: Sequence[int], cfg: Vi
     if done is not None:
       resumed += 1
       clock["units"] += cfg.steps
+      clock["resumed_units"] += cfg.steps
       # Resumed work costs no time: restart the rate clock so the ETA reflects computing only.
       if clock["rate_t"] is not None:
         clock["rate_t"], clock["rate_units"] = time.perf_counter(), clock["units"]
@@ -428,7 +429,7 @@ def position_atlas(params, tap: str, channel: int, seeds: Sequence[int], cfg: Vi
     base_units = clock["units"]
 
     def on_chunk(info: Progress, k=k, base_units=base_units):
-      clock["units"] = base_units + info.step
+      clock["units"], clock["computed"] = base_units + info.step, True
       if clock["rate_t"] is None:  # the first chunk computed: compile included, start the clock here
         clock["rate_t"], clock["rate_units"] = time.perf_counter(), clock["units"]
       report(k + 1, info.step)

@@ -48,7 +48,7 @@ h1{font-size:1.3em;margin:.2em 0}.meta{font-size:.9em;color:#444;max-width:70em}
 .tile .cap{position:absolute;left:2px;bottom:2px;font-size:10px;line-height:12px;padding:0 3px;
  background:rgba(0,0,0,.55);color:#fff}
 #detail{border-top:1px solid #ccc;padding-top:.8em}#detail[hidden]{display:none}
-.seeds{display:flex;flex-wrap:wrap;gap:1.2em}.frame{position:relative;overflow:hidden;background:#fff;
+.seeds{display:flex;flex-wrap:wrap;gap:12px}.frame{position:relative;overflow:hidden;background:#fff;
  outline:1px solid #ddd}.frame img{position:absolute;z-index:1}
 .frame .rf{position:absolute;z-index:0;border:2px solid #dc1e1e;box-sizing:border-box;
  background:repeating-linear-gradient(45deg,#f09696 0 1px,transparent 1px 6px)}
@@ -100,8 +100,10 @@ function show(){
   det.hidden = false;
   document.getElementById('dtitle').textContent =
     'Position (i, j) = (' + t.position[0] + ', ' + t.position[1] + ')';
-  const scale = Math.max(1, Math.floor(D.detail_px / Math.max(H, W)));
   const mg = Math.round(0.25 * Math.max(H, W));
+  // As large as detail_px allows, but every seed side by side in the window.
+  const fit = (window.innerWidth - 60) / (D.seeds.length * (W + 2 * mg + 12));
+  const scale = Math.max(0.25, Math.min(D.detail_px / Math.max(H, W), fit));
   const seeds = document.getElementById('dseeds'); seeds.textContent = '';
   D.seeds.forEach((s, n) => {
     const fig = document.createElement('figure');
