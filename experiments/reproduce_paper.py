@@ -52,6 +52,20 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Redo figures even if their o
 _ONLY = flags.DEFINE_list("figures", [], "Run only these figures of the config (e.g. fig1,fig4).")
 
 
+# How to remake any image of a figure from its JSON, bit for bit. Only the same grid call (same
+# seeds, same positions, same backend and device count) does that: a lone rfspec.visualize agrees
+# to float rounding at first, and zipser2015's step (normalised by the mean of the non-zero |g|,
+# with max-pool near-ties) amplifies rounding into visibly different images within a few steps.
+REGENERATE = (
+    "grid = rfspec.visualize_grid(params, seeds, rfspec.masks.node_masks(tap, channel, image_hw, positions), "
+    "rfspec.VisConfig(**vis_config), return_trace=True).images; image = grid[row, seeds.index(seed)], where "
+    "tap, channel, seed, vis_config come from the image's entry in 'images' (image_hw = tuple(vis_config['image_hw'])), "
+    "positions are its panel's 'position' in row order and seeds are the panel's seeds (tiled: masks = "
+    "rfspec.node_mask(tap, channel, image_hw, None)[None], row 0). The same call on the same backend and device "
+    "count gives the same image bit for bit; a lone rfspec.visualize agrees only up to float rounding, which "
+    "the zipser2015 step amplifies.")
+
+
 def config_hash(fig: dict, vis: dict, weights: str) -> str:
   """Hash of everything that determines a figure's pixels (not its title or caption)."""
   key = {k: fig[k] for k in ("panels", "positions", "seeds")}
@@ -110,8 +124,7 @@ def run_figure(params, name: str, fig: dict, vis: dict, weights: str, workdir: s
       row_labels=result.row_labels, col_labels=result.col_labels, captions=result.captions,
       panels=[p._asdict() for p in result.panels], images=result.records,
       seconds=time.perf_counter() - t0,
-      regenerate=("img = rfspec.visualize(params, seed, rfspec.node_mask(tap, channel, tuple(vis_config['image_hw']), "
-                  "position), rfspec.VisConfig(**vis_config))  # fields of any entry in 'images'"),
+      regenerate=REGENERATE,
   )
   io.write_manifest(os.path.join(workdir, f"{name}.json"), {"png": png, "npz": npz}, meta)
   return meta

@@ -142,21 +142,25 @@ class QuickRunTest(absltest.TestCase):
             self.assertTrue(hatch.any(), f"{name} {r},{c}: off-image RF share not shown")
 
   def test_json_regenerates_an_image_exactly(self):
+    # The JSON's recipe for remaking an image -- the same grid call -- gives it back bit for bit.
     import rfspec
     from rfspec.engine import VisConfig
+    from rfspec import masks as masks_lib
+    from tests.conftest import real_params
 
     meta = io.read_json(os.path.join(self.workdir, "fig2.json"))
+    self.assertIn("rfspec.visualize_grid(params, seeds", meta["regenerate"])
     rec = meta["images"][2][1]  # bottom position, second seed
     cfg_fields = dict(rec["vis_config"])
     cfg_fields["image_hw"] = tuple(cfg_fields["image_hw"])
     cfg_fields["scales"] = tuple(cfg_fields["scales"])
     cfg = VisConfig(**cfg_fields)
-    mask = rfspec.node_mask(rec["tap"], rec["channel"], cfg.image_hw, tuple(rec["position"]))
-    from tests.conftest import real_params
-
-    image = rfspec.visualize(real_params(), rec["seed"], mask, cfg, progress=lambda _: None)
-    saved = np.load(os.path.join(self.workdir, "fig2.npz"))["images"][2, 1]
-    np.testing.assert_allclose(image, saved, atol=1e-5)
+    positions = [tuple(row[0]["position"]) for row in meta["images"]]
+    seeds = [r["seed"] for r in meta["images"][0]]
+    masks = masks_lib.node_masks(rec["tap"], rec["channel"], cfg.image_hw, positions)
+    grid = rfspec.visualize_grid(real_params(), seeds, masks, cfg, return_trace=True, progress=lambda _: None)
+    saved = np.load(os.path.join(self.workdir, "fig2.npz"))["images"]
+    np.testing.assert_array_equal(np.asarray(grid.images)[2, seeds.index(rec["seed"])], saved[2, 1])
     rf = rfspec.receptive_field(rec["tap"], cfg.image_hw)
     self.assertEqual(rec["rf"]["box"], list(rf.box(*rec["position"])))
 
