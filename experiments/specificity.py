@@ -346,11 +346,12 @@ def main(argv):
 
   hw = tuple(settings["vis"]["image_hw"])
   n_s = len(settings["seeds"])
-  results, extras_all, made, cached = [], [], 0, 0
+  results, extras_all, made, cached, cached_at = [], [], 0, 0, []
   for n, tap in enumerate(settings["taps"]):
     hit = None if _OVERWRITE.value else _load(workdir, tap, hashes[tap])
     if hit is not None:
       _progress(f"[{tap}] up to date, skipped ({n + 1}/{len(settings['taps'])})")
+      cached_at.append(len(results))
       results.append(hit[0])
       extras_all.append(hit[1])
       cached += 1
@@ -393,6 +394,13 @@ def main(argv):
     s = spec.summarize_tap(r)
     _progress(f"[{tap}] psi_auc vs centre {s.psi_mean:.2f} [{s.psi_mean_ci[0]:.2f}, {s.psi_mean_ci[1]:.2f}], auc_id "
               f"{s.auc_id_mean:.2f}; {extras['seconds']['total']:.0f}s")
+
+  # The mirror ablation is recomputed from the cached images (cheap; its definition may be newer
+  # than the cache), with the key `sweep_tap` used.
+  for i in cached_at:
+    n = settings["taps"].index(results[i].tap)
+    results[i] = results[i]._replace(**spec.mirror_fields(
+        params(), results[i], jax.random.fold_in(jax.random.fold_in(jax.random.key(0), n), 1000), settings["n_boot"]))
 
   for r, extras in zip(results, extras_all):
     if r.tap not in settings["padding_taps"]:

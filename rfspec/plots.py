@@ -339,8 +339,8 @@ def specificity_trend_figure(taps, trend):
 
 def specificity_taps_figure(taps):
   """Per tap against RF size: (a) mean psi_auc(p, centre) over off-centre positions, (b) mean
-  auc_id (seed consistency vs other channels; 0.5 = none), (c) the ablations: psi_auc between a
-  position and its flipped mirror, and between the centre at 1x and 2x the image side.
+  auc_id (seed consistency vs other channels; 0.5 = none), (c) the ablations: psi_auc(mirror(p),
+  centre) - psi_auc(p, centre), and psi_auc between the centre at 1x and 2x the image side.
 
   Args:
     taps: specificity.json "taps" entries.
@@ -363,7 +363,8 @@ def specificity_taps_figure(taps):
   s = [t["summary"] for t in order]
   bars(axes[0], [v["psi_mean"] for v in s], [v["psi_mean_ci"] for v in s])
   bars(axes[1], [v["auc_id_mean"] for v in s], [v["auc_id_mean_ci"] for v in s])
-  bars(axes[2], [v["mirror_psi"] for v in s], [v["mirror_psi_ci"] for v in s], label="p vs flipped mirror")
+  bars(axes[2], [v["mirror_psi"] for v in s], [v["mirror_psi_ci"] for v in s],
+       label="psi_auc vs centre: mirror(p) minus p")
   if any(t.get("input_size") for t in order):
     sizes = [t.get("input_size") or {} for t in order]
     bars(axes[2], [v.get("psi_auc_mean") for v in sizes], [v.get("psi_auc_mean_ci") for v in sizes],

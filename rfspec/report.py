@@ -215,7 +215,7 @@ def _verdict_rows(claims) -> list[list[str]]:
 
 _VERDICT_HEADER = ["claim", "measure", "estimate [95 % CI]", "verdict", "why / what would settle it"]
 _TAP_HEADER = ["tap", "RF px", "channels", "psi_auc vs centre [95 % CI]", "auc_id [95 % CI]",
-               "mirror psi_auc [95 % CI]", "centre 1x vs 2x psi_auc [95 % CI]", "RF off-image (max)",
+               "mirror minus p: psi_auc vs centre [95 % CI]", "centre 1x vs 2x psi_auc [95 % CI]", "RF off-image (max)",
                "ERF off-image (max)", "realism: stats distance single / tiled"]
 
 
@@ -281,7 +281,8 @@ def _ablation_text(summary: Mapping[str, Any]) -> str:
   mirror = [f"{t['tap']} {_fmt(t['summary']['mirror_psi'])} {_ci(t['summary']['mirror_psi_ci'])}" for t in summary["taps"]
             if t["summary"]["mirror_psi"] is not None]
   if mirror:
-    parts.append("mirror positions (psi_auc of p against its flipped mirror; 0 = treated alike): " + ", ".join(mirror))
+    parts.append("mirror positions (psi_auc(mirror(p), centre) - psi_auc(p, centre); 0 = the mirror position is as "
+                 "specific as p): " + ", ".join(mirror))
   return ("Ablations: " + "; ".join(parts) + ".") if parts else "No ablations were run."
 
 

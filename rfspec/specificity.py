@@ -17,8 +17,8 @@ ablation, and the realism scores. `summarize_tap` reduces the draws to tap-level
 Ablations that separate RF truncation from depth:
   * mirror positions: the net pads unevenly (conv1 pads 3 px, ceil-mode pools overhang the
     right and bottom), so p and its mirror need not be equivalent. `TapResult.mirror_psi` is
-    psi_auc between x_p and the flipped visualisation of p's mirror (its box flipped too): 0 when
-    the net treats mirrored positions alike;
+    psi_auc(mirror(p), centre) - psi_auc(p, centre): 0 when the mirror position is as specific as
+    p (a flipped comparison of the patterns would not do: the filters are not mirror-symmetric);
   * input size (`input_size_ablation`): the same channels' centre node at 2x the image side,
     where more of the RF lies inside, against the centre at 1x: psi_auc between the two;
   * padding mode (`sweep_tap(pad_mode="reflect")`, `padding_difference`): the same weights with
@@ -218,7 +218,7 @@ class TapResult(NamedTuple):
     erf_off: [P] share of the ERF mass off the image (`erf_off_share`).
     auc_id, auc_id_ci, psi_auc, psi_auc_ci, psi_floor, auc_id_boot, psi_auc_boot: the
       `metrics.PositionSpecificity` fields over the P_main positions, with a leading K axis.
-    mirror_psi: [K, P_main - 1] psi_auc between x_p and the flipped x_mirror(p).
+    mirror_psi: [K, P_main - 1] psi_auc(mirror(p), centre) - psi_auc(p, centre) (`_mirror`).
     mirror_psi_boot: [K, n_boot, P_main - 1].
     objective: [K, P, S] the objective on the last step.
     images: float32 [K, P, S, H, W, 3].
@@ -248,11 +248,6 @@ class TapResult(NamedTuple):
   tiled: np.ndarray
 
 
-def _flip_boxes(boxes: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-  t, l, b, r = np.asarray(boxes).T
-  return np.stack([hw[0] - b, hw[1] - r, hw[0] - t, hw[1] - l], -1)
-
-
 def _per_channel(desc: jax.Array, seeds: int, key: jax.Array, n_boot: int) -> list[metrics.PositionSpecificity]:
   """desc [K, P, S, C] -> each channel's indices, floor = the other channels (shared starts left out)."""
   n_k = desc.shape[0]
@@ -264,6 +259,42 @@ def _per_channel(desc: jax.Array, seeds: int, key: jax.Array, n_boot: int) -> li
     out.append(metrics.specificity_from_descriptors(desc[k], floor, jax.random.fold_in(key, k), n_boot,
                                                     jnp.tile(jnp.arange(seeds), len(others))))
   return out
+
+
+def _mirror(params, images: np.ndarray, boxes: np.ndarray, n_main: int, key: jax.Array,
+            n_boot: int) -> tuple[np.ndarray, np.ndarray]:
+  """Mirror ablation: psi_auc(mirror(p), centre) - psi_auc(p, centre) per channel and off-centre p.
+
+  images [K, P, S, H, W, 3] with positions = n_main main ones (centre first) then the mirrors of
+  main[1:], in order; boxes [P, 4]. A net that pads evenly treats p and its mirror alike, so the
+  two are equally specific (difference 0); the mirror pattern itself is not compared with a
+  flipped one, since the filters are not mirror-symmetric.
+
+  Returns:
+    (difference [K, M], bootstrap draws [K, n_boot, M]), M = n_main - 1.
+  """
+  n_k, n_p, n_s = images.shape[:3]
+  n_mir = n_p - n_main
+  if n_mir == 0:
+    return np.zeros((n_k, 0)), np.zeros((n_k, n_boot, 0))
+  order = [0] + list(range(n_main, n_p))  # the centre, then the mirrors
+  box = jnp.broadcast_to(jnp.asarray(boxes[order], jnp.float32)[:, None], (len(order), n_s, 4))
+  desc = jnp.stack([metrics.describe(params, jnp.asarray(images[k, order]), box) for k in range(n_k)])
+  mir = _per_channel(desc, n_s, key, n_boot)  # [.., 1 + M, 1 + M]
+  main_key = key  # the main positions' indices are recomputed with the same key for paired draws
+  box_m = jnp.broadcast_to(jnp.asarray(boxes[:n_main], jnp.float32)[:, None], (n_main, n_s, 4))
+  desc_m = jnp.stack([metrics.describe(params, jnp.asarray(images[k, :n_main]), box_m) for k in range(n_k)])
+  base = _per_channel(desc_m, n_s, main_key, n_boot)
+  diff = np.stack([np.asarray(m.psi_auc)[1:, 0] - np.asarray(b.psi_auc)[1:, 0] for m, b in zip(mir, base)])
+  boot = np.stack([np.asarray(m.psi_auc_boot)[:, 1:, 0] - np.asarray(b.psi_auc_boot)[:, 1:, 0]
+                   for m, b in zip(mir, base)])
+  return diff, boot
+
+
+def mirror_fields(params, r: "TapResult", key: jax.Array, n_boot: int) -> dict:
+  """`TapResult` fields mirror_psi / mirror_psi_boot recomputed from its images (see `_mirror`)."""
+  diff, boot = _mirror(params, np.asarray(r.images), np.asarray(r.boxes), r.n_main, key, n_boot)
+  return dict(mirror_psi=diff, mirror_psi_boot=boot)
 
 
 def sweep_tap(params, cfg: VisConfig, channels: Sequence[int], seeds: Sequence[int], *, n_positions: int,
@@ -303,27 +334,12 @@ def sweep_tap(params, cfg: VisConfig, channels: Sequence[int], seeds: Sequence[i
   objective = np.asarray(grid.traces[:n_k * n_p, :, -1]).reshape(n_k, n_p, n_s)
   boxes = np.array([rf.box(*p) for p in coords], np.int64)
 
-  # Judge descriptors, one channel at a time (same shapes: one compile), main then flipped mirrors.
+  # Judge descriptors, one channel at a time (same shapes: one compile).
   n_main = len(main)
-  desc, desc_m = [], []
   box_main = jnp.broadcast_to(jnp.asarray(boxes[:n_main], jnp.float32)[:, None], (n_main, n_s, 4))
-  flipped = _flip_boxes(boxes[n_main:], hw)
-  box_mirror = jnp.asarray(np.concatenate([boxes[1:n_main], flipped]), jnp.float32)
-  box_mirror = jnp.broadcast_to(box_mirror[:, None], (2 * len(mirrors), n_s, 4))
-  for k in range(n_k):
-    desc.append(metrics.describe(params, jnp.asarray(images[k, :n_main]), box_main))
-    if mirrors:
-      pair = np.concatenate([images[k, 1:n_main], images[k, n_main:, :, ::-1, ::-1]])
-      desc_m.append(metrics.describe(params, jnp.asarray(pair), box_mirror))
+  desc = [metrics.describe(params, jnp.asarray(images[k, :n_main]), box_main) for k in range(n_k)]
   spec = _per_channel(jnp.stack(desc), n_s, key, n_boot)
-  n_mir = len(mirrors)
-  if mirrors:
-    mir = _per_channel(jnp.stack(desc_m), n_s, jax.random.fold_in(key, 1000), n_boot)
-    idx = np.arange(n_mir)
-    mirror_psi = np.stack([np.asarray(m.psi_auc)[idx, n_mir + idx] for m in mir])
-    mirror_boot = np.stack([np.asarray(m.psi_auc_boot)[:, idx, n_mir + idx] for m in mir])
-  else:
-    mirror_psi, mirror_boot = np.zeros((n_k, 0)), np.zeros((n_k, n_boot, 0))
+  mirror_psi, mirror_boot = _mirror(params, images, boxes, n_main, jax.random.fold_in(key, 1000), n_boot)
   centres = np.array([rf.centre(*p) for p in coords])
   stack = lambda name: np.stack([np.asarray(getattr(s, name)) for s in spec])  # noqa: E731
   return TapResult(
@@ -418,7 +434,8 @@ class TapSummary(NamedTuple):
     psi_mean_boot: [n_boot].
     auc_id: [P_main] mean over channels; auc_id_ci [P_main, 2]; auc_id_boot [n_boot, P_main].
     auc_id_mean, auc_id_mean_ci: over positions.
-    mirror_psi, mirror_psi_ci: mean psi_auc(p, flipped mirror) over channels and positions.
+    mirror_psi, mirror_psi_ci: mean psi_auc(mirror(p), centre) - psi_auc(p, centre) over channels
+      and off-centre positions.
   """
 
   psi_vs_centre: np.ndarray
