@@ -13,7 +13,7 @@ libtpu is dropped (that line already names the backend); its other messages pass
 
 Writes DIR/figN.png (the grid: each image untouched inside a margin that shows its node's RF box in
 red and the off-image part of the RF hatched; under each image its (i, j) and objective), DIR/figN.json
-(everything needed to regenerate any single image exactly), DIR/figN.npz (the raw images) and
+(everything needed to regenerate any image bit for bit), DIR/figN.npz (the raw images) and
 DIR/report.html. A rerun skips figures whose config hash is unchanged; --overwrite redoes them.
 """
 
@@ -100,7 +100,8 @@ def run_figure(params, name: str, fig: dict, vis: dict, weights: str, workdir: s
 
   The JSON is the figure's completion manifest (`rfspec.io.write_manifest`: it records the PNG's and
   NPZ's sha256). It is removed before anything new is written and written last, so a crash
-  part-way through a rerun never leaves a done-marker beside a mix of old and new files.
+  part-way through a rerun never leaves a done-marker beside a mix of old and new files. `run` is
+  the whole run's `rfspec.figures.RunProgress` (a fresh one for this figure alone if None).
   """
   from rfspec import figures, io, plots
 

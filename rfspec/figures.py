@@ -45,7 +45,9 @@ class Figure(NamedTuple):
     captions: [R][C] strings under each image: its own (i, j) = (row, col) on its tap's grid and
       the share of its RF inside the image (or "all h x w" when tiled), and its final objective.
     records: [R][C] dicts: tap, channel, position (i, j), seed, RF geometry, objective, and the
-      VisConfig fields -- enough to regenerate the image with `rfspec.visualize`.
+      VisConfig fields -- enough to regenerate the image bit for bit with the same
+      `visualize_grid` call (this panel's positions and seeds); a lone `rfspec.visualize` agrees
+      only up to float rounding, which a recipe like zipser2015 amplifies over its steps.
     panels: the resolved panels (channels filled in).
   """
 
