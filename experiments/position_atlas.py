@@ -12,8 +12,9 @@ Writes to DIR:
   atlas_psi.png   heat maps: PSI of each position against the centre, and the RF's inside fraction;
   atlas.npz       images [R, C, S, H, W, 3], traces, start/final activations, rows, cols, seeds,
                   boxes, inside fractions, PSI;
-  atlas.json      every setting needed to regenerate any tile (VisConfig fields, tap, channel and
-                  the rule that chose it, seeds, positions, weights), per-tile numbers, timings;
+  atlas.json      every setting needed to regenerate any tile bit for bit (VisConfig fields, tap,
+                  channel and the rule that chose it, seeds, the batches as they ran, weights), per-tile
+                  numbers, timings;
   atlas.html      the mosaic; click a tile for its images large (every seed), RF box, inside
                   fraction and activations; self-contained (images embedded), works from disk;
   atlas.done.json the completion manifest (sha256 of the files above), written last.
@@ -225,11 +226,15 @@ def main(argv):
                       seed_ceiling=ceiling)
   io.atomic_write(files["atlas.npz"], buf.getvalue())
 
+  # The batches as they ran (the last one padded): a tile is remade bit for bit by its batch's grid call.
+  plan = atlas.plan_batches([(i, j) for i in rows for j in cols], result.batch_positions)
   tiles = []
   for r, i in enumerate(rows):
     for c, j in enumerate(cols):
+      k, n = divmod(r * len(cols) + c, result.batch_positions)
       tiles.append(dict(
-          r=r, c=c, position=[i, j], box=boxes[r, c].tolist(), inside_fraction=float(inside[r, c]),
+          r=r, c=c, position=[i, j], batch=k, index_in_batch=n, box=boxes[r, c].tolist(),
+          inside_fraction=float(inside[r, c]),
           start_activation=result.start_activation[r, c].tolist(),
           final_activation=result.final_activation[r, c].tolist(),
           final_objective=result.traces[r, c, :, -1].tolist(),
@@ -248,10 +253,14 @@ def main(argv):
                     "pairs of different seeds"),
       mosaic=dict(layout, seed=seeds[0], tile=int(config.mosaic_tile)),
       batches=result.batches, batch_positions=result.batch_positions, resumed_batches=result.resumed,
-      seconds=dict(atlas=t_atlas, psi=t_psi),
+      batch_plan=[b.tolist() for b in plan], seconds=dict(atlas=t_atlas, psi=t_psi),
       regenerate=("cfg = rfspec.VisConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in "
-                  "vis_config.items()}); img = rfspec.visualize(params, seed, rfspec.node_mask(tap, channel, "
-                  "cfg.net_hw, tuple(position)), cfg)  # tile (r, c, s) of atlas.npz 'images'"),
+                  "vis_config.items()}); masks = np.stack([rfspec.node_mask(tap, channel, cfg.net_hw, tuple(p)) "
+                  "for p in batch_plan[tile['batch']]]); img = rfspec.visualize_grid(params, seeds, masks, cfg)"
+                  "[tile['index_in_batch'], s]  # = atlas.npz images[tile['r'], tile['c'], s] bit for bit on the "
+                  "same device count. rfspec.visualize(params, seeds[s], masks[tile['index_in_batch']], cfg) is "
+                  "the same computation, but its batch of one rounds differently, and under zipser2015 such "
+                  "differences grow with the steps."),
       tiles=tiles)
   io.write_json(files["atlas.json"], meta)
   io.write_text(files["atlas.html"], report.atlas_html(meta, result.images))

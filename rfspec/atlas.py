@@ -1,8 +1,16 @@
 """The position atlas: one node type (tap, channel) visualised at every position of its grid.
 
 Zipser's driver looped over all 14 x 14 positions of `inception_4c/5x5`; the atlas is that loop
-as compiled batches of one `rfspec.engine.visualize_grid` call each. Tile (i, j, s) is exactly
-`rfspec.visualize(params, seeds[s], rfspec.node_mask(tap, channel, cfg.image_hw, (i, j)), cfg)`.
+as compiled batches of one `rfspec.engine.visualize_grid` call each. Tile (i, j, s) is the
+computation of `rfspec.visualize(params, seeds[s], rfspec.node_mask(tap, channel, cfg.image_hw,
+(i, j)), cfg)`.
+
+Exactness: a batch of one rounds differently from a batch of many; under zipser2015 (a step
+normalised by the mean non-zero |g|, max-pool near-ties) such float differences grow with the
+steps, so a lone `visualize` call matches a tile to ~1e-6 after 2 steps (tests/atlas_test.py) but
+by 0.05 at most after 6 steps at 96 px. The batch's own `visualize_grid` call (same masks, same
+padding, same device count; atlas.json of `experiments.position_atlas` records them) remakes a
+tile bit for bit.
 
 Batches. The positions x seeds grid is cut into batches of `batch_positions` positions (all
 seeds of a position stay together). Every batch has the same shape -- the last one is padded
@@ -346,8 +354,8 @@ def position_atlas(params, tap: str, channel: int, seeds: Sequence[int], cfg: Vi
                    devices: Sequence[jax.Device] | None = None) -> Atlas:
   """Visualises one node type at every position of its grid (or a lattice of them) x seeds.
 
-  Tile [r, c, s] equals `rfspec.visualize(params, seeds[s], rfspec.node_mask(tap, channel,
-  cfg.net_hw, (rows[r], cols[c])), cfg)`. The grid runs as batches of `batch_positions`
+  Tile [r, c, s] is `rfspec.visualize(params, seeds[s], rfspec.node_mask(tap, channel,
+  cfg.net_hw, (rows[r], cols[c])), cfg)` up to float rounding (see the module docstring). The grid runs as batches of `batch_positions`
   positions x all seeds, each one `visualize_grid` call of the same shape (one compile for the
   whole atlas), sharded over `devices`.
 

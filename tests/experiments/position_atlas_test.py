@@ -105,9 +105,11 @@ class KilledThenResumedRunTest(absltest.TestCase):
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in self.meta["vis_config"].items()}
     cfg = rfspec.VisConfig(**fields)
     t = self.meta["tiles"][6]  # (i, j) = (5, 0), bottom left
-    mask = rfspec.node_mask(self.meta["tap"], self.meta["channel"], cfg.net_hw, tuple(t["position"]))
-    image = rfspec.visualize(real_params(), self.meta["seeds"][1], mask, cfg, progress=lambda _: None)
-    np.testing.assert_allclose(image, self.npz["images"][t["r"], t["c"], 1], atol=1e-5)
+    self.assertEqual(self.meta["batch_plan"][t["batch"]][t["index_in_batch"]], t["position"])
+    masks = np.stack([rfspec.node_mask(self.meta["tap"], self.meta["channel"], cfg.net_hw, tuple(p))
+                      for p in self.meta["batch_plan"][t["batch"]]])
+    grid = rfspec.visualize_grid(real_params(), self.meta["seeds"], masks, cfg, progress=lambda _: None)
+    np.testing.assert_array_equal(grid[t["index_in_batch"], 1], self.npz["images"][t["r"], t["c"], 1])
 
   def test_html_is_self_contained_and_holds_every_image(self):
     page = open(os.path.join(self.workdir, "atlas.html")).read()
