@@ -37,7 +37,7 @@ _CONFIG = _cli.define_config_flag("specificity")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Redo every tap even if cached.")
 
 SCHEMA = 3  # bump when the cached per-tap format changes
-REPORT_VERSION = 7  # bump when the aggregate outputs change (cached taps stay valid)
+REPORT_VERSION = 8  # bump when the aggregate outputs change (cached taps stay valid)
 OUTPUTS = ("specificity.json", "specificity.md", "specificity_section.html", "psi_vs_off_image.png",
            "specificity_by_tap.png", "report.html")
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
