@@ -395,6 +395,17 @@ def main(argv):
     _progress(f"[{tap}] psi_auc vs centre {s.psi_mean:.2f} [{s.psi_mean_ci[0]:.2f}, {s.psi_mean_ci[1]:.2f}], auc_id "
               f"{s.auc_id_mean:.2f}; {extras['seconds']['total']:.0f}s")
 
+  overall = _hash([SCHEMA, REPORT_VERSION, settings, weights, sorted(hashes.values())])
+  out_path = os.path.join(workdir, "specificity.json")
+  if not made and all(os.path.exists(os.path.join(workdir, f)) for f in OUTPUTS):
+    try:
+      if io.read_json(out_path).get("config_hash") == overall:
+        print(f"specificity: 0 tap(s) computed, {cached} up to date; outputs unchanged (use --overwrite to redo); "
+              f"open {os.path.join(workdir, 'report.html')}")
+        return
+    except (OSError, ValueError):
+      pass
+
   # The mirror ablation is recomputed from the cached images (cheap; its definition may be newer
   # than the cache), with the key `sweep_tap` used.
   for i in cached_at:
@@ -418,17 +429,6 @@ def main(argv):
 
     extras["padding"], hit = _padding_run(workdir, r.tap, want, compute)
     made += 0 if hit else 1
-
-  overall = _hash([SCHEMA, REPORT_VERSION, settings, weights, sorted(hashes.values())])
-  out_path = os.path.join(workdir, "specificity.json")
-  if not made and all(os.path.exists(os.path.join(workdir, f)) for f in OUTPUTS):
-    try:
-      if io.read_json(out_path).get("config_hash") == overall:
-        print(f"specificity: 0 tap(s) computed, {cached} up to date; outputs unchanged (use --overwrite to redo); "
-              f"open {os.path.join(workdir, 'report.html')}")
-        return
-    except (OSError, ValueError):
-      pass
 
   sums = [spec.summarize_tap(r) for r in results]
   references = None
