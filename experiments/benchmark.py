@@ -17,7 +17,7 @@ Sections:
              InceptionV1 layer of the same name, e.g. mixed4c), for each recipe in
              --peer_recipes: "lucid" against Lucent's Fourier + decorrelated image, standard
              transforms and Adam 0.05; "zipser2015" against Lucent's closest equivalent (a pixel
-             image, 1 px jitter, SGD). Lucent's InceptionV1 is built with pretrained=False (its
+             image, 0-1 px jitter, SGD). Lucent's InceptionV1 is built with pretrained=False (its
              weights cannot be downloaded here): the same compute, random weights. Needs the
              `bench` extra (pip install -e .[bench]); `ratio` = rfspec image-steps/s / Lucent's.
 
@@ -244,8 +244,9 @@ def _lucent_rate(tap: str, recipe: str, side: int, batch: int, steps: int, repea
     setup = "fft=True, decorrelate=True, standard_transforms, Adam(lr=0.05)"
   else:
     param_f = lambda: lparam.image(side, batch=batch, fft=False, decorrelate=False)
-    transforms, optimizer = [transform.jitter(1)], lambda ps: torch.optim.SGD(ps, lr=1.5 / 255)
-    setup = "fft=False, decorrelate=False, [jitter(1)], SGD(lr=1.5/255)"
+    # jitter(2): random crops shifting by 0-1 px (Lucent rejects 1), the nearest to the recipe's 1 px roll.
+    transforms, optimizer = [transform.jitter(2)], lambda ps: torch.optim.SGD(ps, lr=1.5 / 255)
+    setup = "fft=False, decorrelate=False, [jitter(2)], SGD(lr=1.5/255)"
   run = lambda n: render.render_vis(model, objective, param_f, optimizer=optimizer, transforms=transforms,
                                     thresholds=(n,), show_image=False, progress=False)
   run(2)  # warm-up
