@@ -19,6 +19,7 @@ DIR/specificity_section.html, and DIR/report.html refreshed (verdicts at the top
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import json
@@ -420,10 +421,10 @@ def main(argv):
 
     def compute(r=r):
       _progress(f"[{r.tap}] padding ablation: the same grid with reflect padding")
-      cfg = vis_config(settings["vis"], r.tap)
+      cfg = dataclasses.replace(vis_config(settings["vis"], r.tap), pad_mode="reflect")
       refl = spec.sweep_tap(params(), cfg, [int(c) for c in r.channels], settings["seeds"],
                             n_positions=settings["n_positions"], key=jax.random.fold_in(jax.random.key(0), 99),
-                            n_boot=settings["n_boot"], tiled=False, pad_mode="reflect",
+                            n_boot=settings["n_boot"], tiled=False,
                             progress=_tap_progress(f"{r.tap} reflect"))
       return _num_tree(spec.padding_difference(r, refl)), refl.images
 

@@ -135,6 +135,8 @@ class VisConfig:
       stride to keep node (i, j) of the image grid at (i + pad/stride, j + pad/stride).
     canvas_fill: what fills the canvas: "zero" (the net's zero input, i.e. the mean colour, as
       zero padding would give), "grey" (0.5) or "reflect" (mirror of the image).
+    pad_mode: the net's padding: "zero" (Caffe's) or "reflect" (every conv and pool mirrors the
+      blob instead: the padding ablation).
     dtype: the net's compute dtype, "float32" or "bfloat16" (for GPU/TPU); the image and the
       optimiser state stay float32.
     chunk: steps per compiled chunk; progress is reported and finiteness checked between chunks.
@@ -164,6 +166,7 @@ class VisConfig:
   tv: float = 0.0
   canvas_pad: int = 0
   canvas_fill: str = "zero"
+  pad_mode: str = "zero"
   dtype: str = "float32"
   chunk: int = 32
 
@@ -202,6 +205,8 @@ class VisConfig:
     need(self.objective in objectives.OBJECTIVES,
          f"objective must be one of {objectives.OBJECTIVES}; got {self.objective!r}.")
     need(self.dtype in DTYPES, f"dtype must be one of {tuple(DTYPES)}; got {self.dtype!r}.")
+    need(self.pad_mode in googlenet.PAD_MODES,
+         f"pad_mode must be one of {googlenet.PAD_MODES}; got {self.pad_mode!r}.")
     need(finite(self.learning_rate) and self.learning_rate > 0,
          f"learning_rate must be a finite number > 0; got {self.learning_rate!r}.")
     need(finite(self.init_scale) and self.init_scale >= 0,
@@ -400,7 +405,7 @@ def _run_steps(params, seed, node_mask, state: _State, steps, cfg: VisConfig):
     image = parts.param.to_image(z)
     seen = embed_canvas(parts.transform.apply(key, image), cfg)
     act = objectives.tap_activation(params, seen[None], cfg.tap, pre_relu=cfg.objective == "pre_relu",
-                                    dtype=dtype, mean_bgr=cfg.caffe_mean)[0]
+                                    dtype=dtype, mean_bgr=cfg.caffe_mean, pad_mode=cfg.pad_mode)[0]
     if cfg.objective == "l2_feedback":
       obj = objectives.l2_feedback(act, mask)
     else:

@@ -27,7 +27,7 @@ def _precision(dtype):
   return jax.lax.Precision.HIGHEST if jnp.dtype(dtype) == jnp.float32 else None
 
 
-def pre_relu_conv(params, layer: googlenet.Layer, x, dtype=jnp.float32):
+def pre_relu_conv(params, layer: googlenet.Layer, x, dtype=jnp.float32, pad_mode: str = "zero"):
   """A conv layer's output before its in-place ReLU, from its bottom blob and its params.
 
   Args:
@@ -35,20 +35,25 @@ def pre_relu_conv(params, layer: googlenet.Layer, x, dtype=jnp.float32):
     layer: a "conv" entry of `googlenet.LAYERS` (gives k, s, p).
     x: the layer's bottom blob, NHWC [N, H', W', C_in] (post-ReLU, as Caffe stores it).
     dtype: compute dtype, as `GoogLeNet(dtype=...)`.
+    pad_mode: as `GoogLeNet(pad_mode=...)`.
 
   Returns:
     [N, h, w, C] pre-activations; relu of this equals the model's blob.
   """
   p = params[layer.name]
+  pad = layer.p
+  if pad_mode == "reflect" and pad:
+    x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    pad = 0
   y = jax.lax.conv_general_dilated(
       x.astype(dtype), jnp.asarray(p["kernel"]).astype(dtype), (layer.s, layer.s),
-      ((layer.p, layer.p), (layer.p, layer.p)), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      ((pad, pad), (pad, pad)), dimension_numbers=("NHWC", "HWIO", "NHWC"),
       precision=_precision(dtype))
   return y + jnp.asarray(p["bias"]).astype(dtype)
 
 
 def tap_activation(params, images, tap: str, *, pre_relu: bool = False, dtype=jnp.float32,
-                   mean_bgr=preprocess.MEAN_BGR):
+                   mean_bgr=preprocess.MEAN_BGR, pad_mode: str = "zero"):
   """Runs GoogLeNet up to `tap` only and returns its activations.
 
   Args:
@@ -60,20 +65,21 @@ def tap_activation(params, images, tap: str, *, pre_relu: bool = False, dtype=jn
       Pooling and LRN taps have no ReLU of their own, so pre = post there.
     dtype: compute dtype of the net (jnp.float32 or jnp.bfloat16).
     mean_bgr: the mean subtracted to make Caffe's input (the deploy net's by default).
+    pad_mode: "zero" (Caffe's) or "reflect" (see `googlenet.PAD_MODES`).
 
   Returns:
     [N, h, w, C] in `dtype`: the blob at (i, j) = (row, col) of the tap's grid; classifier
     taps give [N, 1, 1, C].
   """
   layer = googlenet.check_tap(tap)
-  model = googlenet.GoogLeNet(dtype=dtype, precision=_precision(dtype))
+  model = googlenet.GoogLeNet(dtype=dtype, precision=_precision(dtype), pad_mode=pad_mode)
   x = preprocess.to_caffe(images, mean_bgr)
   if pre_relu and layer.kind in ("conv", "concat"):
     convs = [layer] if layer.kind == "conv" else [googlenet.LAYER_BY_NAME[b] for b in layer.bottoms]
     bottoms = tuple(dict.fromkeys(c.bottoms[0] for c in convs if c.bottoms[0] != googlenet.INPUT))
     blobs = model.apply({"params": params}, x, taps=bottoms) if bottoms else {}
     blobs[googlenet.INPUT] = x.astype(dtype)
-    act = jnp.concatenate([pre_relu_conv(params, c, blobs[c.bottoms[0]], dtype) for c in convs], -1)
+    act = jnp.concatenate([pre_relu_conv(params, c, blobs[c.bottoms[0]], dtype, pad_mode) for c in convs], -1)
   else:
     act = model.apply({"params": params}, x, taps=(tap,))[tap]
   if act.ndim == 2:

@@ -21,7 +21,7 @@ Ablations that separate RF truncation from depth:
     p (a flipped comparison of the patterns would not do: the filters are not mirror-symmetric);
   * input size (`input_size_ablation`): the same channels' centre node at 2x the image side,
     where more of the RF lies inside, against the centre at 1x: psi_auc between the two;
-  * padding mode (`sweep_tap(pad_mode="reflect")`, `padding_difference`): the same weights with
+  * padding mode (`sweep_tap` with `VisConfig(pad_mode="reflect")`, `padding_difference`): the same weights with
     every conv and pool mirror-padded while visualising; if position specificity comes from the
     zero border rather than from the RF's missing content, psi_auc falls. `padding_control` says
     how much the change alters the net's reading of natural photos.
@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rfspec import masks as masks_lib
-from rfspec import metrics
+from rfspec import metrics, selection
 from rfspec.engine import Progress, VisConfig, initial_image, visualize_grid
 from rfspec.errors import UserError
 from rfspec.geometry import effective_rf, nearest_node, receptive_field
@@ -116,10 +116,9 @@ def choose_channels(params, cfg: VisConfig, positions: Sequence[tuple[int, int]]
   Returns:
     `ChannelChoice`; fewer than k channels if fewer pass.
   """
-  starts = jnp.stack([initial_image(int(s), cfg) for s in seeds])
-  act = np.asarray(googlenet.forward(params, starts, (cfg.tap,))[cfg.tap], np.float64)  # [S, h, w, C]
-  pos = np.asarray(positions)
-  at = act[:, pos[:, 0], pos[:, 1], :]  # [S, P, C]
+  # The net as the run sees it (the recipe's caffe_mean and padding): `rfspec.selection`'s view.
+  at = np.asarray(selection.start_activations(params, cfg, [tuple(map(int, p)) for p in positions], seeds),
+                  np.float64)  # [S, P, C]
   if cfg.objective == "pre_relu":
     score, ok = at.mean(axis=(0, 1)), np.ones(at.shape[-1], bool)
     rule = "top-K channels by the mean pre-ReLU-objective start activation over the positions and seeds"
@@ -298,7 +297,7 @@ def mirror_fields(params, r: "TapResult", key: jax.Array, n_boot: int) -> dict:
 
 
 def sweep_tap(params, cfg: VisConfig, channels: Sequence[int], seeds: Sequence[int], *, n_positions: int,
-              key: jax.Array, n_boot: int = 200, tiled: bool = True, pad_mode: str = "zero",
+              key: jax.Array, n_boot: int = 200, tiled: bool = True,
               progress: Callable[[Progress], None] | None = None) -> TapResult:
   """Visualises K channels x P positions x S seeds of `cfg.tap` in ONE grid call and measures them.
 
@@ -312,8 +311,8 @@ def sweep_tap(params, cfg: VisConfig, channels: Sequence[int], seeds: Sequence[i
     key: `jax.random.key` for the bootstrap and the ERF noise.
     n_boot: bootstrap draws.
     tiled: also visualise channel 0 tiled in the same grid call (for the realism claim).
-    pad_mode: the net's padding while visualising ("zero", Caffe's; "reflect" for the padding
-      ablation, `googlenet.padding`); the judge, the ERF and the geometry always use Caffe's.
+    (`cfg.pad_mode` is the net's padding while visualising: "zero", Caffe's, or "reflect" for the
+    padding ablation; the judge, the ERF and the geometry always use Caffe's.)
     progress: called with a `rfspec.engine.Progress` after each compiled chunk.
   """
   tap, hw = cfg.tap, tuple(cfg.image_hw)
@@ -326,9 +325,8 @@ def sweep_tap(params, cfg: VisConfig, channels: Sequence[int], seeds: Sequence[i
   masks = [masks_lib.node_mask(tap, c, hw, p) for c in channels for p in coords]
   if tiled:
     masks.append(masks_lib.node_mask(tap, channels[0], hw, None))
-  with googlenet.padding(pad_mode):
-    grid = visualize_grid(params, [int(s) for s in seeds], np.stack(masks), cfg, return_trace=True,
-                          progress=progress)
+  grid = visualize_grid(params, [int(s) for s in seeds], np.stack(masks), cfg, return_trace=True,
+                        progress=progress)
   n_k, n_p, n_s = len(channels), len(coords), len(seeds)
   images = np.asarray(grid.images[:n_k * n_p]).reshape(n_k, n_p, n_s, *hw, 3)
   objective = np.asarray(grid.traces[:n_k * n_p, :, -1]).reshape(n_k, n_p, n_s)
@@ -393,8 +391,7 @@ def padding_control(params, images) -> dict:
   """
   x = jnp.asarray(images, jnp.float32)
   zero = np.asarray(googlenet.forward(params, x, ("prob",))["prob"], np.float64)
-  with googlenet.padding("reflect"):
-    refl = np.asarray(googlenet.forward(params, x, ("prob",))["prob"], np.float64)
+  refl = np.asarray(googlenet.forward(params, x, ("prob",), pad_mode="reflect")["prob"], np.float64)
   return dict(top1_zero=zero.argmax(1).tolist(), top1_reflect=refl.argmax(1).tolist(),
               confidence_zero=zero.max(1).tolist(), confidence_reflect=refl.max(1).tolist(),
               prob_of_zero_top1_under_reflect=refl[np.arange(len(zero)), zero.argmax(1)].tolist(),

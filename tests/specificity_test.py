@@ -144,16 +144,14 @@ class ClaimsTest(absltest.TestCase):
 
 class ReflectPaddingTest(absltest.TestCase):
 
-  def test_conv1_equals_numpy_reflect_then_valid_conv_and_mode_is_restored(self):
+  def test_conv1_equals_numpy_reflect_then_valid_conv(self):
     import jax.numpy as jnp
 
     from rfspec.models import preprocess
 
     params = real_params()
     x = np.random.default_rng(0).uniform(size=(1, 40, 40, 3)).astype(np.float32)
-    with googlenet.padding("reflect"):
-      got = np.asarray(googlenet.forward(params, x, ("conv1/7x7_s2",))["conv1/7x7_s2"])
-    self.assertEqual(googlenet.pad_mode, "zero")
+    got = np.asarray(googlenet.forward(params, x, ("conv1/7x7_s2",), pad_mode="reflect")["conv1/7x7_s2"])
     layer = googlenet.LAYER_BY_NAME["conv1/7x7_s2"]
     data = np.asarray(preprocess.to_caffe(jnp.asarray(x)))
     padded = np.pad(data, ((0, 0), (layer.p, layer.p), (layer.p, layer.p), (0, 0)), mode="reflect")
@@ -168,6 +166,23 @@ class ReflectPaddingTest(absltest.TestCase):
     zero = np.asarray(googlenet.forward(params, x, ("conv1/7x7_s2",))["conv1/7x7_s2"])
     np.testing.assert_allclose(zero[:, 2:-2, 2:-2], got[:, 2:-2, 2:-2], rtol=1e-5, atol=1e-4)  # interior alike
     self.assertGreater(np.abs(zero[:, 0] - got[:, 0]).max(), 1.0)  # the border is not
+
+  def test_the_engine_visualises_with_the_configs_padding(self):
+    import rfspec
+    from rfspec import objectives
+
+    params = real_params()
+    x = np.random.default_rng(1).uniform(size=(1, 48, 48, 3)).astype(np.float32)
+    tap = "inception_3a/5x5"
+    want = googlenet.forward(params, x, (tap,), pad_mode="reflect")[tap]
+    got = objectives.tap_activation(params, x, tap, pad_mode="reflect")
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    # A pre-ReLU tap reflects too: relu of it is the reflect-padded blob.
+    pre = objectives.tap_activation(params, x, tap, pre_relu=True, pad_mode="reflect")
+    np.testing.assert_allclose(np.maximum(pre, 0), want, rtol=1e-5, atol=1e-4)
+    self.assertEqual(rfspec.VisConfig(tap=tap, image_hw=(48, 48), pad_mode="reflect").pad_mode, "reflect")
+    with self.assertRaisesRegex(ValueError, "pad_mode"):
+      rfspec.VisConfig(tap=tap, image_hw=(48, 48), pad_mode="mirror")
 
 
 if __name__ == "__main__":

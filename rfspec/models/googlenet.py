@@ -115,12 +115,18 @@ LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 1.0
 # The classifier needs pool5 to be 1x1, i.e. inputs of this many pixels per side.
 CLASSIFY_MIN, CLASSIFY_MAX = 223, 254
 
-# The padding ablation (rfspec.specificity): "zero" is Caffe's (zero for convs and average pools,
-# -inf for max pools); "reflect" mirrors the blob into every conv's and pool's padding and ceil-mode
-# overhang instead, so no layer sees an artificial border. Read when a forward is traced: change it
-# only through `padding`, which also clears JAX's caches so no compiled function keeps the old mode.
-pad_mode = "zero"
+# Padding modes, `GoogLeNet(pad_mode=...)` / `forward(..., pad_mode=...)`: "zero" is Caffe's (zero
+# for convs and average pools, -inf for max pools); "reflect" (the padding ablation in
+# rfspec.specificity) mirrors the blob into every conv's and pool's padding and ceil-mode overhang
+# instead, so no layer sees an artificial border. An explicit argument, never global state, so
+# jit caches key on it.
 PAD_MODES = ("zero", "reflect")
+
+
+def check_pad_mode(mode: str) -> str:
+  if mode not in PAD_MODES:
+    raise UserError(f"Unknown padding mode {mode!r}; choose one of {PAD_MODES}.")
+  return mode
 
 
 # ----------------------------------------------------------------------------- validation
@@ -452,26 +458,6 @@ def _conv2d_bwd(s, p, precision, residuals, ct):
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
 
 
-class padding:  # noqa: N801 (a context manager, used as `with googlenet.padding("reflect"):`)
-  """Runs the enclosed forwards (and visualisations) with `pad_mode` = mode, then restores it."""
-
-  def __init__(self, mode: str):
-    if mode not in PAD_MODES:
-      raise UserError(f"Unknown padding mode {mode!r}; choose one of {PAD_MODES}.")
-    self.mode = mode
-
-  def __enter__(self):
-    global pad_mode
-    self.old, pad_mode = pad_mode, self.mode
-    jax.clear_caches()
-    return self
-
-  def __exit__(self, *exc):
-    global pad_mode
-    pad_mode = self.old
-    jax.clear_caches()
-
-
 def _reflect_pad(x, lo_hi: tuple[tuple[int, int], tuple[int, int]]):
   """Mirror-pads NHWC `x` by (low, high) rows and columns; a negative amount crops."""
   (hl, hh), (wl, wh) = lo_hi
@@ -531,10 +517,12 @@ class GoogLeNet(nn.Module):
     dtype: compute dtype (e.g. jnp.bfloat16 on accelerators); params stay float32.
     precision: lax precision for convs and the classifier. HIGHEST keeps float32 exact on GPUs
       and TPUs, whose default rounds through bf16/tf32.
+    pad_mode: "zero" (Caffe's) or "reflect" (the padding ablation; see `PAD_MODES`).
   """
 
   dtype: jnp.dtype = jnp.float32
   precision: jax.lax.Precision | str | None = jax.lax.Precision.HIGHEST
+  pad_mode: str = "zero"
 
   @nn.compact
   def __call__(self, x, taps: Sequence[str] = TAPS):
@@ -548,7 +536,7 @@ class GoogLeNet(nn.Module):
 
   def _apply(self, layer: Layer, inputs):
     x = inputs[0]
-    if pad_mode == "reflect" and layer.kind in ("conv", "maxpool", "avepool"):
+    if self.pad_mode == "reflect" and layer.kind in ("conv", "maxpool", "avepool"):
       if layer.kind != "conv":
         return _reflect_pool(x, layer.k, layer.s, layer.p, layer.kind)
       x = _reflect_pad(x, ((layer.p, layer.p), (layer.p, layer.p)))
@@ -583,14 +571,14 @@ def num_params() -> int:
   return sum(math.prod(s) for p in param_shapes().values() for s in p.values())
 
 
-@functools.partial(jax.jit, static_argnames=("taps", "dtype", "precision"))
-def _forward(params, images, taps, dtype, precision):
-  model = GoogLeNet(dtype=dtype, precision=precision)
+@functools.partial(jax.jit, static_argnames=("taps", "dtype", "precision", "pad_mode"))
+def _forward(params, images, taps, dtype, precision, pad_mode="zero"):
+  model = GoogLeNet(dtype=dtype, precision=precision, pad_mode=pad_mode)
   return model.apply({"params": params}, preprocess.to_caffe(images), taps)
 
 
 def forward(params, images, taps: str | Sequence[str] = ("prob",), *, dtype=jnp.float32,
-            precision=jax.lax.Precision.HIGHEST) -> dict[str, jax.Array]:
+            precision=jax.lax.Precision.HIGHEST, pad_mode: str = "zero") -> dict[str, jax.Array]:
   """Runs GoogLeNet on RGB images and returns the requested blobs.
 
   Args:
@@ -600,6 +588,7 @@ def forward(params, images, taps: str | Sequence[str] = ("prob",), *, dtype=jnp.
     taps: a tap name or a sequence of names from `rfspec.TAPS`.
     dtype: compute dtype.
     precision: conv / matmul precision (HIGHEST reproduces Caffe's float32 numbers).
+    pad_mode: "zero" (Caffe's) or "reflect" (every conv and pool mirrors instead; see PAD_MODES).
 
   Returns:
     {tap: array}: spatial taps are NHWC [N, h, w, C] and equal Caffe's blobs (post-ReLU where
@@ -617,5 +606,5 @@ def forward(params, images, taps: str | Sequence[str] = ("prob",), *, dtype=jnp.
   if unbatched:
     images = images[None]
   check_input_hw(taps, images.shape[1:3])
-  out = _forward(params, images.astype(jnp.float32), taps, dtype, precision)
+  out = _forward(params, images.astype(jnp.float32), taps, dtype, precision, check_pad_mode(pad_mode))
   return {t: v[0] for t, v in out.items()} if unbatched else out
