@@ -19,9 +19,9 @@ class ReadmeTourTest(absltest.TestCase):
 
   def test_tour_runs_and_its_comments_hold(self):
     code = tour_code()
-    self.assertIn("steps=256", code)
+    self.assertIn("steps=60)", code)
     # Same code, fewer steps, and the shared weights instead of a download.
-    code = code.replace("steps=256", "steps=2, chunk=2").replace(
+    code = code.replace("steps=60)", "steps=2, chunk=2)").replace(
         'rfspec.load_params("bvlc_googlenet")', f'rfspec.load_params({str(shared_file(CAFFEMODEL))!r})')
     scope = {}
     exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 -- our own README
@@ -30,7 +30,8 @@ class ReadmeTourTest(absltest.TestCase):
     self.assertEqual((rf.size, rf.stride, rf.offset, rf.grid), (299, 16, 14.0, (14, 14)))
     self.assertEqual(rf.box(0, 7), (-135, -23, 164, 276))
     self.assertEqual(scope["img"].shape, (224, 224, 3))
-    self.assertEqual(scope["grid"].shape, (3, 4, 224, 224, 3))
+    self.assertEqual(scope["grid"].shape, (3, 3, 224, 224, 3))
+    self.assertEqual(scope["x0"].shape, (224, 224, 3))
     self.assertEqual(scope["tiled"].shape, (224, 224, 3))
     psi = np.asarray(scope["spec"].psi)
     self.assertEqual(psi.shape, (3, 3))

@@ -106,7 +106,7 @@ class Zipser2015RecipeTest(absltest.TestCase):
     self.assertGreater(np.abs(rfspec.initial_image(3, cfg) - rfspec.initial_image(4, cfg)).max(), 0.1)
 
   def test_one_engine_step_equals_the_procedure(self):
-    tap, hw = "inception_3a/5x5", (64, 64)  # a branch conv blob like the paper's inception_4c/5x5
+    tap, hw = "inception_3a/5x5", (48, 48)  # a branch conv blob like the paper's inception_4c/5x5
     cfg = rfspec.VisConfig.from_recipe("zipser2015", tap=tap, image_hw=hw, steps=1, chunk=1)
     h, w, _ = cfg.tap_shape
     # A seed whose first roll moves along both axes, so the roll and roll-back are exercised.
