@@ -404,6 +404,14 @@ def _plain_conv2d(x, kernel, s: int, p: int, precision):
                                       precision=precision)
 
 
+def _plain_conv(x, kernel, s: int, p: int, precision):
+  """Caffe convolution; a 1x1, stride-1, unpadded one as one matmul over pixels (the same
+  numbers, about twice as fast as XLA's CPU convolution for the inception modules' 1x1 layers)."""
+  if kernel.shape[:2] == (1, 1) and s == 1 and p == 0:
+    return jnp.dot(x, kernel[0, 0], precision=precision)
+  return _plain_conv2d(x, kernel, s, p, precision)
+
+
 @functools.lru_cache(maxsize=None)
 def _polyphase_taps(k: int, s: int, p: int) -> tuple[np.ndarray, int, int]:
   """Kernel rows of the input gradient of a stride-`s` conv, split by output phase.
@@ -418,24 +426,27 @@ def _polyphase_taps(k: int, s: int, p: int) -> tuple[np.ndarray, int, int]:
   return np.where((rows >= 0) & (rows < k), rows, -1), d_lo, d_hi
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def conv2d(x, kernel, s: int, p: int, precision=None):
-  """Caffe convolution (cross-correlation, zero padding `p`, stride `s`) of NHWC `x` with an HWIO
-  `kernel`. Its input gradient is one stride-1 convolution of the cotangent with the
-  polyphase-rearranged kernel, then a depth-to-space: XLA's CPU transposed convolution (the
-  autodiff input gradient, a convolution of the zero-dilated cotangent) is 3-5x slower for the
-  stride-2 conv1 on 3 channels. Equal to autodiff's gradient up to float summation order.
+def _conv_input_grad(ct, kernel, x_shape, s: int, p: int, precision):
+  """The input gradient of `_plain_conv` for the output cotangent `ct`, always as a convolution
+  (or a matmul) of `ct` with a rearranged HWIO kernel.
+
+  Autodiff's versions are slow on XLA's CPU runtime: its transpose of a stride-1 conv keeps the
+  kernel OIHW-reversed ("01oi"), which the runtime does not hand to its fast convolution library
+  inside a vmapped scan (2-4x slower per layer, the engine's whole step); its transpose of the
+  stride-2 conv1 convolves the zero-dilated cotangent (3-5x slower on 3 channels). Here: 1x1, a
+  matmul with the transposed kernel; stride 1, a correlation with the flipped HWIO kernel;
+  stride s > 1, one stride-1 correlation with the polyphase-rearranged kernel, then a
+  depth-to-space. Equal to autodiff's gradient up to float summation order.
   """
-  return _plain_conv2d(x, kernel, s, p, precision)
-
-
-def _conv2d_fwd(x, kernel, s, p, precision):
-  return _plain_conv2d(x, kernel, s, p, precision), (x, kernel)
-
-
-def _conv2d_bwd(s, p, precision, residuals, ct):
-  x, kernel = residuals
   k, c_in = kernel.shape[0], kernel.shape[2]
+  kernel = kernel.astype(ct.dtype)
+  if k == 1 and s == 1 and p == 0:
+    return jnp.dot(ct, kernel[0, 0].T, precision=precision)
+  if s == 1:
+    flipped = jnp.swapaxes(kernel[::-1, ::-1], 2, 3)
+    q = k - 1 - p
+    return jax.lax.conv_general_dilated(ct, flipped, (1, 1), ((q, q), (q, q)),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
   rows, d_lo, d_hi = _polyphase_taps(k, s, p)
   taps = len(rows)
   ok = rows >= 0
@@ -444,18 +455,61 @@ def _conv2d_bwd(s, p, precision, residuals, ct):
   pk = kernel[safe[:, None, :, None], safe[None, :, None, :]]  # [L, L, s, s, c_in, c_out]
   pk = jnp.where((ok[:, None, :, None] & ok[None, :, None, :])[..., None, None], pk, 0)
   pk = pk.transpose(0, 1, 5, 2, 3, 4).reshape(taps, taps, kernel.shape[3], s * s * c_in)
-  (n, h, w), (oh, ow) = x.shape[:3], ct.shape[1:3]
+  (n, h, w), (oh, ow) = x_shape[:3], ct.shape[1:3]
   ah, aw = -(-h // s), -(-w // s)  # phase-grid size
   pads = ((d_hi, ah - oh - d_lo), (d_hi, aw - ow - d_lo))
-  g = jax.lax.conv_general_dilated(ct, pk.astype(ct.dtype), (1, 1), pads, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+  g = jax.lax.conv_general_dilated(ct, pk, (1, 1), pads, dimension_numbers=("NHWC", "HWIO", "NHWC"),
                                    precision=precision)
-  g = g.reshape(n, ah, aw, s, s, c_in).transpose(0, 1, 3, 2, 4, 5).reshape(n, ah * s, aw * s, c_in)[:, :h, :w]
+  return g.reshape(n, ah, aw, s, s, c_in).transpose(0, 1, 3, 2, 4, 5).reshape(n, ah * s, aw * s, c_in)[:, :h, :w]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def conv2d(x, kernel, s: int, p: int, precision=None):
+  """Caffe convolution (cross-correlation, zero padding `p`, stride `s`) of NHWC `x` with an HWIO
+  `kernel`, with the fast input gradient of `_conv_input_grad`."""
+  return _plain_conv(x, kernel, s, p, precision)
+
+
+def _conv2d_fwd(x, kernel, s, p, precision):
+  return _plain_conv(x, kernel, s, p, precision), (x, kernel)
+
+
+def _conv2d_bwd(s, p, precision, residuals, ct):
+  x, kernel = residuals
   # The kernel's gradient as autodiff gives it (XLA drops it when only the input's is used).
-  g_kernel = jax.vjp(lambda w_: _plain_conv2d(x, w_, s, p, precision), kernel)[1](ct)[0]
-  return g.astype(x.dtype), g_kernel
+  g_kernel = jax.vjp(lambda w_: _plain_conv(x, w_, s, p, precision), kernel)[1](ct)[0]
+  return _conv_input_grad(ct, kernel, x.shape, s, p, precision).astype(x.dtype), g_kernel
 
 
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def conv_relu(x, kernel, bias, s: int, p: int, precision=None):
+  """relu(conv2d(x, kernel) + bias): a Caffe conv layer with its in-place ReLU.
+
+  One custom VJP for the three, so that the backward keeps only the layer's input and its
+  post-ReLU output (both live anyway as blobs) instead of also the pre-ReLU values, and routes
+  the cotangent through the ReLU (zero where the output is 0, as jax.grad of relu at 0) and then
+  `_conv_input_grad`.
+  """
+  return jax.nn.relu(_plain_conv(x, kernel, s, p, precision) + bias)
+
+
+def _conv_relu_fwd(x, kernel, bias, s, p, precision):
+  out = jax.nn.relu(_plain_conv(x, kernel, s, p, precision) + bias)
+  return out, (x, kernel, out)
+
+
+def _conv_relu_bwd(s, p, precision, residuals, ct):
+  x, kernel, out = residuals
+  ct = jnp.where(out > 0, ct, jnp.zeros((), ct.dtype))
+  g_kernel = jax.vjp(lambda w_: _plain_conv(x, w_, s, p, precision), kernel)[1](ct)[0]
+  g_bias = jnp.sum(ct, axis=(0, 1, 2))
+  return _conv_input_grad(ct, kernel, x.shape, s, p, precision).astype(x.dtype), g_kernel, g_bias
+
+
+conv_relu.defvjp(_conv_relu_fwd, _conv_relu_bwd)
 
 
 def _reflect_pad(x, lo_hi: tuple[tuple[int, int], tuple[int, int]]):
@@ -481,8 +535,8 @@ def _reflect_pool(x, k: int, s: int, p: int, kind: str):
 class CaffeConv(nn.Module):
   """Caffe convolution: cross-correlation, symmetric zero padding; params "kernel" HWIO, "bias".
 
-  A 1x1, stride-1, unpadded conv is computed as one matmul over pixels: the same numbers, and
-  about twice as fast as XLA's CPU convolution for the many 1x1 layers of the inception modules.
+  With relu=True, the layer's in-place ReLU too (`conv_relu`, one custom VJP for both). A 1x1,
+  stride-1, unpadded conv is computed as one matmul over pixels (see `_plain_conv`).
   """
 
   features: int
@@ -491,19 +545,16 @@ class CaffeConv(nn.Module):
   p: int = 0
   dtype: jnp.dtype = jnp.float32
   precision: jax.lax.Precision | str | None = None
+  relu: bool = False
 
   @nn.compact
   def __call__(self, x):
     kernel = self.param("kernel", nn.initializers.lecun_normal(), (self.k, self.k, x.shape[-1], self.features))
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-    kernel, x = kernel.astype(self.dtype), x.astype(self.dtype)
-    if self.k == 1 and self.s == 1 and self.p == 0:
-      y = jnp.dot(x, kernel[0, 0], precision=self.precision)
-    else:
-      # Stride 1 keeps autodiff's input gradient: measured no faster by the polyphase route.
-      conv = conv2d if self.s > 1 else _plain_conv2d
-      y = conv(x, kernel, self.s, self.p, self.precision)
-    return y + bias.astype(self.dtype)
+    kernel, bias, x = kernel.astype(self.dtype), bias.astype(self.dtype), x.astype(self.dtype)
+    if self.relu:
+      return conv_relu(x, kernel, bias, self.s, self.p, self.precision)
+    return conv2d(x, kernel, self.s, self.p, self.precision) + bias
 
 
 class GoogLeNet(nn.Module):
@@ -541,12 +592,12 @@ class GoogLeNet(nn.Module):
         return _reflect_pool(x, layer.k, layer.s, layer.p, layer.kind)
       x = _reflect_pad(x, ((layer.p, layer.p), (layer.p, layer.p)))
       conv = CaffeConv(layer.channels, layer.k, layer.s, 0, dtype=self.dtype, precision=self.precision,
-                       name=layer.name)
-      return nn.relu(conv(x))
+                       relu=True, name=layer.name)
+      return conv(x)
     if layer.kind == "conv":
       conv = CaffeConv(layer.channels, layer.k, layer.s, layer.p, dtype=self.dtype, precision=self.precision,
-                       name=layer.name)
-      return nn.relu(conv(x))
+                       relu=True, name=layer.name)
+      return conv(x)
     if layer.kind == "maxpool":
       return max_pool(x, layer.k, layer.s, layer.p)
     if layer.kind == "avepool":

@@ -1,7 +1,8 @@
 """The model's hand-written gradients equal jax.grad of the plain computations, on real weights.
 
-`googlenet.max_pool` and `googlenet.lrn` carry custom VJPs (scatter-free max routing, LRN's
-closed-form derivative) because XLA's CPU autodiff of them dominated a visualisation step. Each
+`googlenet.max_pool`, `googlenet.lrn`, `googlenet.conv2d` and `googlenet.conv_relu` carry custom
+VJPs (scatter-free max routing, LRN's closed-form derivative, convolution input gradients with
+an HWIO kernel, a fused ReLU) because XLA's CPU autodiff of them dominated a visualisation step. Each
 is checked here against jax.grad of an independent transcription of the plain forward (the
 separable reduce_window max pooling and Caffe's LRN formula), on blobs of the real net: post-ReLU
 blobs are full of zeros, so pooling windows with ties are common, and odd input sizes make
@@ -21,7 +22,9 @@ from rfspec import objectives
 from rfspec.models import googlenet
 from tests.conftest import real_params
 
-_BOTTOMS = ("conv1/7x7_s2", "pool1/3x3_s2", "conv2/3x3", "conv2/norm2", "pool2/3x3_s2", "inception_3b/output")
+_BOTTOMS = ("conv1/7x7_s2", "pool1/3x3_s2", "conv2/3x3_reduce", "conv2/3x3", "conv2/norm2", "pool2/3x3_s2",
+            "inception_3a/5x5_reduce",
+            "inception_3b/output")
 _IMAGE_HW = (79, 80)  # every stride-2 pool then has a ceil-mode window overhanging its blob
 
 
@@ -122,21 +125,66 @@ class LrnGradTest(parameterized.TestCase):
     self.assertGreater(float(jnp.abs(full - diagonal_only).max()), 1e-2 * float(jnp.abs(full).max()))
 
 
+def _plain_layer_conv(x, kernel, s, p):
+  """A conv layer as plain autodiff sees it: lax.conv_general_dilated, HWIO, HIGHEST."""
+  return jax.lax.conv_general_dilated(x, kernel, (s, s), ((p, p), (p, p)), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                      precision=jax.lax.Precision.HIGHEST)
+
+
+def _plain_conv_relu(x, kernel, bias, s, p, precision=None):
+  del precision
+  return jax.nn.relu(_plain_layer_conv(x, kernel, s, p) + bias)
+
+
+# One layer of every kind of conv the net has: the stride-2 7x7 on 3 channels (polyphase input
+# gradient), 3x3 and 5x5 stride-1 (flipped HWIO kernel) and 1x1 (a matmul).
+_CONV_LAYERS = ("conv1/7x7_s2", "conv2/3x3", "inception_3a/5x5", "inception_3a/1x1")
+
+
+def _conv_input(layer, h, w, seed):
+  c_in = real_params()[layer.name]["kernel"].shape[2]
+  scale = (-120, 150) if layer.name.startswith("conv1") else (0, 40)  # data space / a post-ReLU blob
+  return jnp.asarray(np.random.default_rng(seed).uniform(*scale, size=(2, h, w, c_in)).astype(np.float32))
+
+
 class ConvGradTest(parameterized.TestCase):
 
-  @parameterized.parameters(_IMAGE_HW, (80, 81))  # odd and even sides: the last phase is partial
-  def test_strided_conv_input_gradient_equals_jax_grad_on_conv1(self, h, w):
-    layer = googlenet.LAYER_BY_NAME["conv1/7x7_s2"]
-    kernel = jnp.asarray(real_params()[layer.name]["kernel"])
-    x = jnp.asarray(np.random.default_rng(5).uniform(-120, 150, size=(2, h, w, 3)).astype(np.float32))
-    highest = jax.lax.Precision.HIGHEST
-    plain = lambda v: jax.lax.conv_general_dilated(v, kernel, (2, 2), ((3, 3), (3, 3)),
-                                                   dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=highest)
-    fast = lambda v: googlenet.conv2d(v, kernel, layer.s, layer.p, highest)
+  @parameterized.product(name=_CONV_LAYERS, hw=(_IMAGE_HW, (24, 25)))  # odd and even sides
+  def test_conv_input_gradient_equals_jax_grad_on_real_weights(self, name, hw):
+    layer = googlenet.LAYER_BY_NAME[name]
+    kernel = jnp.asarray(real_params()[name]["kernel"])
+    x = _conv_input(layer, *hw, seed=5)
+    fast = lambda v: googlenet.conv2d(v, kernel, layer.s, layer.p, jax.lax.Precision.HIGHEST)
     y_fast, g_fast = _vjp(jax.jit(fast), x)
-    y_plain, g_plain = _vjp(jax.jit(plain), x)
-    np.testing.assert_array_equal(y_fast, y_plain)
+    y_plain, g_plain = _vjp(jax.jit(lambda v: _plain_layer_conv(v, kernel, layer.s, layer.p)), x)
+    np.testing.assert_allclose(y_fast, y_plain, rtol=1e-6, atol=1e-6 * np.abs(y_plain).max())
     _assert_close(self, g_fast, g_plain)
+
+  @parameterized.parameters(*_CONV_LAYERS)
+  def test_conv_relu_gradient_equals_jax_grad_on_real_weights(self, name):
+    # The fused conv + bias + ReLU: the forward bit-identical, the input gradient that of
+    # jax.grad through relu (zero where the output is 0) within 1e-5.
+    layer = googlenet.LAYER_BY_NAME[name]
+    kernel, bias = (jnp.asarray(real_params()[name][k]) for k in ("kernel", "bias"))
+    bottom = layer.bottoms[0]  # the real net's blob below the layer (data space for conv1)
+    x = _conv_input(layer, *_IMAGE_HW, seed=7) if bottom == googlenet.INPUT else _blobs((bottom,))[bottom]
+    fast = lambda v: googlenet.conv_relu(v, kernel, bias, layer.s, layer.p, jax.lax.Precision.HIGHEST)
+    y_fast, g_fast = _vjp(jax.jit(fast), x)
+    y_plain, g_plain = _vjp(jax.jit(lambda v: _plain_conv_relu(v, kernel, bias, layer.s, layer.p)), x)
+    off = float(jnp.mean(y_plain == 0))
+    self.assertTrue(0.05 < off < 0.95, off)  # the ReLU gates a real share of the nodes
+    np.testing.assert_allclose(y_fast, y_plain, rtol=1e-6, atol=1e-6 * np.abs(y_plain).max())
+    _assert_close(self, g_fast, g_plain)
+
+  def test_conv_relu_kernel_and_bias_gradients_are_autodiffs(self):
+    layer = googlenet.LAYER_BY_NAME["conv2/3x3"]
+    kernel, bias = (jnp.asarray(real_params()[layer.name][k]) for k in ("kernel", "bias"))
+    x = _conv_input(layer, 12, 11, seed=8)
+    loss = lambda f: lambda k, b: jnp.sum(f(x, k, b, 1, 1) ** 2)
+    fast = jax.grad(loss(lambda *a: googlenet.conv_relu(*a, jax.lax.Precision.HIGHEST)), argnums=(0, 1))(kernel, bias)
+    plain = jax.grad(loss(_plain_conv_relu), argnums=(0, 1))(kernel, bias)
+    for got, want in zip(fast, plain):
+      _assert_close(self, got, want)
 
   def test_kernel_gradient_is_autodiffs(self):
     kernel = jnp.asarray(real_params()["conv1/7x7_s2"]["kernel"])
@@ -167,7 +215,8 @@ class InputGradTest(parameterized.TestCase):
     fast = grad()
     with absltest.mock.patch.object(googlenet, "max_pool", _plain_max_pool), \
          absltest.mock.patch.object(googlenet, "lrn", _plain_lrn), \
-         absltest.mock.patch.object(googlenet, "conv2d", googlenet._plain_conv2d):
+         absltest.mock.patch.object(googlenet, "conv2d", lambda x, k, s, p, prec=None: _plain_layer_conv(x, k, s, p)), \
+         absltest.mock.patch.object(googlenet, "conv_relu", _plain_conv_relu):
       plain = grad()
     _assert_close(self, fast, plain)
 
