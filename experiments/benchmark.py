@@ -10,8 +10,9 @@ Sections:
   visualize: image-steps/s of (a) one visualize_grid call on a P x S grid, (b) the same work as a
              Python loop of single visualize calls, (c) compile time; achieved FLOP/s from XLA's
              cost analysis, and on a GPU the share of the device's peak.
-  step:      one ascent step's core at 224 px, batch --step_batch, up to --tap: the jitted forward
-             alone vs forward + input gradient of Σ mask · act (`step_over_forward`).
+  step:      one ascent step's core at 224 px, batch --step_batch, up to --tap: the forward alone
+             vs forward + input gradient of Σ mask · act (`step_over_forward`), inside a compiled
+             loop of --step_loop steps as the engine runs them, and as one jitted call per step.
   peer:      Lucent's `render_vis` side by side with rfspec's visualize_grid, same work: 224 px,
              --peer_steps steps, batch --peer_batch, a channel objective at --tap (Lucent's
              InceptionV1 layer of the same name, e.g. mixed4c), for each recipe in
@@ -47,6 +48,8 @@ _TAP = flags.DEFINE_string("tap", "inception_4c/output", "Tap for the visualize 
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype of the net.")
 _STEP_BATCH = flags.DEFINE_integer("step_batch", 4, "Batch of the step section.")
 _STEP_SIZE = flags.DEFINE_integer("step_size", 224, "Image side (px) of the step and peer sections.")
+_STEP_LOOP = flags.DEFINE_integer("step_loop", 32, "Steps per compiled call in the step section's loop (the "
+                                  "engine's default VisConfig.chunk).")
 _PEER_STEPS = flags.DEFINE_integer("peer_steps", 16, "Optimisation steps per run in the peer section.")
 _PEER_BATCH = flags.DEFINE_integer("peer_batch", 4, "Images optimised together in the peer section.")
 _PEER_RECIPES = flags.DEFINE_list("peer_recipes", ["lucid", "zipser2015"], "rfspec recipes the peer section times.")
@@ -194,25 +197,64 @@ def bench_visualize(params, repeats: int) -> dict:
   return {"visualize": out}
 
 
+def _minor_faults() -> int:
+  import resource
+
+  return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def bench_step(params, repeats: int) -> dict:
-  """Forward alone vs forward + input gradient, jitted, on [--step_batch, side, side, 3]."""
+  """Forward alone vs forward + input gradient on [--step_batch, side, side, 3], measured two ways.
+
+  `loop`: --step_loop steps inside one compiled lax.scan, the image nudged by each step's result
+  so nothing is hoisted out of the loop; this is how the engine runs them (cfg.chunk steps per
+  call), and `step_over_forward` is judged on it. `single_call`: one jitted call per step. XLA's
+  CPU runtime maps a fresh temporary buffer for every call, and the step's (every blob the
+  backward needs) is large: the page faults it takes (`minor_faults_per_call`) cost a single
+  call tens of ms that a loop pays once per call.
+  """
   import jax
   import jax.numpy as jnp
 
   from rfspec import objectives
 
   dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[_DTYPE.value]
-  side, batch, tap = _STEP_SIZE.value, _STEP_BATCH.value, _TAP.value
+  side, batch, tap, n = _STEP_SIZE.value, _STEP_BATCH.value, _TAP.value, _STEP_LOOP.value
   images = jnp.asarray(np.random.default_rng(0).uniform(size=(batch, side, side, 3)).astype(np.float32))
-  fwd = jax.jit(lambda p, x: objectives.tap_activation(p, x, tap, dtype=dtype))
-  mask = jnp.zeros(fwd(params, images).shape[1:], jnp.float32).at[..., _PEER_CHANNEL].set(1.0)
-  objective = lambda p, x: objectives.node_objective(objectives.tap_activation(p, x, tap, dtype=dtype), mask).sum()
-  step = jax.jit(jax.value_and_grad(objective, argnums=1))
-  jax.block_until_ready(step(params, images))
-  forward_s = _median_time(lambda: jax.block_until_ready(fwd(params, images)), repeats)
-  step_s = _median_time(lambda: jax.block_until_ready(step(params, images)), repeats)
-  row = {"image_hw": [side, side], "batch": batch, "tap": tap, "dtype": _DTYPE.value, "forward_s": forward_s,
-         "step_s": step_s, "step_over_forward": step_s / forward_s}
+  act = lambda p, x: objectives.tap_activation(p, x, tap, dtype=dtype)
+  mask = jnp.zeros(jax.jit(act)(params, images).shape[1:], jnp.float32).at[..., _PEER_CHANNEL].set(1.0)
+  objective = lambda p, x: objectives.node_objective(act(p, x), mask).sum()
+  grad = jax.grad(objective, argnums=1)
+  fns = {
+      ("single_call", "forward"): (jax.jit(objective), 1),
+      ("single_call", "step"): (jax.jit(jax.value_and_grad(objective, argnums=1)), 1),
+      ("loop", "forward"): (jax.jit(lambda p, x: jax.lax.scan(
+          lambda x, _: (x + 1e-9 * objective(p, x), None), x, None, length=n)[0]), n),
+      ("loop", "step"): (jax.jit(lambda p, x: jax.lax.scan(
+          lambda x, _: (x + 1e-9 * grad(p, x), None), x, None, length=n)[0]), n),
+  }
+  times = {key: [] for key in fns}
+  faults = {key: [] for key in fns}
+  for fn, _ in fns.values():
+    jax.block_until_ready(fn(params, images))
+  # Interleaved, so a burst of load on this shared machine hits all alike.
+  for _ in range(repeats):
+    for key, (fn, per_call) in fns.items():
+      f0, t0 = _minor_faults(), time.perf_counter()
+      jax.block_until_ready(fn(params, images))
+      times[key].append((time.perf_counter() - t0) / per_call)
+      faults[key].append(_minor_faults() - f0)
+  row = {"image_hw": [side, side], "batch": batch, "tap": tap, "dtype": _DTYPE.value, "repeats": repeats,
+         "loop_steps": n}
+  for way in ("loop", "single_call"):
+    sub = {}
+    for kind in ("forward", "step"):
+      t = times[(way, kind)]
+      sub.update({f"{kind}_s": float(np.median(t)), f"{kind}_s_quartiles": np.percentile(t, [25, 75]).tolist(),
+                  f"{kind}_minor_faults_per_call": float(np.median(faults[(way, kind)]))})
+    sub["step_over_forward"] = sub["step_s"] / sub["forward_s"]
+    row[way] = sub
+  row["step_over_forward"] = row["loop"]["step_over_forward"]
   print(f"step: {row}", file=sys.stderr, flush=True)
   return {"step": row}
 
