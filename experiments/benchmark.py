@@ -327,6 +327,18 @@ def bench_peer(params, repeats: int) -> dict:
   return {"peer": rows}
 
 
+def _git_commit() -> str | None:
+  """The checkout's commit (what was measured), or None outside a git checkout."""
+  import subprocess
+
+  try:
+    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=os.path.dirname(os.path.abspath(__file__)),
+                         capture_output=True, text=True, timeout=10)
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return out.stdout.strip() or None
+
+
 def main(argv):
   del argv
   import jax
@@ -346,7 +358,7 @@ def main(argv):
   report = {
       "device": str(jax.devices()[0].device_kind), "platform": jax.default_backend(),
       "device_count": jax.device_count(), "cpu_count": os.cpu_count(), "host": platform.machine(),
-      "jax": jax.__version__, "load_average_1_5_15_min_at_start": list(os.getloadavg()),
+      "jax": jax.__version__, "rfspec_commit": _git_commit(), "load_average_1_5_15_min_at_start": list(os.getloadavg()),
   }
   if "forward" in _SECTIONS.value:
     report.update(bench_forward(params, _REPEATS.value))
