@@ -17,7 +17,7 @@ class BenchmarkSmokeTest(absltest.TestCase):
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.benchmark", f"--weights={shared_file(CAFFEMODEL)}", f"--workdir={workdir}",
          "--sections=forward,visualize,step", "--repeats=1", "--sizes=40", "--grid=2,2", "--steps=2", "--tap=conv2/3x3",
-         "--step_size=40", "--step_batch=2"],
+         "--step_size=40", "--step_batch=2", "--step_loop=2"],
         cwd=REPO, env=dict(os.environ, RFSPEC_SHARED=str(SHARED)), capture_output=True, text=True, timeout=600)
     self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
     report = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -31,7 +31,12 @@ class BenchmarkSmokeTest(absltest.TestCase):
       self.assertGreater(vis[key], 0, key)
     step = report["step"]
     self.assertEqual((step["image_hw"], step["batch"], step["tap"]), ([40, 40], 2, "conv2/3x3"))
-    self.assertAlmostEqual(step["step_over_forward"], step["step_s"] / step["forward_s"])
+    self.assertEqual(step["loop_steps"], 2)
+    for way in ("loop", "single_call"):
+      sub = step[way]
+      self.assertAlmostEqual(sub["step_over_forward"], sub["step_s"] / sub["forward_s"])
+      self.assertLessEqual(sub["step_s_quartiles"][0], sub["step_s_quartiles"][1])
+    self.assertEqual(step["step_over_forward"], step["loop"]["step_over_forward"])  # judged on the loop
 
   def test_unknown_section_is_a_user_error(self):
     proc = subprocess.run([sys.executable, "-m", "experiments.benchmark", f"--weights={shared_file(CAFFEMODEL)}",
