@@ -53,7 +53,7 @@ _ONLY = flags.DEFINE_list("figures", [], "Run only these figures of the config (
 
 
 # How to remake any image of a figure from its JSON, bit for bit. Only the same grid call (same
-# seeds, same positions, same backend and device count) does that: a lone rfspec.visualize agrees
+# seeds, same positions, same rfspec version, backend and device count) does that: a lone rfspec.visualize agrees
 # to float rounding at first, and zipser2015's step (normalised by the mean of the non-zero |g|,
 # with max-pool near-ties) amplifies rounding into visibly different images within a few steps.
 REGENERATE = (
@@ -61,9 +61,10 @@ REGENERATE = (
     "rfspec.VisConfig(**vis_config), return_trace=True).images; image = grid[row, seeds.index(seed)], where "
     "tap, channel, seed, vis_config come from the image's entry in 'images' (image_hw = tuple(vis_config['image_hw'])), "
     "positions are its panel's 'position' in row order and seeds are the panel's seeds (tiled: masks = "
-    "rfspec.node_mask(tap, channel, image_hw, None)[None], row 0). The same call on the same backend and device "
-    "count gives the same image bit for bit; a lone rfspec.visualize agrees only up to float rounding, which "
-    "the zipser2015 step amplifies.")
+    "rfspec.node_mask(tap, channel, image_hw, None)[None], row 0). The same call with the same rfspec version, "
+    "backend and device count gives the same image bit for bit; a lone rfspec.visualize, or another rfspec "
+    "version whose gradients sum in another order, agrees only up to float rounding, which the zipser2015 "
+    "step amplifies.")
 
 
 def config_hash(fig: dict, vis: dict, weights: str) -> str:
