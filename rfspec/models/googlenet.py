@@ -506,9 +506,8 @@ def _conv_relu_fwd(x, kernel, bias, s, p, precision):
 def _conv_relu_bwd(s, p, precision, residuals, ct):
   x, kernel, out = residuals
   ct = jnp.where(out > 0, ct, jnp.zeros((), ct.dtype))
-  g_kernel = jax.vjp(lambda w_: _plain_conv(x, w_, s, p, precision), kernel)[1](ct)[0]
-  g_bias = jnp.sum(ct, axis=(0, 1, 2))
-  return _conv_input_grad(ct, kernel, x.shape, s, p, precision).astype(x.dtype), g_kernel, g_bias
+  g_x, g_kernel = _conv2d_bwd(s, p, precision, (x, kernel), ct)
+  return g_x, g_kernel, jnp.sum(ct, axis=(0, 1, 2))
 
 
 conv_relu.defvjp(_conv_relu_fwd, _conv_relu_bwd)
