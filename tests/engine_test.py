@@ -164,6 +164,33 @@ class VisualizeTest(parameterized.TestCase):
     self.assertTrue(all(c.total == 5 and c.images == 4 and c.image_steps_per_s > 0 for c in calls))
     self.assertEqual(calls[-1].eta_s, 0.0)
 
+  def test_batch_cut_in_pieces_is_the_same_computation(self):
+    # visualize_grid cuts each step's batch into independent pieces on a lone CPU device; every
+    # element must still get its own seed, mask and state whatever the piece (3 elements, 2
+    # uneven pieces, and more pieces than elements).
+    cfg = dataclasses.replace(SMALL, steps=3, chunk=3)
+    seeds = np.array([3, 11, 5], np.int32)
+    ms = np.concatenate([_masks(cfg), _masks(cfg)[:1]])
+    fns = vis._chunk_fns(cfg)
+    whole = fns.chunk(self.params, seeds, ms, fns.init(seeds), np.int32(0), parts=1)
+    for parts in (2, 5):
+      cut = fns.chunk(self.params, seeds, ms, fns.init(seeds), np.int32(0), parts=parts)
+      np.testing.assert_allclose(cut[2], whole[2], atol=1e-5, err_msg=f"images, parts={parts}")
+      np.testing.assert_allclose(cut[1], whole[1], rtol=1e-4, atol=1e-3, err_msg=f"traces, parts={parts}")
+    self.assertFalse(np.allclose(whole[2][0], whole[2][2]))  # same mask, other seed: pieces can't swap
+    self.assertEqual(vis.batch_parts(jax.devices()[:1]), 2)
+
+  def test_apply_in_parts(self):
+    x = jnp.arange(7.0)
+    fn = lambda a, b: (a * 2 + b, {"s": a[:, None] * jnp.ones(3)})
+    want = fn(x, -x)
+    for parts in (1, 2, 3, 7, 9):
+      got = vis.apply_in_parts(fn, parts, x, -x)
+      jax.tree.map(np.testing.assert_array_equal, got, want)
+    calls = []
+    vis.apply_in_parts(lambda a: calls.append(a.shape) or a, 3, x)
+    self.assertEqual(calls, [(2,), (3,), (2,)])
+
   def test_trace_starts_at_the_initial_objective(self):
     cfg = dataclasses.replace(SMALL, jitter=0, steps=3)
     m = _masks(cfg)[0]
