@@ -11,8 +11,10 @@ Sections:
              Python loop of single visualize calls, (c) compile time; achieved FLOP/s from XLA's
              cost analysis, and on a GPU the share of the device's peak.
   step:      one ascent step's core at 224 px, batch --step_batch, up to --tap: the forward alone
-             vs forward + input gradient of Σ mask · act (`step_over_forward`), inside a compiled
-             loop of --step_loop steps as the engine runs them, and as one jitted call per step.
+             vs forward + input gradient of Σ mask · act, inside a compiled loop of --step_loop
+             steps with each step's batch cut as the engine cuts it (`in_parts`: 2 half-batches
+             on a lone CPU device; `step_over_forward` is judged on it), the same loop on the
+             whole batch (`loop`), and as one jitted call per step (`single_call`).
   peer:      Lucent's `render_vis` side by side with rfspec's visualize_grid, same work: 224 px,
              --peer_steps steps, batch --peer_batch, a channel objective at --tap (Lucent's
              InceptionV1 layer of the same name, e.g. mixed4c), for each recipe in
@@ -204,34 +206,42 @@ def _minor_faults() -> int:
 
 
 def bench_step(params, repeats: int) -> dict:
-  """Forward alone vs forward + input gradient on [--step_batch, side, side, 3], measured two ways.
+  """Forward alone vs forward + input gradient on [--step_batch, side, side, 3], measured three ways.
 
-  `loop`: --step_loop steps inside one compiled lax.scan, the image nudged by each step's result
-  so nothing is hoisted out of the loop; this is how the engine runs them (cfg.chunk steps per
-  call), and `step_over_forward` is judged on it. `single_call`: one jitted call per step. XLA's
-  CPU runtime maps a fresh temporary buffer for every call, and the step's (every blob the
-  backward needs) is large: the page faults it takes (`minor_faults_per_call`) cost a single
-  call tens of ms that a loop pays once per call.
+  `in_parts`: --step_loop steps inside one compiled lax.scan, the image nudged by each step's
+  result so nothing is hoisted out of the loop, and each step's batch cut into
+  `engine.batch_parts` independent pieces (2 on a lone CPU device): how the engine runs its
+  steps (cfg.chunk steps per call), so `step_over_forward` is judged on it. `loop`: the same
+  loop on the whole batch at once. `single_call`: one jitted call per step. XLA's CPU runtime
+  maps a fresh temporary buffer for every call, and the step's (every blob the backward needs)
+  is large: the page faults it takes (`minor_faults_per_call`) cost a single call tens of ms
+  that a loop pays once per call.
   """
   import jax
   import jax.numpy as jnp
 
-  from rfspec import objectives
+  from rfspec import engine, objectives
 
   dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[_DTYPE.value]
   side, batch, tap, n = _STEP_SIZE.value, _STEP_BATCH.value, _TAP.value, _STEP_LOOP.value
+  parts = engine.batch_parts(jax.devices()[:1])
   images = jnp.asarray(np.random.default_rng(0).uniform(size=(batch, side, side, 3)).astype(np.float32))
   act = lambda p, x: objectives.tap_activation(p, x, tap, dtype=dtype)
   mask = jnp.zeros(jax.jit(act)(params, images).shape[1:], jnp.float32).at[..., _PEER_CHANNEL].set(1.0)
   objective = lambda p, x: objectives.node_objective(act(p, x), mask).sum()
   grad = jax.grad(objective, argnums=1)
+  # Each image's objective broadcast over its pixels: a per-image result, so the pieces stay
+  # independent, and (like the gradient) the same shape as the batch it nudges.
+  forward = lambda p, x: objectives.node_objective(act(p, x), mask).reshape(-1, 1, 1, 1)
+  loop = lambda fn, k: jax.jit(lambda p, x: jax.lax.scan(
+      lambda x, _: (x + 1e-9 * engine.apply_in_parts(lambda xs: fn(p, xs), k, x), None), x, None, length=n)[0])
   fns = {
       ("single_call", "forward"): (jax.jit(objective), 1),
       ("single_call", "step"): (jax.jit(jax.value_and_grad(objective, argnums=1)), 1),
-      ("loop", "forward"): (jax.jit(lambda p, x: jax.lax.scan(
-          lambda x, _: (x + 1e-9 * objective(p, x), None), x, None, length=n)[0]), n),
-      ("loop", "step"): (jax.jit(lambda p, x: jax.lax.scan(
-          lambda x, _: (x + 1e-9 * grad(p, x), None), x, None, length=n)[0]), n),
+      ("loop", "forward"): (loop(forward, 1), n),
+      ("loop", "step"): (loop(grad, 1), n),
+      ("in_parts", "forward"): (loop(forward, parts), n),
+      ("in_parts", "step"): (loop(grad, parts), n),
   }
   times = {key: [] for key in fns}
   faults = {key: [] for key in fns}
@@ -245,8 +255,8 @@ def bench_step(params, repeats: int) -> dict:
       times[key].append((time.perf_counter() - t0) / per_call)
       faults[key].append(_minor_faults() - f0)
   row = {"image_hw": [side, side], "batch": batch, "tap": tap, "dtype": _DTYPE.value, "repeats": repeats,
-         "loop_steps": n}
-  for way in ("loop", "single_call"):
+         "loop_steps": n, "parts": parts}
+  for way in ("in_parts", "loop", "single_call"):
     sub = {}
     for kind in ("forward", "step"):
       t = times[(way, kind)]
@@ -254,7 +264,7 @@ def bench_step(params, repeats: int) -> dict:
                   f"{kind}_minor_faults_per_call": float(np.median(faults[(way, kind)]))})
     sub["step_over_forward"] = sub["step_s"] / sub["forward_s"]
     row[way] = sub
-  row["step_over_forward"] = row["loop"]["step_over_forward"]
+  row["step_over_forward"] = row["in_parts"]["step_over_forward"]
   print(f"step: {row}", file=sys.stderr, flush=True)
   return {"step": row}
 
