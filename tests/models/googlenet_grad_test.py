@@ -39,12 +39,14 @@ def _plain_max_pool(x, k, s, p):
 
 
 def _plain_lrn(x):
-  """Caffe's LRN as the model computed it before its custom VJP (window sum by reduce_window,
-  ^-0.75 as two rsqrts), differentiated by jax.grad: the same forward numbers, bit for bit."""
+  """Caffe's LRN as the model computes it, without its custom VJP (window sum by reduce_window,
+  ^0.75 as sqrt(s) * sqrt(sqrt(s))), differentiated by jax.grad: the same forward numbers, bit
+  for bit."""
   window = jax.lax.reduce_window(x * x, np.float32(0), jax.lax.add, (1, 1, 1, 5), (1, 1, 1, 1),
                                  ((0, 0), (0, 0), (0, 0), (2, 2)))
   scale = 1.0 + (1e-4 / 5) * window
-  return x * jax.lax.rsqrt(scale) * jax.lax.rsqrt(jnp.sqrt(scale))
+  q = jnp.sqrt(scale)
+  return x / (q * jnp.sqrt(q))
 
 
 @functools.lru_cache(maxsize=None)
