@@ -347,6 +347,16 @@ def bench_peer(params, repeats: int) -> dict:
   return {"peer": rows}
 
 
+def _cpu_model() -> str | None:
+  """The CPU's model name (Linux), so runs on different machines are not compared by mistake."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+  except OSError:
+    return platform.processor() or None
+  return names[0] if names else None
+
+
 def _git_commit() -> str | None:
   """The checkout's commit (what was measured), or None outside a git checkout."""
   import subprocess
@@ -378,6 +388,7 @@ def main(argv):
   report = {
       "device": str(jax.devices()[0].device_kind), "platform": jax.default_backend(),
       "device_count": jax.device_count(), "cpu_count": os.cpu_count(), "host": platform.machine(),
+      "cpu_model": _cpu_model(),
       "jax": jax.__version__, "rfspec_commit": _git_commit(), "load_average_1_5_15_min_at_start": list(os.getloadavg()),
   }
   if "forward" in _SECTIONS.value:
