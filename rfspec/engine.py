@@ -611,10 +611,13 @@ class GridResult(NamedTuple):
   Attributes:
     images: float32 [P, S, H, W, 3] RGB in [0, 1].
     traces: float32 [P, S, steps], Σ mask · act per step (see `VisResult`).
+    snapshots: float32 [K, P, S, H, W, 3], the images after each of `snapshot_steps` (K = 0
+      without them): the same run seen part-way, e.g. to see when a result settles.
   """
 
   images: np.ndarray
   traces: np.ndarray
+  snapshots: np.ndarray = np.zeros((0,), np.float32)
 
 
 def grid_mesh(devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
@@ -653,9 +656,9 @@ def check_seeds(seeds) -> np.ndarray:
 
 
 def _run_grid(params, seeds: np.ndarray, masks: np.ndarray, cfg: VisConfig, progress, devices,
-              describe: Callable[[int], str]):
+              describe: Callable[[int], str], snapshot_steps: Sequence[int] = ()):
   """Runs the flat batch (seeds [B], masks [B, h, w, C]) chunk by chunk; returns numpy
-  (images [B, H, W, 3], traces [B, steps])."""
+  (images [B, H, W, 3], traces [B, steps], snapshots [len(snapshot_steps), B, H, W, 3])."""
   fns = _chunk_fns(cfg)
   mesh = grid_mesh(devices)
   batch = len(seeds)
@@ -673,7 +676,7 @@ def _run_grid(params, seeds: np.ndarray, masks: np.ndarray, cfg: VisConfig, prog
   n = min(cfg.chunk, cfg.steps)
   parts = batch_parts(mesh.devices.flat)
   state = fns.init(seeds_d)
-  traces, start, first_done, first_step = [], time.perf_counter(), None, 0
+  traces, snaps, start, first_done, first_step = [], {}, time.perf_counter(), None, 0
   for step0 in range(0, cfg.steps, n):
     state, trace, images, finite = fns.chunk(params_d, seeds_d, masks_d, state, np.int32(step0), parts=parts)
     traces.append(trace)
@@ -685,6 +688,8 @@ def _run_grid(params, seeds: np.ndarray, masks: np.ndarray, cfg: VisConfig, prog
           f"Non-finite image or objective by step {done} of {cfg.steps} in {len(bad)} of {batch} "
           f"elements: {', '.join(describe(b) for b in bad[:10])}{' ...' if len(bad) > 10 else ''}. "
           "Lower cfg.learning_rate, use dtype='float32', or set normalize_grad=True.")
+    if done in snapshot_steps:
+      snaps[done] = _get(images)[:batch]
     now = time.perf_counter()
     if first_done is None:  # the first chunk's time includes compilation
       first_done, first_step = now, done
@@ -694,12 +699,16 @@ def _run_grid(params, seeds: np.ndarray, masks: np.ndarray, cfg: VisConfig, prog
     eta = (cfg.steps - done) * batch / max(rate, 1e-9)
     progress(Progress(done, cfg.steps, batch, rate, now - start, eta))
   traces = _get(jnp.concatenate(traces, axis=1))[:batch, :cfg.steps]
-  return _get(images)[:batch], traces
+  final = _get(images)[:batch]
+  snapshots = (np.stack([snaps[k] for k in snapshot_steps]) if snapshot_steps
+               else np.zeros((0, *final.shape), final.dtype))
+  return final, traces, snapshots
 
 
 def visualize_grid(params, seeds, masks, cfg: VisConfig, *, return_trace: bool = False,
                    progress: Callable[[Progress], None] | None = None,
-                   devices: Sequence[jax.Device] | None = None) -> np.ndarray | GridResult:
+                   devices: Sequence[jax.Device] | None = None,
+                   snapshot_steps: Sequence[int] = ()) -> np.ndarray | GridResult:
   """Visualises every (mask, seed) pair of a grid in one compiled, sharded computation.
 
   Element (p, s) is `visualize(params, seeds[s], masks[p], cfg)`. The flattened grid
@@ -720,10 +729,12 @@ def visualize_grid(params, seeds, masks, cfg: VisConfig, *, return_trace: bool =
     progress: called with a `Progress` after each chunk; default `print_progress` (a line on
       stderr); False for silence; `log_progress` logs instead.
     devices: devices to shard over; default `jax.devices()`.
+    snapshot_steps: step counts after which to keep a copy of the images (each a multiple of
+      `cfg.chunk`, or `cfg.steps`); they come back as `GridResult.snapshots` (return_trace=True).
 
   Returns:
-    float32 [P, S, H, W, 3] RGB in [0, 1]; or `GridResult(images, traces [P, S, steps])` with
-    return_trace=True.
+    float32 [P, S, H, W, 3] RGB in [0, 1]; or `GridResult(images, traces [P, S, steps],
+    snapshots)` with return_trace=True.
 
   Raises:
     ValueError: masks of the wrong shape, an all-zero mask, bad seeds.
@@ -731,14 +742,30 @@ def visualize_grid(params, seeds, masks, cfg: VisConfig, *, return_trace: bool =
   """
   seeds = check_seeds(seeds)
   masks = masks_lib.check_mask(masks, cfg.tap, cfg.net_hw, batched=True)
+  snapshot_steps = check_snapshot_steps(snapshot_steps, cfg)
   n_p, n_s = len(masks), len(seeds)
   flat_seeds = np.tile(seeds, n_p)
   flat_masks = np.repeat(masks, n_s, axis=0)
   describe = lambda b: f"(p, s) = ({b // n_s}, {b % n_s}) [seed {seeds[b % n_s]}]"
-  images, traces = _run_grid(params, flat_seeds, flat_masks, cfg, progress, devices, describe)
+  images, traces, snaps = _run_grid(params, flat_seeds, flat_masks, cfg, progress, devices, describe, snapshot_steps)
   images = images.reshape(n_p, n_s, *images.shape[1:])
   traces = traces.reshape(n_p, n_s, -1)
-  return GridResult(images, traces) if return_trace else images
+  snaps = snaps.reshape(len(snapshot_steps), n_p, n_s, *images.shape[2:])
+  return GridResult(images, traces, snaps) if return_trace else images
+
+
+def check_snapshot_steps(steps, cfg: VisConfig) -> tuple[int, ...]:
+  """`snapshot_steps` -> sorted tuple of ints; a UserError unless each ends a compiled chunk."""
+  n = min(cfg.chunk, cfg.steps)
+  try:
+    out = tuple(sorted({int(k) for k in steps}))
+  except (TypeError, ValueError):
+    raise UserError(f"snapshot_steps must be whole step counts, e.g. (300, 600); got {steps!r}.") from None
+  bad = [k for k in out if not (1 <= k <= cfg.steps and (k % n == 0 or k == cfg.steps))]
+  if bad:
+    raise UserError(f"snapshot_steps {bad} do not end a compiled chunk: each must be a multiple of cfg.chunk = {n} "
+                    f"and at most cfg.steps = {cfg.steps} (or equal to it). Change the steps or cfg.chunk.")
+  return out
 
 
 def _is_traced(*trees) -> bool:
@@ -780,6 +807,6 @@ def visualize(params, seed, node_mask, cfg: VisConfig, *, return_trace: bool = F
   seed = check_seeds([seed])
   mask = masks_lib.check_mask(node_mask, cfg.tap, cfg.net_hw)
   devices = [jax.local_devices()[0]] if devices is None else devices
-  image, trace = _run_grid(params, seed, mask[None], cfg, progress, devices,
-                           lambda b: f"the run [seed {seed[0]}]")
+  image, trace, _ = _run_grid(params, seed, mask[None], cfg, progress, devices,
+                              lambda b: f"the run [seed {seed[0]}]")
   return VisResult(image[0], trace[0]) if return_trace else image[0]
