@@ -52,7 +52,7 @@ from rfspec.models import googlenet, preprocess
 __all__ = ["FROM_RECIPE", "GridResult", "NonFiniteError", "Progress", "VisConfig", "VisResult", "apply_in_parts",
            "batch_parts", "check_seeds", "embed_canvas", "format_progress", "grid_mesh", "initial_image",
            "log_progress", "make_grid_fn", "optimize", "print_progress", "scale_by_mean_abs_nonzero", "visualize",
-           "visualize_grid"]
+           "visualize_batch", "visualize_grid"]
 
 _log = logging.getLogger(__name__)
 
@@ -752,6 +752,38 @@ def visualize_grid(params, seeds, masks, cfg: VisConfig, *, return_trace: bool =
   traces = traces.reshape(n_p, n_s, -1)
   snaps = snaps.reshape(len(snapshot_steps), n_p, n_s, *images.shape[2:])
   return GridResult(images, traces, snaps) if return_trace else images
+
+
+def visualize_batch(params, seeds, masks, cfg: VisConfig, *,
+                    progress: Callable[[Progress], None] | None = None,
+                    devices: Sequence[jax.Device] | None = None,
+                    snapshot_steps: Sequence[int] = ()) -> GridResult:
+  """Visualises B (seed, mask) pairs in one compiled, sharded computation: the flat form of
+  `visualize_grid`, for runs whose elements do not form a full positions x seeds product (e.g. each
+  (channel, position) with its own seeds, see `rfspec.selection`).
+
+  Element b is `visualize(params, seeds[b], masks[b], cfg)`, computed exactly as `visualize_grid`
+  computes its flattened elements (same chunks, sharding and checks).
+
+  Args:
+    params: GoogLeNet params.
+    seeds: int [B].
+    masks: float [B, h, w, C] node masks for `cfg.tap` at `cfg.net_hw`.
+    cfg, progress, devices, snapshot_steps: as in `visualize_grid`.
+
+  Returns:
+    `GridResult` with a flat leading axis: images [B, H, W, 3], traces [B, steps], snapshots
+    [K, B, H, W, 3].
+  """
+  seeds = check_seeds(seeds)
+  masks = masks_lib.check_mask(masks, cfg.tap, cfg.net_hw, batched=True)
+  if len(seeds) != len(masks):
+    raise UserError(f"visualize_batch pairs seeds[b] with masks[b]; got {len(seeds)} seeds and {len(masks)} masks. "
+                    "For every seed with every mask use visualize_grid.")
+  snapshot_steps = check_snapshot_steps(snapshot_steps, cfg)
+  images, traces, snaps = _run_grid(params, seeds, masks, cfg, progress, devices,
+                                    lambda b: f"element {b} [seed {seeds[b]}]", snapshot_steps)
+  return GridResult(images, traces, snaps)
 
 
 def check_snapshot_steps(steps, cfg: VisConfig) -> tuple[int, ...]:
