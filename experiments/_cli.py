@@ -1,6 +1,6 @@
 """What every experiment binary shares: the common flags, and user errors as one paragraph.
 
-Binaries stay thin: they parse flags, call the library and write through `rfspec.io`. A user
+Binaries stay thin: they parse flags, call the library and write through `rfspec.files`. A user
 error (bad flag or config, missing weights, unwritable workdir) prints one paragraph and exits 1,
 with no traceback; a bug (any other exception, e.g. a JAX shape error) keeps its traceback.
 Ctrl-C flushes the output and leaves at once with status 130.
@@ -84,8 +84,8 @@ def _config_message(e: BaseException) -> str:
 
 def ensure_workdir(path: str) -> str:
   """Creates `path` if needed, checks it is writable (else UserError), and removes the temporary
-  files a killed run left in it (`rfspec.io.clean_stale_temps`; subdirectories are the binary's)."""
-  from rfspec import io
+  files a killed run left in it (`rfspec.files.clean_stale_temps`; subdirectories are the binary's)."""
+  from rfspec import files
 
   try:
     os.makedirs(path, exist_ok=True)
@@ -96,7 +96,7 @@ def ensure_workdir(path: str) -> str:
   except OSError as e:
     raise UserError(f"Cannot write to --workdir={path!r} ({e.strerror or e}). "
                     "Pass a directory you can write to.") from None
-  io.clean_stale_temps(path)
+  files.clean_stale_temps(path)
   return path
 
 

@@ -374,7 +374,7 @@ def main(argv):
   import jax
 
   import rfspec
-  from rfspec import io
+  from rfspec import files
 
   unknown = set(_SECTIONS.value) - set(SECTIONS)
   if unknown:
@@ -401,7 +401,7 @@ def main(argv):
     report.update(bench_peer(params, _REPEATS.value))
   report["load_average_1_5_15_min_at_end"] = list(os.getloadavg())
   if _WORKDIR.value:
-    io.write_json(os.path.join(_cli.ensure_workdir(_WORKDIR.value), "benchmark.json"), report)
+    files.write_json(os.path.join(_cli.ensure_workdir(_WORKDIR.value), "benchmark.json"), report)
   import json
 
   print(json.dumps(report))

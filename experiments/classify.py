@@ -26,11 +26,11 @@ def main(argv):
   if missing:
     raise _cli.UserError(f"No such image file: {', '.join(missing)}.")
   import rfspec
-  from rfspec import io
+  from rfspec import files
   from rfspec.models.labels import imagenet_labels
 
   try:
-    images = np.stack([io.load_image(p, (224, 224)) for p in paths])
+    images = np.stack([files.load_image(p, (224, 224)) for p in paths])
   except OSError as e:
     raise _cli.UserError(f"Could not read an image ({e}). Pass JPEG or PNG files.") from None
   params = rfspec.load_params(_WEIGHTS.value)

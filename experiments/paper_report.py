@@ -21,7 +21,8 @@ import os
 
 import numpy as np
 
-from rfspec import io, metrics
+from rfspec import files
+from rfspec import _metrics_old as metrics
 
 _INTRO = ("<p>Zipser (2015), <i>Node Specificity in Convolutional Deep Nets Depends on Receptive Field "
           "Position and Size</i>, reproduced on BVLC GoogLeNet with rfspec. Each image is a "
@@ -61,7 +62,7 @@ RECIPE_NOTES = {
 
 def recipe_html(recipes) -> str:
   """One paragraph per recipe used: its name and what it does (trusted HTML)."""
-  return "".join(f"<p><b>Recipe <code>{io.html_escape(r)}</code></b>: "
+  return "".join(f"<p><b>Recipe <code>{files.html_escape(r)}</code></b>: "
                  f"{RECIPE_NOTES.get(r, 'see rfspec/recipes.py.')}</p>" for r in sorted(set(recipes)))
 
 
@@ -148,7 +149,7 @@ def _seen_text(obs: list[dict]) -> str:
       sc = o.get("seed_consistency")
       text = "tiled; judge similarity between seeds " + ("n/a (needs params and >= 2 seeds)" if sc is None
                                                          else f"{sc:.2f}")
-    parts.append(f"<b>{io.html_escape(o['tap'])} channel {o['channel']}</b>: {text}.")
+    parts.append(f"<b>{files.html_escape(o['tap'])} channel {o['channel']}</b>: {text}.")
   return " ".join(parts) + (" psi_auc: 0 = positions indistinguishable, 1 = every seed pair at a position is more "
                             f"alike than any pair across positions (judge {metrics.JUDGE_TAP}).")
 
@@ -157,7 +158,7 @@ def figure_section(workdir: str, name: str, params=None) -> dict | None:
   path = os.path.join(workdir, f"{name}.json")
   if not os.path.exists(path):
     return None
-  meta = io.read_json(path)
+  meta = files.read_json(path)
   images = np.load(os.path.join(workdir, f"{name}.npz"))["images"]
   obs = observations(meta, images, params)
   geometry_rows = []
@@ -170,15 +171,15 @@ def figure_section(workdir: str, name: str, params=None) -> dict | None:
                             rf["size"], rf["stride"], str(rf["box"]) if rf["box"] else "-",
                             "-" if rf["inside_fraction"] is None else f"{rf['inside_fraction']:.0%}"])
   vis = meta["vis"]
-  html = (f"<img src='{io.html_escape(name)}.png' alt='{io.html_escape(meta['title'])}'>"
-          f"<p class='claim'><b>Paper:</b> {io.html_escape(meta['claim'])}</p>"
+  html = (f"<img src='{files.html_escape(name)}.png' alt='{files.html_escape(meta['title'])}'>"
+          f"<p class='claim'><b>Paper:</b> {files.html_escape(meta['claim'])}</p>"
           f"<p class='seen'><b>Measured:</b> {_seen_text(obs)}</p>"
-          + io.html_table(["tap", "channel", "position", "(i, j)", "RF px", "stride", "RF box (t, l, b, r)", "RF inside"],
+          + files.html_table(["tap", "channel", "position", "(i, j)", "RF px", "stride", "RF box (t, l, b, r)", "RF inside"],
                           geometry_rows)
-          + f"<p>Settings: recipe <code>{io.html_escape(meta['recipe'])}</code>, "
+          + f"<p>Settings: recipe <code>{files.html_escape(meta['recipe'])}</code>, "
             f"{vis['image_hw'][0]}x{vis['image_hw'][1]} px, {vis['steps']} steps, seeds "
-            f"{sorted({r['seed'] for r in meta['images'][0]})}, weights <code>{io.html_escape(meta['weights'])}</code>; "
-            f"{meta['seconds']:.0f} s. Regenerate any image from <code>{io.html_escape(name)}.json</code>.</p>")
+            f"{sorted({r['seed'] for r in meta['images'][0]})}, weights <code>{files.html_escape(meta['weights'])}</code>; "
+            f"{meta['seconds']:.0f} s. Regenerate any image from <code>{files.html_escape(name)}.json</code>.</p>")
   return dict(title=meta["title"], id=name, html=html, observations=obs)
 
 
@@ -206,14 +207,14 @@ def write(workdir: str, names, *, params=None, params_src: str = "", variant: st
   if os.path.exists(spec):
     with open(spec) as f:
       sections.append(dict(title="Position specificity across layers", id="specificity", html=f.read()))
-  intro = _INTRO + f"<p>Config variant: <code>{io.html_escape(variant or 'full')}</code>.</p>"
-  metas = [io.read_json(os.path.join(workdir, f"{n}.json")) for n in names
+  intro = _INTRO + f"<p>Config variant: <code>{files.html_escape(variant or 'full')}</code>.</p>"
+  metas = [files.read_json(os.path.join(workdir, f"{n}.json")) for n in names
            if os.path.exists(os.path.join(workdir, f"{n}.json"))]
   intro += recipe_html(m["recipe"] for m in metas if m.get("recipe"))
   if variant == "quick":
     intro += ("<p><b>Quick variant:</b> small images and a dozen steps, a smoke test of the pipeline. "
               "Its patterns have not converged and its numbers say nothing about the paper's claims; "
               "use the full (GPU/TPU) or cpu variant for those.</p>")
-  io.write_json(os.path.join(workdir, "observations.json"),
+  files.write_json(os.path.join(workdir, "observations.json"),
                 {s["id"]: s.get("observations") for s in sections if "observations" in s})
-  return io.write_html_report(os.path.join(workdir, "report.html"), "rfspec: Zipser (2015) reproduced", sections, intro)
+  return files.write_html_report(os.path.join(workdir, "report.html"), "rfspec: Zipser (2015) reproduced", sections, intro)

@@ -92,11 +92,11 @@ class DiskStore:
     return base + ".npz", base + ".done.json"
 
   def load(self, index, positions):
-    from rfspec import atlas, io
+    from rfspec import atlas, files
 
     npz, manifest = self._paths(index)
     want = dict(config_hash=self.key, positions=np.asarray(positions).tolist())
-    if io.check_manifest(manifest, want) is None:
+    if files.check_manifest(manifest, want) is None:
       return None
     try:
       with np.load(npz) as z:
@@ -109,14 +109,14 @@ class DiskStore:
     return result
 
   def save(self, index, result):
-    from rfspec import io
+    from rfspec import files
 
     npz, manifest = self._paths(index)
-    io.invalidate_manifest(manifest)
+    files.invalidate_manifest(manifest)
     buf = _io.BytesIO()
     np.savez_compressed(buf, **result._asdict())
-    io.atomic_write(npz, buf.getvalue())
-    io.write_manifest(manifest, {"batch": npz},
+    files.atomic_write(npz, buf.getvalue())
+    files.write_manifest(manifest, {"batch": npz},
                       dict(config_hash=self.key, positions=np.asarray(result.positions).tolist()))
     self.on_event("saved", index)
 
@@ -151,7 +151,7 @@ def main(argv):
   t_start = time.perf_counter()
 
   import rfspec
-  from rfspec import atlas, geometry, io, masks, plots, report
+  from rfspec import atlas, files, geometry, masks, plots, report
 
   cfg = build_cfg(config)
   tap = cfg.tap
@@ -170,19 +170,19 @@ def main(argv):
     raise _user_error(str(e)) from None
   batch_positions = int(config.batch_positions) or None
   atlas.check_atlas_args(tap, max(channel, 0), seeds, cfg, positions)  # user errors before the weights load
-  io.clean_stale_temps(workdir)
+  files.clean_stale_temps(workdir)
   if os.path.isdir(os.path.join(workdir, BATCH_DIR)):
-    io.clean_stale_temps(os.path.join(workdir, BATCH_DIR))
+    files.clean_stale_temps(os.path.join(workdir, BATCH_DIR))
 
   settings = dict(weights=_WEIGHTS.value, tap=tap, channel_config=channel, seeds=seeds, lattice=lattice,
                   batch_positions=batch_positions, vis_config=_cfg_fields(cfg))
   key = config_hash(settings)
   done = os.path.join(workdir, DONE)
-  if io.check_manifest(done, dict(config_hash=key, mosaic_tile=int(config.mosaic_tile))) is not None:
+  if files.check_manifest(done, dict(config_hash=key, mosaic_tile=int(config.mosaic_tile))) is not None:
     print(f"[atlas] up to date ({DONE} checks out); nothing to do", file=sys.stderr)
     print(f"position_atlas: up to date, 0 batches run; open {os.path.join(workdir, 'atlas.html')}")
     return
-  io.invalidate_manifest(done)
+  files.invalidate_manifest(done)
 
   params = rfspec.load_params(_WEIGHTS.value)
   if channel == -1:
@@ -216,15 +216,15 @@ def main(argv):
            f"({cfg.image_hw[0]} px, {cfg.steps} steps)")
   mosaic, layout = plots.atlas_mosaic(result.images[:, :, 0], boxes, inside, rows, cols, title=title,
                                       tile=int(config.mosaic_tile))
-  io.write_png(files["atlas.png"], mosaic)
-  io.save_figure(files["atlas_psi.png"], plots.atlas_psi_figure(psi, inside, rows, cols, ref,
+  files.write_png(files["atlas.png"], mosaic)
+  files.save_figure(files["atlas_psi.png"], plots.atlas_psi_figure(psi, inside, rows, cols, ref,
                                                                 title=f"{tap} channel {channel}", space=space))
   buf = _io.BytesIO()
   np.savez_compressed(buf, images=result.images, traces=result.traces, start_activation=result.start_activation,
                       final_activation=result.final_activation, rows=np.asarray(rows), cols=np.asarray(cols),
                       seeds=np.asarray(seeds), boxes=boxes, inside_fraction=inside, psi_vs_reference=psi,
                       seed_ceiling=ceiling)
-  io.atomic_write(files["atlas.npz"], buf.getvalue())
+  files.atomic_write(files["atlas.npz"], buf.getvalue())
 
   # The batches as they ran (the last one padded): a tile is remade bit for bit by its batch's grid call.
   plan = atlas.plan_batches([(i, j) for i in rows for j in cols], result.batch_positions)
@@ -262,9 +262,9 @@ def main(argv):
                   "the same computation, but its batch of one rounds differently, and under zipser2015 such "
                   "differences grow with the steps."),
       tiles=tiles)
-  io.write_json(files["atlas.json"], meta)
-  io.write_text(files["atlas.html"], report.atlas_html(meta, result.images))
-  io.write_manifest(done, files, dict(config_hash=key, mosaic_tile=int(config.mosaic_tile)))
+  files.write_json(files["atlas.json"], meta)
+  files.write_text(files["atlas.html"], report.atlas_html(meta, result.images))
+  files.write_manifest(done, files, dict(config_hash=key, mosaic_tile=int(config.mosaic_tile)))
   print(f"[atlas] done in {time.perf_counter() - t_start:.0f}s", file=sys.stderr, flush=True)
   print(f"position_atlas: {tap} channel {channel}, {len(rows)}x{len(cols)} positions x {len(seeds)} seeds, "
         f"{result.batches} batches ({result.resumed} resumed), {time.perf_counter() - t_start:.0f}s; "

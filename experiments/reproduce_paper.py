@@ -99,15 +99,15 @@ def _progress(name: str, run):
 def run_figure(params, name: str, fig: dict, vis: dict, weights: str, workdir: str, run=None) -> dict:
   """Computes one figure and writes its PNG, NPZ and JSON.
 
-  The JSON is the figure's completion manifest (`rfspec.io.write_manifest`: it records the PNG's and
+  The JSON is the figure's completion manifest (`rfspec.files.write_manifest`: it records the PNG's and
   NPZ's sha256). It is removed before anything new is written and written last, so a crash
   part-way through a rerun never leaves a done-marker beside a mix of old and new files. `run` is
   the whole run's `rfspec.figures.RunProgress` (a fresh one for this figure alone if None).
   """
-  from rfspec import figures, io, plots
+  from rfspec import figures, files, plots
 
   t0 = time.perf_counter()
-  io.invalidate_manifest(os.path.join(workdir, f"{name}.json"))
+  files.invalidate_manifest(os.path.join(workdir, f"{name}.json"))
   vis = dict(vis)
   recipe = vis.pop("recipe")
   panels = [figures.Panel(p["tap"], int(p["channel"]), int(p.get("rank", 0))) for p in fig["panels"]]
@@ -116,10 +116,10 @@ def run_figure(params, name: str, fig: dict, vis: dict, weights: str, workdir: s
                                    figures.figure_grids(panels, fig["positions"], fig["seeds"], vis["steps"]))))
   canvas = plots.render_grid(result.images, boxes=result.boxes, row_labels=result.row_labels,
                              col_labels=result.col_labels, captions=result.captions, title=fig["title"])
-  png = io.write_png(os.path.join(workdir, f"{name}.png"), canvas)
+  png = files.write_png(os.path.join(workdir, f"{name}.png"), canvas)
   buf = __import__("io").BytesIO()
   np.savez_compressed(buf, images=result.images.astype(np.float32), objectives=result.objectives)
-  npz = io.atomic_write(os.path.join(workdir, f"{name}.npz"), buf.getvalue())
+  npz = files.atomic_write(os.path.join(workdir, f"{name}.npz"), buf.getvalue())
   meta = dict(
       figure=name, title=fig["title"], claim=fig["claim"], config_hash=config_hash(fig, dict(vis, recipe=recipe), weights),
       weights=weights, recipe=recipe, vis=vis, rows=len(result.row_labels), cols=len(result.col_labels),
@@ -128,16 +128,16 @@ def run_figure(params, name: str, fig: dict, vis: dict, weights: str, workdir: s
       seconds=time.perf_counter() - t0,
       regenerate=REGENERATE,
   )
-  io.write_manifest(os.path.join(workdir, f"{name}.json"), {"png": png, "npz": npz}, meta)
+  files.write_manifest(os.path.join(workdir, f"{name}.json"), {"png": png, "npz": npz}, meta)
   return meta
 
 
 def is_done(workdir: str, name: str, want_hash: str) -> bool:
   """Whether figure `name` is complete for this config: its JSON manifest matches `want_hash` and
   the PNG and NPZ it vouches for are intact (a truncated or replaced file means redo)."""
-  from rfspec import io
+  from rfspec import files
 
-  return io.check_manifest(os.path.join(workdir, f"{name}.json"), {"config_hash": want_hash}) is not None
+  return files.check_manifest(os.path.join(workdir, f"{name}.json"), {"config_hash": want_hash}) is not None
 
 
 def main(argv):

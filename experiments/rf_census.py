@@ -50,7 +50,7 @@ def _erf_rows(config, workdir: str) -> dict:
   """ERF summary for `config.erf_taps`, reusing per-tap results cached in the workdir."""
   import jax
 
-  from rfspec import io
+  from rfspec import files
   from rfspec.geometry import branch_tap, erf_summary, probe_positions
 
   hw = (config.erf_image_size, config.erf_image_size)
@@ -64,7 +64,7 @@ def _erf_rows(config, workdir: str) -> dict:
   settings = {"weights": _WEIGHTS.value, "image_hw": list(hw), "samples": config.erf_samples,
               "channel": channel, "seed": config.seed}
   cache_path = os.path.join(workdir, "erf_cache.json")
-  cache = io.read_json(cache_path) if os.path.exists(cache_path) else {}
+  cache = files.read_json(cache_path) if os.path.exists(cache_path) else {}
   if cache.get("settings") != settings:
     cache = {"settings": settings, "taps": {}}
   todo = [t for t in config.erf_taps if t not in cache["taps"]]
@@ -78,7 +78,7 @@ def _erf_rows(config, workdir: str) -> dict:
       _progress(f"ERF {n + 1}/{len(todo)}: {tap} at {hw[0]}x{hw[1]}, {config.erf_samples} noise images")
       cache["taps"][tap] = erf_summary(params, (tap,), hw, key=key, num_samples=config.erf_samples,
                                        channel=channel, batch_size=config.erf_batch)
-      io.write_json(cache_path, cache)  # an interrupted run resumes from here
+      files.write_json(cache_path, cache)  # an interrupted run resumes from here
   else:
     _progress(f"ERF: all {len(config.erf_taps)} taps cached in {cache_path}")
   return {**settings, "rows": [r for t in config.erf_taps for r in cache["taps"][t]]}
@@ -93,7 +93,7 @@ def main(argv):
   import matplotlib
 
   matplotlib.use("Agg")
-  from rfspec import io
+  from rfspec import files
   from rfspec.geometry import (census, census_markdown, plot_inside_fractions, plot_pct_inside,
                                       spatial_taps, tap_filename)
   from rfspec.models import googlenet
@@ -108,14 +108,14 @@ def main(argv):
   rows = census(sizes)
   erf = _erf_rows(config, workdir) if config.erf else None
 
-  io.write_json(os.path.join(workdir, "rf_census.json"), {
+  files.write_json(os.path.join(workdir, "rf_census.json"), {
       "sizes": [list(hw) for hw in sizes], "census": rows, "erf": erf, "config": config})
-  io.write_text(os.path.join(workdir, "rf_census.md"),
+  files.write_text(os.path.join(workdir, "rf_census.md"),
                 census_markdown(rows, erf["rows"] if erf else None, erf["image_hw"] if erf else None))
-  io.save_figure(os.path.join(workdir, "pct_inside_vs_depth.png"), plot_pct_inside(rows))
+  files.save_figure(os.path.join(workdir, "pct_inside_vs_depth.png"), plot_pct_inside(rows))
   for tap in config.heatmap_taps:
     _progress(f"heatmap: {tap}")
-    io.save_figure(os.path.join(workdir, f"inside_fraction_{tap_filename(tap)}.png"), plot_inside_fractions(tap, sizes))
+    files.save_figure(os.path.join(workdir, f"inside_fraction_{tap_filename(tap)}.png"), plot_inside_fractions(tap, sizes))
 
   key_row = next((r for r in rows if r["tap"] == "inception_4c/output"), rows[-1])
   erf_note = f"; ERF at {len(config.erf_taps)} taps" if erf else ""

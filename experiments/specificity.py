@@ -9,7 +9,7 @@
 Flags -> `rfspec.specificity` -> files. Per tap: channels by `choose_channels`, one compiled grid
 call (`sweep_tap`), the input-size ablation (a second call at 2x the side) and the realism
 scores; each finished tap is DIR/specificity/<tap>.npz + .json under a completion manifest
-(<tap>.done.json, `rfspec.io.write_manifest`) keyed by a config hash, so a killed run resumes and a
+(<tap>.done.json, `rfspec.files.write_manifest`) keyed by a config hash, so a killed run resumes and a
 rerun skips finished taps; --overwrite redoes them.
 
 Outputs: DIR/specificity.json (settings, per-tap numbers, "claims": one verdict per claim, the
@@ -188,17 +188,17 @@ def tap_hash(settings: dict, tap: str, weights: str, ref_fp: list) -> str:
 
 def _load(workdir: str, tap: str, want: str):
   """(TapResult, extras dict) if the tap's manifest vouches for intact files with this hash, else None."""
-  from rfspec import io
+  from rfspec import files
   from rfspec import specificity as spec
 
   p = _paths(workdir, tap)
-  if io.check_manifest(p["done"], want={"config_hash": want}) is None:
+  if files.check_manifest(p["done"], want={"config_hash": want}) is None:
     return None
   with np.load(p["npz"]) as z:
     arrays = {k: z[k] for k in z.files}
   fields = {f: arrays[f] for f in spec.TapResult._fields if f in arrays}
   fields.update(tap=tap, rf_size=int(arrays["rf_size"]), stride=int(arrays["stride"]), n_main=int(arrays["n_main"]))
-  extras = io.read_json(p["json"])
+  extras = files.read_json(p["json"])
   if "size_images" in arrays:
     extras["size_images"] = arrays["size_images"]
   return spec.TapResult(**fields), extras
@@ -208,19 +208,19 @@ def _save(workdir: str, result, extras: dict, config_hash: str) -> None:
   """Arrays (.npz) and the per-tap numbers (.json), then the manifest LAST (it marks completion)."""
   import io as _io
 
-  from rfspec import io
+  from rfspec import files
 
   p = _paths(workdir, result.tap)
-  io.invalidate_manifest(p["done"])
+  files.invalidate_manifest(p["done"])
   arrays = {f: np.asarray(getattr(result, f)) for f in result._fields if f != "tap"}
   size_images = extras.pop("size_images", None)
   if size_images is not None:
     arrays["size_images"] = np.asarray(size_images, np.float32)
   buf = _io.BytesIO()
   np.savez_compressed(buf, **arrays)
-  io.atomic_write(p["npz"], buf.getvalue())
-  io.write_json(p["json"], extras)
-  io.write_manifest(p["done"], {"npz": p["npz"], "json": p["json"]}, extra={"config_hash": config_hash})
+  files.atomic_write(p["npz"], buf.getvalue())
+  files.write_json(p["json"], extras)
+  files.write_manifest(p["done"], {"npz": p["npz"], "json": p["json"]}, extra={"config_hash": config_hash})
 
 
 def _reflect_paths(workdir: str, tap: str) -> dict:
@@ -233,18 +233,18 @@ def _padding_run(workdir, tap, want, compute):
   independent of whether the ablation runs), else `compute()` -> (numbers dict, images)."""
   import io as _io
 
-  from rfspec import io
+  from rfspec import files
 
   p = _reflect_paths(workdir, tap)
-  if not _OVERWRITE.value and io.check_manifest(p["done"], want={"config_hash": want}) is not None:
-    return io.read_json(p["json"]), True
+  if not _OVERWRITE.value and files.check_manifest(p["done"], want={"config_hash": want}) is not None:
+    return files.read_json(p["json"]), True
   numbers, images = compute()
-  io.invalidate_manifest(p["done"])
+  files.invalidate_manifest(p["done"])
   buf = _io.BytesIO()
   np.savez_compressed(buf, images=np.asarray(images, np.float32))
-  io.atomic_write(p["npz"], buf.getvalue())
-  io.write_json(p["json"], numbers)
-  io.write_manifest(p["done"], {"npz": p["npz"], "json": p["json"]}, extra={"config_hash": want})
+  files.atomic_write(p["npz"], buf.getvalue())
+  files.write_json(p["json"], numbers)
+  files.write_manifest(p["done"], {"npz": p["npz"], "json": p["json"]}, extra={"config_hash": want})
   return numbers, False
 
 
@@ -323,10 +323,10 @@ def main(argv):
   import jax
   import jax.numpy as jnp
 
-  from rfspec import io, metrics, plots, report
+  from rfspec import files, metrics, plots, report
   from rfspec import specificity as spec
 
-  io.clean_stale_temps(os.path.join(workdir, "specificity"))
+  files.clean_stale_temps(os.path.join(workdir, "specificity"))
   t0 = time.perf_counter()
   state = {}
 
@@ -340,7 +340,7 @@ def main(argv):
 
   def reference_stats():
     if "reference" not in state:
-      images = np.stack([io.load_image(p, (metrics.REALISM_SIZE, metrics.REALISM_SIZE)) for p in refs])
+      images = np.stack([files.load_image(p, (metrics.REALISM_SIZE, metrics.REALISM_SIZE)) for p in refs])
       state["natural"] = images
       state["reference"] = metrics.activation_stats(params(), jnp.asarray(images))
     return state["reference"]
@@ -400,7 +400,7 @@ def main(argv):
   out_path = os.path.join(workdir, "specificity.json")
   if not made and all(os.path.exists(os.path.join(workdir, f)) for f in OUTPUTS):
     try:
-      if io.read_json(out_path).get("config_hash") == overall:
+      if files.read_json(out_path).get("config_hash") == overall:
         print(f"specificity: 0 tap(s) computed, {cached} up to date; outputs unchanged (use --overwrite to redo); "
               f"open {os.path.join(workdir, 'report.html')}")
         return
@@ -459,11 +459,11 @@ def main(argv):
       realism_references=references, padding_control=control, taps=taps_json,
       timing=dict(this_run_s=time.perf_counter() - t0, computed=made, cached=cached,
                   taps_s=sum(e["seconds"]["total"] for e in extras_all)))
-  io.save_figure(os.path.join(workdir, "psi_vs_off_image.png"), plots.specificity_trend_figure(taps_json,
+  files.save_figure(os.path.join(workdir, "psi_vs_off_image.png"), plots.specificity_trend_figure(taps_json,
                                                                                                summary["trend"]))
-  io.save_figure(os.path.join(workdir, "specificity_by_tap.png"), plots.specificity_taps_figure(taps_json))
-  io.write_text(os.path.join(workdir, "specificity.md"), report.specificity_markdown(summary))
-  io.write_text(os.path.join(workdir, "specificity_section.html"), report.specificity_section_html(summary))
+  files.save_figure(os.path.join(workdir, "specificity_by_tap.png"), plots.specificity_taps_figure(taps_json))
+  files.write_text(os.path.join(workdir, "specificity.md"), report.specificity_markdown(summary))
+  files.write_text(os.path.join(workdir, "specificity_section.html"), report.specificity_section_html(summary))
 
   from experiments import paper_report
 
@@ -471,7 +471,7 @@ def main(argv):
   # The figures' numbers need the judge's params; without them the paper report would lose them.
   paper_report.write(workdir, figs, params=params() if figs else None, params_src=weights,
                      variant=settings["variant"])
-  io.write_json(out_path, summary)  # last: it marks the outputs complete
+  files.write_json(out_path, summary)  # last: it marks the outputs complete
   table = "; ".join(f"{v['claim'].split('.')[0]}: {v['verdict']}" for v in summary["claims"])
   print(f"specificity: {made} tap(s) computed, {cached} up to date, {time.perf_counter() - t0:.0f}s; claims {table}; "
         f"open {os.path.join(workdir, 'report.html')}")

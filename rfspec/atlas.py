@@ -21,7 +21,7 @@ function is compiled once for the whole atlas. `batch_positions` defaults to
 Resume. `position_atlas` takes an optional `store` (any object with `load` and `save`, see
 `BatchStore`): finished batches are handed to `store.save`, and a batch that `store.load`
 returns is not recomputed. The library itself never touches the disk; `experiments.position_atlas`
-backs the store with `rfspec.io`'s atomic writers.
+backs the store with `rfspec.files`'s atomic writers.
 
 Conventions: positions are (i, j) = (row, col) of the tap's grid (at `cfg.net_hw`, which is
 `cfg.image_hw` unless a padding canvas is set), 0-based; pixels are (y, x) = (row, col); images
@@ -518,7 +518,7 @@ def psi_vs_centre(params, atlas: Atlas, cfg: VisConfig) -> CentreSpecificity:
   """
   import jax.numpy as jnp
 
-  from rfspec import metrics
+  from rfspec import _metrics_old as metrics
   from rfspec.geometry import box_masks, receptive_field
 
   rows, cols = [int(i) for i in atlas.rows], [int(j) for j in atlas.cols]

@@ -1,7 +1,7 @@
 """Every picture rfspec draws: matplotlib figures (Figure objects, no pyplot state) and the
 paper-style image grids (a uint8 canvas drawn with PIL, pixel-exact so tests can check it).
 
-Nothing here touches the disk: `rfspec.io.write_png` / `rfspec.io.save_figure` write the results.
+Nothing here touches the disk: `rfspec.files.write_png` / `rfspec.files.save_figure` write the results.
 
 Image grids (`render_grid`): rows x columns of visualizations, each image inside a white margin.
 The image's own pixels are never drawn over. What the margin shows about the node's receptive
@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from rfspec.errors import UserError
-from rfspec.io import to_uint8
+from rfspec.files import to_uint8
 
 __all__ = ["BORDER_COLOUR", "HATCH_COLOUR", "HATCH_PERIOD", "RF_COLOUR", "RF_LINE_PX", "RF_TICK_PX", "atlas_mosaic",
            "atlas_psi_figure", "grid_geometry", "render_grid", "specificity_taps_figure", "specificity_trend_figure"]

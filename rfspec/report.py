@@ -1,6 +1,6 @@
 """Markdown and HTML rendering of rfspec's results: text only, no numbers computed here.
 
-Every function returns a string (or bytes for embedded images) that `rfspec.io.write_text` writes
+Every function returns a string (or bytes for embedded images) that `rfspec.files.write_text` writes
 atomically. Pages are self-contained: images are embedded as data URIs, styles and scripts are
 inline, nothing is fetched from the network, so a page works when opened straight from disk.
 """

@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rfspec import masks as masks_lib
-from rfspec import metrics, selection
+from rfspec import _metrics_old as metrics, selection
 from rfspec.engine import Progress, VisConfig, initial_image, visualize_grid
 from rfspec.errors import UserError
 from rfspec.geometry import effective_rf, nearest_node, receptive_field

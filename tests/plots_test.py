@@ -5,7 +5,7 @@ import numpy as np
 from absl.testing import absltest
 from absl.testing import parameterized
 
-from rfspec import io, plots
+from rfspec import files, plots
 from rfspec.errors import UserError
 
 H = W = 10
@@ -54,7 +54,7 @@ class RfDrawingTest(parameterized.TestCase):
   )
   def test_image_is_never_drawn_over(self, box):
     frame, image = render_one(box)
-    np.testing.assert_array_equal(frame[M:M + H, M:M + W], io.to_uint8(image))
+    np.testing.assert_array_equal(frame[M:M + H, M:M + W], files.to_uint8(image))
 
   def test_box_inside_the_image_gets_crop_marks_only(self):
     # Box rows [2, 6), cols [3, 7): edge bands rows 2, 3, 4, 5 and cols 3, 4, 5, 6 (2 px each side).

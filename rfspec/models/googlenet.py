@@ -245,7 +245,7 @@ def check_images(images) -> None:
   lo, hi = float(jnp.min(images)), float(jnp.max(images))
   if lo < _IMAGE_RANGE[0] or hi > _IMAGE_RANGE[1]:
     raise UserError(f"images have values in [{lo:g}, {hi:g}]; rfspec takes RGB in [0, 1]. If they are "
-                    "0-255 pixels, divide by 255 (rfspec.io.load_image already returns [0, 1]).")
+                    "0-255 pixels, divide by 255 (rfspec.files.load_image already returns [0, 1]).")
 
 
 def check_input_hw(taps: Sequence[str], image_hw: tuple[int, int]) -> None:

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rfspec import io
+from rfspec import files
 from rfspec.errors import UserError
 from rfspec.models import googlenet
 from rfspec.weights import caffe
@@ -96,7 +96,7 @@ def _check_cache_writable(root: str) -> None:
   """Raises UserError unless `root` is (or can be made) a directory this process can write to."""
   try:
     os.makedirs(root, exist_ok=True)
-    fd, probe = tempfile.mkstemp(dir=root, prefix=io._temp_prefix(os.path.join(root, "probe")), suffix=".tmp")
+    fd, probe = tempfile.mkstemp(dir=root, prefix=files._temp_prefix(os.path.join(root, "probe")), suffix=".tmp")
     os.close(fd)
     os.unlink(probe)
   except OSError as e:
@@ -167,7 +167,7 @@ def download(url: str, path: str | os.PathLike, *, sha1: str, timeout: float = 6
   parent = os.path.dirname(path)
   os.makedirs(parent, exist_ok=True)
   unavailable = lambda reason: WeightsUnavailableError(_unavailable_message(reason, url, sha1, path))
-  fd, tmp = tempfile.mkstemp(dir=parent, prefix=io._temp_prefix(path), suffix=".part")
+  fd, tmp = tempfile.mkstemp(dir=parent, prefix=files._temp_prefix(path), suffix=".part")
   bar = None
   try:
     digest, done = hashlib.sha1(), 0
@@ -205,7 +205,7 @@ def download(url: str, path: str | os.PathLike, *, sha1: str, timeout: float = 6
           f"The file downloaded from {url} ({done:,} bytes) has sha1 {digest.hexdigest()}, expected "
           f"{sha1}; it was discarded. Retry later, or download {CAFFEMODEL_FILE} yourself, check its "
           f"sha1 and put it at {path}.")
-    os.chmod(tmp, 0o666 & ~io._umask())  # mkstemp makes 0600; the cache should read like any file
+    os.chmod(tmp, 0o666 & ~files._umask())  # mkstemp makes 0600; the cache should read like any file
     os.replace(tmp, path)
   except BaseException:  # includes KeyboardInterrupt: never leave a partial file
     if bar:
@@ -263,12 +263,12 @@ def save_checkpoint(params, directory: str | os.PathLike, *, overwrite: bool = F
                             "replace it. Choose another directory.")
   parent = os.path.dirname(directory)
   os.makedirs(parent, exist_ok=True)
-  staging = tempfile.mkdtemp(dir=parent, prefix=io._temp_prefix(directory), suffix=".tmp")
+  staging = tempfile.mkdtemp(dir=parent, prefix=files._temp_prefix(directory), suffix=".tmp")
   try:
     tree = jax.tree.map(lambda x: np.asarray(x, np.float32), params)
     target = os.path.join(staging, "checkpoint")
     _checkpointer().save(target, tree)
-    io.write_json(os.path.join(target, CHECKSUMS_FILE), {"format": 1, "sha256": _checksums(tree)})
+    files.write_json(os.path.join(target, CHECKSUMS_FILE), {"format": 1, "sha256": _checksums(tree)})
     if os.path.lexists(directory):  # overwrite: move the old one aside, then swap
       os.replace(directory, os.path.join(staging, "old"))
     try:
@@ -343,7 +343,7 @@ def restore_checkpoint(directory: str | os.PathLike):
                           "`python -m experiments.convert_weights`, or a .caffemodel file.")
   checksums_path = os.path.join(directory, CHECKSUMS_FILE)
   try:
-    recorded = io.read_json(checksums_path)["sha256"]
+    recorded = files.read_json(checksums_path)["sha256"]
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise CheckpointError(f"The checkpoint {directory} has no readable {CHECKSUMS_FILE} ({_first_line(e)}), "
                           f"so its arrays cannot be verified; it is damaged or was written by an older "
@@ -462,7 +462,7 @@ def load_params(src: str | os.PathLike, *, cache_dir: str | os.PathLike | None =
 def _load_cached(*, cache_dir, url: str, sha1: str, progress: bool):
   root = resolve_cache_dir(cache_dir)
   checkpoint = os.path.join(root, CHECKPOINT_DIR)
-  io.clean_stale_temps(root)  # .part / .tmp left by a killed download or conversion
+  files.clean_stale_temps(root)  # .part / .tmp left by a killed download or conversion
   if is_checkpoint(checkpoint):
     try:
       return restore_checkpoint(checkpoint)

@@ -10,7 +10,7 @@ import tempfile
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from rfspec import io
+from rfspec import files
 from tests.conftest import CAFFEMODEL, REPO, shared_file
 
 QUICK = "--config=experiments/configs/position_atlas.py:quick"
@@ -53,7 +53,7 @@ class KilledThenResumedRunTest(absltest.TestCase):
     cls.after_kill = mtimes(batches) if os.path.isdir(batches) else {}
     cls.outputs_after_kill = [f for f in os.listdir(cls.workdir) if f.startswith("atlas")]
     cls.rerun = run_binary(*args)
-    cls.meta = io.read_json(os.path.join(cls.workdir, "atlas.json"))
+    cls.meta = files.read_json(os.path.join(cls.workdir, "atlas.json"))
     cls.npz = dict(np.load(os.path.join(cls.workdir, "atlas.npz")))
 
   def test_kill_leaves_finished_batches_and_no_outputs(self):
@@ -82,7 +82,7 @@ class KilledThenResumedRunTest(absltest.TestCase):
     self.assertTrue(np.all(np.isfinite(self.npz["images"])))
     np.testing.assert_array_equal(self.npz["rows"], [0, 2, 5])  # lattice(3) of the 6 x 6 grid
     np.testing.assert_array_equal(self.npz["cols"], [0, 2, 5])
-    self.assertIsNotNone(io.check_manifest(os.path.join(self.workdir, "atlas.done.json")))
+    self.assertIsNotNone(files.check_manifest(os.path.join(self.workdir, "atlas.done.json")))
     self.assertIn("step", self.rerun.stderr)
     self.assertRegex(self.rerun.stderr, r"ETA \d+s")
 
@@ -132,7 +132,7 @@ class KilledThenResumedRunTest(absltest.TestCase):
       for c in range(3):
         top = g["title_h"] + g["header_h"] + r * g["cell_h"] + g["margin"]
         left = g["label_w"] + c * g["cell_w"] + g["margin"]
-        np.testing.assert_array_equal(png[top:top + 96, left:left + 96], io.to_uint8(self.npz["images"][r, c, 0]))
+        np.testing.assert_array_equal(png[top:top + 96, left:left + 96], files.to_uint8(self.npz["images"][r, c, 0]))
 
   def test_third_run_does_no_work(self):
     before = mtimes(self.workdir)

@@ -11,7 +11,7 @@ import numpy as np
 from absl.testing import absltest
 
 from experiments import reproduce_paper
-from rfspec import figures, io
+from rfspec import figures, files
 
 FIG = dict(title="t", claim="c", panels=[dict(tap="conv2/3x3", channel=1)], positions=["center"], seeds=[0])
 VIS = dict(recipe="deepdream", image_hw=(8, 8), steps=2)
@@ -43,7 +43,7 @@ class DoneMarkerTest(absltest.TestCase):
     self.assertTrue(reproduce_paper.is_done(self.workdir, "fig2", self.hash_of(FIG)))
     self.assertFalse(reproduce_paper.is_done(self.workdir, "fig2", self.hash_of(dict(FIG, seeds=[1]))))
     # The manifest is still the figure's JSON (the report and regeneration read it).
-    meta = io.read_json(os.path.join(self.workdir, "fig2.json"))
+    meta = files.read_json(os.path.join(self.workdir, "fig2.json"))
     self.assertEqual(meta["figure"], "fig2")
     self.assertEqual(sorted(meta["files"]), ["npz", "png"])
 
@@ -59,14 +59,14 @@ class DoneMarkerTest(absltest.TestCase):
   def test_crash_after_new_png_leaves_no_done_marker(self):
     self.run_figure(FIG, 0.25)
     changed = dict(FIG, seeds=[7])
-    real_atomic_write = io.atomic_write
+    real_atomic_write = files.atomic_write
 
     def crash_on_npz(path, data):
       if path.endswith(".npz"):
         raise KeyboardInterrupt  # the new PNG is on disk, the NPZ and JSON are not
       return real_atomic_write(path, data)
 
-    with mock.patch.object(io, "atomic_write", side_effect=crash_on_npz):
+    with mock.patch.object(files, "atomic_write", side_effect=crash_on_npz):
       with self.assertRaises(KeyboardInterrupt):
         self.run_figure(changed, 0.75)
     # Neither the old nor the new config may count as done beside the mixed files.

@@ -12,7 +12,7 @@ import numpy as np
 from absl.testing import absltest
 from absl.testing import parameterized
 
-from rfspec import io, plots
+from rfspec import files, plots
 from tests.conftest import CAFFEMODEL, REPO, shared_file
 
 QUICK = "--config=experiments/configs/reproduce_paper.py:quick"
@@ -107,7 +107,7 @@ class QuickRunTest(absltest.TestCase):
     from PIL import Image
 
     for name, (rows, cols) in expected.items():
-      meta = io.read_json(os.path.join(self.workdir, f"{name}.json"))
+      meta = files.read_json(os.path.join(self.workdir, f"{name}.json"))
       images = np.load(os.path.join(self.workdir, f"{name}.npz"))["images"]
       self.assertEqual(images.shape[:2], (rows, cols), name)
       self.assertEqual((meta["rows"], meta["cols"]), (rows, cols), name)
@@ -128,7 +128,7 @@ class QuickRunTest(absltest.TestCase):
           left = geo["label_w"] + c * geo["cell_w"] + m
           frame = png[top - m:top + h + m, left - m:left + w + m]
           # The image is never drawn over: every pixel is the saved image's.
-          np.testing.assert_array_equal(frame[m:m + h, m:m + w], io.to_uint8(images[r, c]), f"{name} {r},{c}")
+          np.testing.assert_array_equal(frame[m:m + h, m:m + w], files.to_uint8(images[r, c]), f"{name} {r},{c}")
           # The margin holds exactly the RF drawing that the JSON's box implies, else white.
           line, hatch, border = expected_rf_drawing(rec["rf"]["box"], h, w, m)
           margin = np.ones(frame.shape[:2], bool)
@@ -148,7 +148,7 @@ class QuickRunTest(absltest.TestCase):
     from rfspec import masks as masks_lib
     from tests.conftest import real_params
 
-    meta = io.read_json(os.path.join(self.workdir, "fig2.json"))
+    meta = files.read_json(os.path.join(self.workdir, "fig2.json"))
     self.assertIn("rfspec.visualize_grid(params, seeds", meta["regenerate"])
     rec = meta["images"][2][1]  # bottom position, second seed
     cfg_fields = dict(rec["vis_config"])

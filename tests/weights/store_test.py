@@ -373,7 +373,7 @@ class CacheDirectoryTest(StoreTestCase):
     self.assertFalse(os.path.exists(staging))
 
   def test_download_temp_names_match_the_cleaner(self):
-    # A .part of a killed download is recognised by rfspec.io.clean_stale_temps.
+    # A .part of a killed download is recognised by rfspec.files.clean_stale_temps.
     url = self.start_server()
     seen = []
     real_replace = os.replace
