@@ -158,3 +158,18 @@ def _parse_flags(argv):
     except Exception as e:
       _exit_bad_flag(_config_message(e.__cause__ or e))
   return rest
+
+
+def weights_digest(src: str) -> str:
+  """The sha256 of the weights `--weights` names (results are keyed on content, not path)."""
+  from rfspec.weights.store import weights_sha256
+
+  return weights_sha256(src)
+
+
+def load_params(src: str):
+  """`rfspec.load_params(src)`, saying so on stderr."""
+  import rfspec
+
+  print(f"loading weights {src}", file=sys.stderr, flush=True)
+  return rfspec.load_params(src)

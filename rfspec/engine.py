@@ -46,13 +46,12 @@ from jax.sharding import PartitionSpec as P
 
 from rfspec import masks as masks_lib
 from rfspec import objectives, param, recipes, transforms
+from rfspec.progress import Progress, print_progress
 from rfspec.errors import UserError
 from rfspec.models import googlenet, preprocess
 
-__all__ = ["FROM_RECIPE", "GridResult", "NonFiniteError", "Progress", "VisConfig", "VisResult", "apply_in_parts",
-           "batch_parts", "check_seeds", "embed_canvas", "format_progress", "grid_mesh", "initial_image",
-           "log_progress", "make_grid_fn", "optimize", "print_progress", "scale_by_mean_abs_nonzero", "visualize",
-           "visualize_batch", "visualize_grid"]
+__all__ = ["GridResult", "NonFiniteError", "VisConfig", "VisResult", "initial_image", "make_grid_fn", "optimize",
+           "visualize", "visualize_batch", "visualize_grid"]
 
 _log = logging.getLogger(__name__)
 
@@ -547,60 +546,6 @@ def _chunk_fns(cfg: VisConfig) -> _ChunkFns:
   return _ChunkFns(jax.jit(init), jax.jit(chunk, donate_argnums=(3,), static_argnames=("parts",)))
 
 
-class Progress(NamedTuple):
-  """What a `progress` callback receives after each chunk.
-
-  Attributes:
-    step: steps done so far (per image).
-    total: cfg.steps.
-    images: grid elements being optimised (P * S, without padding).
-    image_steps_per_s: throughput; after the first chunk it excludes compile time.
-    elapsed_s: wall time since the run started, compile included.
-    eta_s: estimated seconds left.
-  """
-
-  step: int
-  total: int
-  images: int
-  image_steps_per_s: float
-  elapsed_s: float
-  eta_s: float
-
-
-def _duration(seconds: float) -> str:
-  seconds = int(round(max(seconds, 0.0)))
-  h, rem = divmod(seconds, 3600)
-  return f"{h}h{rem // 60:02d}m" if h else f"{rem // 60}m{rem % 60:02d}s"
-
-
-def format_progress(info: Progress) -> str:
-  """One line for a `Progress`, e.g. 'visualize: step 64/256, 9 images, 4.1 image-steps/s, ...'."""
-  return (f"visualize: step {info.step}/{info.total}, {info.images} images, "
-          f"{info.image_steps_per_s:.1f} image-steps/s, elapsed {_duration(info.elapsed_s)}, "
-          f"ETA {_duration(info.eta_s)}")
-
-
-def print_progress(info: Progress) -> None:
-  """The default `progress` callback: a progress line on stderr after each chunk (rewritten in
-  place on a terminal, one line per chunk elsewhere, e.g. in a notebook or a log)."""
-  line = format_progress(info)
-  if sys.stderr.isatty():
-    end = "\n" if info.step >= info.total else ""
-    sys.stderr.write("\r" + line + "\x1b[K" + end)
-  else:
-    sys.stderr.write(line + "\n")
-  sys.stderr.flush()
-
-
-def log_progress(info: Progress) -> None:
-  """A `progress` callback that logs the line at INFO on the "rfspec.engine" logger instead."""
-  _log.info("%s", format_progress(info))
-
-
-def _no_progress(info: Progress) -> None:
-  del info
-
-
 class NonFiniteError(FloatingPointError, ValueError):
   """Raised when an element's image or objective went NaN or inf; names the elements."""
 
@@ -655,6 +600,16 @@ def check_seeds(seeds) -> np.ndarray:
   return arr.astype(np.int32)
 
 
+def check_progress(progress) -> Callable[[Progress], None]:
+  """`progress` -> a callable; None -> silence. Anything else is a UserError naming the fix."""
+  if progress is None:
+    return lambda info: None
+  if not callable(progress):
+    raise UserError(f"progress must be a function of one `rfspec.progress.Progress` (default: print a line on stderr) "
+                    f"or None for silence; got {progress!r}.")
+  return progress
+
+
 def _run_grid(params, seeds: np.ndarray, masks: np.ndarray, cfg: VisConfig, progress, devices,
               describe: Callable[[int], str], snapshot_steps: Sequence[int] = ()):
   """Runs the flat batch (seeds [B], masks [B, h, w, C]) chunk by chunk; returns numpy
@@ -668,10 +623,7 @@ def _run_grid(params, seeds: np.ndarray, masks: np.ndarray, cfg: VisConfig, prog
   seeds_d = _put(seeds[idx], along)
   masks_d = _put(masks[idx], along)
   params_d = jax.tree.map(lambda a: _put(a, replicated), params)
-  if progress is None:
-    progress = print_progress
-  elif progress is False:
-    progress = _no_progress
+  progress = check_progress(progress)
 
   n = min(cfg.chunk, cfg.steps)
   parts = batch_parts(mesh.devices.flat)
@@ -706,7 +658,7 @@ def _run_grid(params, seeds: np.ndarray, masks: np.ndarray, cfg: VisConfig, prog
 
 
 def visualize_grid(params, seeds, masks, cfg: VisConfig, *, return_trace: bool = False,
-                   progress: Callable[[Progress], None] | None = None,
+                   progress: Callable[[Progress], None] | None = print_progress,
                    devices: Sequence[jax.Device] | None = None,
                    snapshot_steps: Sequence[int] = ()) -> np.ndarray | GridResult:
   """Visualises every (mask, seed) pair of a grid in one compiled, sharded computation.
@@ -726,8 +678,8 @@ def visualize_grid(params, seeds, masks, cfg: VisConfig, *, return_trace: bool =
       (i, j) = (row, col) of the tap's grid (see `rfspec.node_mask`, `rfspec.masks.node_masks`).
     cfg: `VisConfig`.
     return_trace: also return the objective per step.
-    progress: called with a `Progress` after each chunk; default `print_progress` (a line on
-      stderr); False for silence; `log_progress` logs instead.
+    progress: called with a `rfspec.progress.Progress` after each chunk; default
+      `print_progress` (a line on stderr); None for silence; `rfspec.progress.log_progress` logs.
     devices: devices to shard over; default `jax.devices()`.
     snapshot_steps: step counts after which to keep a copy of the images (each a multiple of
       `cfg.chunk`, or `cfg.steps`); they come back as `GridResult.snapshots` (return_trace=True).
@@ -755,7 +707,7 @@ def visualize_grid(params, seeds, masks, cfg: VisConfig, *, return_trace: bool =
 
 
 def visualize_batch(params, seeds, masks, cfg: VisConfig, *,
-                    progress: Callable[[Progress], None] | None = None,
+                    progress: Callable[[Progress], None] | None = print_progress,
                     devices: Sequence[jax.Device] | None = None,
                     snapshot_steps: Sequence[int] = ()) -> GridResult:
   """Visualises B (seed, mask) pairs in one compiled, sharded computation: the flat form of
@@ -805,7 +757,7 @@ def _is_traced(*trees) -> bool:
 
 
 def visualize(params, seed, node_mask, cfg: VisConfig, *, return_trace: bool = False,
-              progress: Callable[[Progress], None] | None = None,
+              progress: Callable[[Progress], None] | None = print_progress,
               devices: Sequence[jax.Device] | None = None) -> np.ndarray | VisResult:
   """The preferred input of the chosen nodes, by gradient ascent from a random start.
 
@@ -821,8 +773,8 @@ def visualize(params, seed, node_mask, cfg: VisConfig, *, return_trace: bool = F
       the tap's grid, e.g. `rfspec.node_mask(tap, channel, image_hw, position=(i, j))`.
     cfg: `VisConfig`, e.g. `VisConfig(tap="inception_4c/output", image_hw=(224, 224))`.
     return_trace: also return the objective per step.
-    progress: called with a `Progress` after each chunk; default `print_progress` (a line on
-      stderr); False for silence; `log_progress` logs instead.
+    progress: called with a `rfspec.progress.Progress` after each chunk; default
+      `print_progress` (a line on stderr); None for silence; `rfspec.progress.log_progress` logs.
     devices: where to run; default the first local device.
 
   Returns:

@@ -245,6 +245,19 @@ def to_uint8(image) -> np.ndarray:
   return (np.clip(np.asarray(image, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
+def write_npz(path, arrays: Mapping[str, Any]) -> str:
+  """Atomically writes a compressed .npz of `arrays` (name -> array)."""
+  buf = _io.BytesIO()
+  np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+  return atomic_write(path, buf.getvalue())
+
+
+def read_npz(path) -> dict[str, np.ndarray]:
+  """Every array of an .npz (loaded; the file is closed). Object arrays are refused (no pickle)."""
+  with np.load(path, allow_pickle=False) as z:
+    return {k: z[k] for k in z.files}
+
+
 def write_png(path, image) -> str:
   """Atomically writes an image: float [H, W, 3] in [0, 1] or uint8 [H, W, 3|4]."""
   from PIL import Image

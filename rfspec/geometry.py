@@ -259,6 +259,61 @@ def nearest_node(tap: str, image_hw: int | Sequence[int], yx: Sequence[float]) -
   return out[0], out[1]
 
 
+def diagonal_positions(tap: str, image_hw: int | Sequence[int], n: int) -> list[Position]:
+  """n distinct positions (i, j) = (row, col) from the centre node to the corner (0, 0), evenly spaced.
+
+  The centre is the node whose RF centre is nearest the image centre; moving to the corner takes
+  the RF's inside fraction from its largest value down to its smallest.
+  """
+  hw = _image_hw(image_hw)
+  ci, cj = nearest_node(tap, hw, ((hw[0] - 1) / 2, (hw[1] - 1) / 2))
+  out = []
+  for t in np.linspace(0.0, 1.0, max(int(n), 1)):
+    p = (int(round(ci * (1 - t))), int(round(cj * (1 - t))))
+    if p not in out:
+      out.append(p)
+  return out
+
+
+def mirror_node(tap: str, image_hw: int | Sequence[int], position: Position) -> Position:
+  """The node whose RF centre is nearest the mirror image, about the image's centre, of `position`'s
+  RF centre: the true mirror position. (The grid mirror (h-1-i, w-1-j) is not it when the grid
+  sits unevenly on the image, as inception_4c's does at 224 px: 14 px off.)"""
+  hw = _image_hw(image_hw)
+  y, x = receptive_field(tap, hw).centre(*position)
+  return nearest_node(tap, hw, (hw[0] - 1 - y, hw[1] - 1 - x))
+
+
+def erf_off_share(params, tap: str, image_hw: int | Sequence[int], positions: Sequence[Position], *,
+                  key: jax.Array, num_samples: int = 4) -> np.ndarray:
+  """Share of each node's effective-RF mass (Luo et al. 2016) that falls off the image.
+
+  The ERF of the tap's centre node is measured on noise images of a larger canvas (the image plus
+  a border of min(RF/2, image side), rounded to the stride), where it is not truncated; for a node
+  whose RF centre sits at c in the image, the share is that map's mass outside the image window
+  placed around the same centre. Summed over channels.
+
+  Returns:
+    float [P] in [0, 1].
+  """
+  hw = _image_hw(image_hw)
+  rf = receptive_field(tap, hw)
+  border = int(math.ceil(min(rf.size / 2, max(hw)) / rf.stride) * rf.stride)
+  big = (hw[0] + 2 * border, hw[1] + 2 * border)
+  node = nearest_node(tap, big, ((big[0] - 1) / 2, (big[1] - 1) / 2))
+  erf = effective_rf(params, tap, None, [node], big, key=key, num_samples=num_samples, batch_size=num_samples)
+  m = np.asarray(erf.maps[0], np.float64)
+  cy, cx = (float(v) for v in np.asarray(erf.centre[0]))
+  total = m.sum()
+  out = []
+  for p in positions:
+    y, x = rf.centre(*p)
+    top, left = int(round(cy - y)), int(round(cx - x))
+    inside = m[max(top, 0):max(top + hw[0], 0), max(left, 0):max(left + hw[1], 0)].sum()
+    out.append(1.0 - inside / total if total > 0 else float("nan"))
+  return np.asarray(out)
+
+
 def spatial_taps() -> tuple[str, ...]:
   """Taps with a spatial grid (everything but the classifier and softmax), in network order."""
   return tuple(l.name for l in googlenet.LAYERS if l.kind not in ("fc", "softmax"))

@@ -23,7 +23,7 @@ from rfspec.errors import UserError
 from rfspec.files import to_uint8
 
 __all__ = ["BORDER_COLOUR", "HATCH_COLOUR", "HATCH_PERIOD", "RF_COLOUR", "RF_LINE_PX", "RF_TICK_PX", "atlas_mosaic",
-           "atlas_psi_figure", "grid_geometry", "render_grid", "specificity_taps_figure", "specificity_trend_figure"]
+           "atlas_psi_figure", "grid_geometry", "render_grid", "specificity_figure"]
 
 RF_COLOUR = (220, 30, 30)
 BORDER_COLOUR = (150, 150, 150)
@@ -289,13 +289,14 @@ def _tap_label(tap: str) -> str:
   return tap.replace("/output", "").replace("inception_", "")
 
 
-def specificity_trend_figure(taps, trend):
-  """psi_auc(p, centre) against the off-image share of each position's RF, per tap, with 95 %
-  intervals and the fitted line (claim 4): (a) theoretical RF, (b) effective RF.
+def specificity_figure(summary):
+  """The sweep at a glance: per tap, each position's (a) psi_auc against the centre on their common
+  RF-frame window and (b) transfer T, against the RF's off-image share at that position; 95 %
+  intervals; dashed, the truncation null (what truncation alone gives: the centre's pattern cut to
+  the window).
 
   Args:
-    taps: specificity.json "taps" entries (positions, rf_off, erf_off, summary.psi_vs_centre[_ci]).
-    trend: specificity.json "trend" {"rf", "rf_ci", "erf", "erf_ci", "points"}.
+    summary: `rfspec.runs.sweep.summary(...)`.
 
   Returns:
     A matplotlib `Figure` (no pyplot state).
@@ -303,82 +304,35 @@ def specificity_trend_figure(taps, trend):
   from matplotlib import colormaps
   from matplotlib.figure import Figure
 
-  fig = Figure(figsize=(12, 4.8), layout="constrained")
-  axes = fig.subplots(1, 2, sharey=True)
+  taps = sorted(summary["taps"], key=lambda t: t["rf_size"])
+  fig = Figure(figsize=(13, 5.2), layout="constrained")
+  axes = fig.subplots(1, 2)
   cmap = colormaps["viridis"]
-  order = sorted(taps, key=lambda t: t["rf_size"])
-  for ax, key, name in ((axes[0], "rf_off", "rf"), (axes[1], "erf_off", "erf")):
-    xs_all, ys_all = [], []
-    for n, t in enumerate(order):
-      x = np.asarray([np.nan if v is None else v for v in t[key]], np.float64)
-      x = x[1:] - x[0]
-      y = np.asarray(t["summary"]["psi_vs_centre"][1:], np.float64)
-      ci = np.asarray(t["summary"]["psi_vs_centre_ci"][1:], np.float64).reshape(-1, 2)
-      colour = cmap(n / max(len(order) - 1, 1))
-      ax.errorbar(x, y, yerr=[y - ci[:, 0], ci[:, 1] - y], fmt="o", color=colour, capsize=3,
-                  label=f"{_tap_label(t['tap'])} (RF {t['rf_size']} px)")
-      xs_all += list(x)
-      ys_all += list(y)
-    slope = trend.get(name)
-    if slope is not None and xs_all:
-      xs, ys = np.asarray(xs_all), np.asarray(ys_all)
-      ok = np.isfinite(xs) & np.isfinite(ys)
-      grid = np.linspace(np.nanmin(xs), np.nanmax(xs), 20)
-      ax.plot(grid, ys[ok].mean() + slope * (grid - xs[ok].mean()), color="black", lw=1,
-              label=f"OLS slope {slope:.2f} [{trend[name + '_ci'][0]:.2f}, {trend[name + '_ci'][1]:.2f}]")
-    ax.axhline(0, color="grey", lw=0.7)
+  for ax, key, null_key, ylabel in (
+      (axes[0], "psi_vs_centre", "psi_truncation_null", "psi_auc(p, centre): 0 = same pattern, 1 = separable"),
+      (axes[1], "transfer", "transfer_truncation_null", "transfer T: node's response to the other's pattern / own")):
+    for n, t in enumerate(taps):
+      colour = cmap(n / max(len(taps) - 1, 1))
+      off = 1.0 - np.asarray(t["inside"], np.float64)
+      y = np.asarray([np.nan if v is None else v for v in t[key]], np.float64)
+      cis = t[key + "_ci"]
+      lo = np.asarray([np.nan if c["ci"] is None or c["ci"][0] is None else c["ci"][0] for c in cis])
+      hi = np.asarray([np.nan if c["ci"] is None or c["ci"][1] is None else c["ci"][1] for c in cis])
+      ok = np.isfinite(y)
+      ax.errorbar(off[ok] + 0.004 * n, y[ok], yerr=[y[ok] - lo[ok], hi[ok] - y[ok]], fmt="o-", color=colour, capsize=3,
+                  lw=1, label=f"{_tap_label(t['tap'])} (RF {t['rf_size']} px)")
+      null = np.asarray([np.nan if v is None else v for v in t[null_key]], np.float64)
+      ax.plot(off[ok], null[ok], ls="--", color=colour, lw=0.8)
+    ax.axhline(0 if key == "psi_vs_centre" else 1, color="grey", lw=0.7)
     ax.grid(alpha=0.3)
-    ax.set_xlabel(("theoretical RF" if name == "rf" else "effective RF (ERF mass)")
-                  + ": off-image share at p minus at the centre")
-    ax.legend(fontsize=7)
-  axes[0].set_ylabel("psi_auc(p, centre), mean over channels (0 = same pattern, 1 = separable)")
-  fig.suptitle("Position specificity vs the RF's off-image share (95 % bootstrap intervals over seeds and channels)",
-               fontsize=10)
+    ax.set_xlabel("share of the position's RF that lies off the image")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+  st = summary["settings"]
+  title = (f"Position specificity on the common RF-frame window, {st['image_hw'][0]} px, {st['steps']} steps "
+           "(95 % intervals over channels and starts; dashed: truncation null)")
+  if st.get("smoke_test"):
+    title = "SMOKE TEST (tiny size and steps): checks the pipeline, not the science\n" + title
+  fig.suptitle(title, fontsize=10)
   return fig
 
-
-def specificity_taps_figure(taps):
-  """Per tap against RF size: (a) mean psi_auc(p, centre) over off-centre positions, (b) mean
-  auc_id (seed consistency vs other channels; 0.5 = none), (c) the ablations: psi_auc(mirror(p),
-  centre) - psi_auc(p, centre), and psi_auc between the centre at 1x and 2x the image side.
-
-  Args:
-    taps: specificity.json "taps" entries.
-
-  Returns:
-    A matplotlib `Figure`.
-  """
-  from matplotlib.figure import Figure
-
-  fig = Figure(figsize=(15, 4.6), layout="constrained")
-  axes = fig.subplots(1, 3)
-  order = sorted(taps, key=lambda t: t["rf_size"])
-  x = np.array([t["rf_size"] for t in order], np.float64)
-
-  def bars(ax, vals, cis, **kw):
-    y = np.array([np.nan if v is None else v for v in vals], np.float64)
-    ci = np.array([[np.nan, np.nan] if c is None or None in c else c for c in cis], np.float64)
-    ax.errorbar(x, y, yerr=[y - ci[:, 0], ci[:, 1] - y], capsize=3, marker="o", **kw)
-
-  s = [t["summary"] for t in order]
-  bars(axes[0], [v["psi_mean"] for v in s], [v["psi_mean_ci"] for v in s])
-  bars(axes[1], [v["auc_id_mean"] for v in s], [v["auc_id_mean_ci"] for v in s])
-  bars(axes[2], [v["mirror_psi"] for v in s], [v["mirror_psi_ci"] for v in s],
-       label="psi_auc vs centre: mirror(p) minus p")
-  if any(t.get("input_size") for t in order):
-    sizes = [t.get("input_size") or {} for t in order]
-    bars(axes[2], [v.get("psi_auc_mean") for v in sizes], [v.get("psi_auc_mean_ci") for v in sizes],
-         label="centre at 1x vs 2x image side", linestyle="--")
-  for ax, title, ref in ((axes[0], "(a) psi_auc vs centre", 0), (axes[1], "(b) auc_id (seed consistency)", 0.5),
-                         (axes[2], "(c) ablations: psi_auc", 0)):
-    ax.set_xscale("log")
-    ax.set_xticks(x, [f"{_tap_label(t['tap'])}\n{t['rf_size']}" for t in order], fontsize=7)
-    ax.minorticks_off()
-    ax.axhline(ref, color="grey", lw=0.7)
-    ax.grid(alpha=0.3)
-    ax.set_title(title, fontsize=9)
-    ax.set_xlabel("tap and RF size (px, log scale)")
-  if axes[2].get_legend_handles_labels()[0]:
-    axes[2].legend(fontsize=7)
-  fig.suptitle("Specificity per tap (means over channels and positions, 95 % bootstrap intervals)", fontsize=10)
-  return fig

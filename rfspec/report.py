@@ -11,6 +11,7 @@ import base64
 import html
 import io as _io
 import json
+import string
 from typing import Any, Mapping
 
 import numpy as np
@@ -197,135 +198,189 @@ def atlas_html(meta: Mapping[str, Any], images, *, tile_px: int = 96, detail_px:
       "</body></html>"])
 
 
-# ----------------------------------------------------------------------------- specificity sweep
+# ----------------------------------------------------------------------------- the claims sweep
+
+SMOKE_TEST = "smoke test (tiny size and steps): checks the pipeline, not the science"
 
 
 def _fmt(v, spec: str = ".2f") -> str:
   return "n/a" if v is None else format(v, spec)
 
 
-def _ci(ci) -> str:
-  return "n/a" if ci is None or None in ci else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+def _ci(ci, degenerate: bool = False, n: int | None = None) -> str:
+  """"[lo, hi]"; a collapsed interval says so instead of looking certain."""
+  if ci is None or None in ci:
+    return "(no interval)"
+  if degenerate:
+    return f"(n = {n}, no interval; exact bound [{ci[0]:.2f}, {ci[1]:.2f}])" if n else "(no interval)"
+  return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
 
-def _verdict_rows(claims) -> list[list[str]]:
-  return [[c["claim"], c["measure"], f"{_fmt(c['estimate'])} {_ci(c['ci'])}", c["verdict"],
-           c["why"] + (f"; {c['settle']}" if c["settle"] else "")] for c in claims]
+def _table(header, rows) -> str:
+  esc = lambda x: str(x).replace("|", "\\|")  # noqa: E731
+  return "\n".join(["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+                   + ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows])
 
 
-_VERDICT_HEADER = ["claim", "measure", "estimate [95 % CI]", "verdict", "why / what would settle it"]
-_TAP_HEADER = ["tap", "RF px", "channels", "psi_auc vs centre [95 % CI]", "auc_id [95 % CI]",
-               "mirror minus p: psi_auc vs centre [95 % CI]", "centre 1x vs 2x psi_auc [95 % CI]", "RF off-image (max)",
-               "ERF off-image (max)", "realism: stats distance single / tiled"]
+CLAIM_HEADER = ["claim", "estimate [95 % CI]", "own null", "permutation p", "verdict", "why / what would settle it"]
 
 
-def _tap_rows(taps) -> list[list[str]]:
+def claim_rows(claims) -> list[list[str]]:
   rows = []
-  for t in taps:
-    s, size, real = t["summary"], t.get("input_size") or {}, t.get("realism")
-    dist = "n/a" if not real else (f"{_fmt(real['single']['stats_distance']['mean'])} / "
-                                   f"{_fmt(real['tiled']['stats_distance']['mean'])}")
-    rows.append([t["tap"], str(t["rf_size"]), ", ".join(map(str, t["channels"])),
-                 f"{_fmt(s['psi_mean'])} {_ci(s['psi_mean_ci'])}", f"{_fmt(s['auc_id_mean'])} {_ci(s['auc_id_mean_ci'])}",
-                 f"{_fmt(s['mirror_psi'])} {_ci(s['mirror_psi_ci'])}",
-                 f"{_fmt(size.get('psi_auc_mean'))} {_ci(size.get('psi_auc_mean_ci'))}" if size else "not run",
-                 f"{max(v for v in t['rf_off'] if v is not None):.0%}",
-                 f"{max(v for v in t['erf_off'] if v is not None):.0%}", dist])
+  for c in claims:
+    second = c.get("second") or {}
+    extra = (f" Second measure, {second['name']}: {_fmt(second.get('estimate'))} {_ci(second.get('ci'))}"
+             f"{'' if second.get('null') is None else ', null ' + _fmt(second.get('null'))}; {second.get('says', '')}."
+             if second else "")
+    rows.append([c["claim"], f"{_fmt(c['estimate'])} {_ci(c['ci'], c['ci_degenerate'], c['n'])}",
+                 f"{_fmt(c['null'])} ({c['null_kind']})" if c["null_kind"] else "n/a",
+                 _fmt(c["p_value"], ".3f"), c["verdict"],
+                 c["why"] + (f"; {c['settle']}" if c["settle"] else "") + f" Measure: {c['measure']}." + extra])
   return rows
 
 
-def _scale_text(summary: Mapping[str, Any]) -> str:
-  st, vis = summary["settings"], summary["settings"]["vis"]
-  return (f"config variant '{st['variant']}': {vis['image_hw'][0]}x{vis['image_hw'][1]} px, recipe "
-          f"{vis.get('recipe', 'deepdream')}, {vis['steps']} steps, {len(st['taps'])} taps, K = {st['channels_per_tap']} "
-          f"channels per tap, {st['n_positions']} positions (+ mirrors), S = {len(st['seeds'])} seeds, "
-          f"{st['n_boot']} bootstrap draws; judge {summary['judge']}")
+def _scale(st) -> str:
+  return (f"config '{st['variant']}': {st['image_hw'][0]}x{st['image_hw'][1]} px, recipe {st['recipe']}, "
+          f"{st['steps']} steps, taps {', '.join(st['taps'])}; K = {st['channels_per_tap']} channels per tap, "
+          f"{st['seeds']}, {st['n_positions']} positions centre to corner{' + the corner mirror' if st['mirror'] else ''}"
+          f"{', + tiled' if st['tiled'] else ''}; judge {st['judge']}; windows of >= {st['min_window_share']:.0%} of "
+          f"the RF; {st['n_boot']} bootstrap draws (channels, then starts), {st['n_perm']} permutations")
 
 
-def _realism_ref_text(summary: Mapping[str, Any]) -> str:
-  refs = summary.get("realism_references")
-  if not refs:
-    return "No reference images, so no realism references."
-  parts = []
-  for name in ("natural", "noise"):
-    r = refs[name]
-    parts.append(f"{name}: stats distance {_fmt(r['stats_distance']['mean'])}, confidence "
-                 f"{_fmt(r['confidence']['mean'])}, entropy {_fmt(r['entropy']['mean'])} nats, spectrum slope "
-                 f"{_fmt(r['spectrum_slope']['mean'])}")
-  return ("Realism references (" + ", ".join(refs["natural_images"]) + " as natural photos; uniform noise): "
-          + "; ".join(parts) + ". Confidence, entropy and stats distance are circular (GoogLeNet judging images "
-          "optimised on GoogLeNet, and the natural photos are also the statistics' reference); only the spectrum "
-          "slope (natural images about -2) is independent of the net.")
+def _per_position(values, cis=None) -> str:
+  out = []
+  for n, v in enumerate(values):
+    if v is None:
+      out.append("-")
+    else:
+      out.append(_fmt(v) + ("" if cis is None else " " + _ci(cis[n]["ci"], cis[n]["degenerate"])))
+  return "; ".join(out)
 
 
-def _ablation_text(summary: Mapping[str, Any]) -> str:
-  """The padding and input-size ablations in words, with their numbers."""
-  parts = []
+TAP_HEADER = ["tap", "RF px", "channels (eligible)", "positions (RF inside)", "psi_auc vs centre [95 % CI]",
+              "truncation null", "auc_id", "transfer T", "dead runs"]
+
+
+def tap_rows(taps) -> list[list[str]]:
+  rows = []
+  for t in taps:
+    pos = "; ".join(f"{tuple(p)} {r} {i:.0%}" for p, r, i in zip(t["positions"], t["roles"], t["inside"]))
+    rows.append([t["tap"], str(t["rf_size"]), f"{', '.join(map(str, t['channels']))} ({t['channels_eligible']})", pos,
+                 _per_position(t["psi_vs_centre"], t["psi_vs_centre_ci"]), _per_position(t["psi_truncation_null"]),
+                 _per_position(t["auc_id"]), _per_position(t["transfer"]), f"{t['dead_runs']} of {t['runs']}"])
+  return rows
+
+
+def _ablations(summary) -> list[str]:
+  lines = []
   for t in summary["taps"]:
-    pad = t.get("padding")
-    if pad:
-      parts.append(f"{t['tap']} with reflect instead of zero padding: psi_auc vs centre {_fmt(pad['psi_zero'])} -> "
-                   f"{_fmt(pad['psi_reflect'])} (difference {_fmt(pad['psi_reflect_minus_zero'])} "
-                   f"{_ci(pad['psi_reflect_minus_zero_ci'])}), auc_id {_fmt(pad['auc_id_zero'])} -> "
-                   f"{_fmt(pad['auc_id_reflect'])}")
-    size = t.get("input_size")
-    if size:
-      parts.append(f"{t['tap']} centre node at {size['image_hw'][0][0]} vs {size['image_hw'][1][0]} px (RF off-image "
-                   f"{size['rf_off'][0]:.0%} vs {size['rf_off'][1]:.0%}): psi_auc {_fmt(size['psi_auc_mean'])} "
-                   f"{_ci(size['psi_auc_mean_ci'])}")
-  control = summary.get("padding_control")
-  if control:
-    parts.append(f"control: reflect padding keeps the top-1 class of {control['top1_unchanged']:.0%} of "
-                 f"{', '.join(control['images'])} (confidence {', '.join(f'{v:.2f}' for v in control['confidence_zero'])}"
-                 f" -> {', '.join(f'{v:.2f}' for v in control['confidence_reflect'])})")
-  mirror = [f"{t['tap']} {_fmt(t['summary']['mirror_psi'])} {_ci(t['summary']['mirror_psi_ci'])}" for t in summary["taps"]
-            if t["summary"]["mirror_psi"] is not None]
-  if mirror:
-    parts.append("mirror positions (psi_auc(mirror(p), centre) - psi_auc(p, centre); 0 = the mirror position is as "
-                 "specific as p): " + ", ".join(mirror))
-  return ("Ablations: " + "; ".join(parts) + ".") if parts else "No ablations were run."
+    m = t["mirror"]
+    if m["estimate"] is not None:
+      lines.append(f"- Mirror, {t['tap']}: {m['what']}: {_fmt(m['estimate'])} {_ci(m['ci'], m['degenerate'])}.")
+    size = t["ablations"].get("input_size")
+    if size and "estimate" in size:
+      lines.append(f"- Input size, {t['tap']}: the centre node at {size['image_hw'][0][0]} px (RF {size['inside'][0]:.0%} "
+                   f"inside) vs {size['image_hw'][1][0]} px ({size['inside'][1]:.0%} inside), on the RF-frame window "
+                   f"both see ({size['window_share']:.0%} of the RF), channels {size['channels']}: psi_auc "
+                   f"{_fmt(size['estimate'])} {_ci(size['ci'], size['degenerate'], size['n'])}, permutation p = "
+                   f"{_fmt(size['p_value'], '.3f')} (0: the same pattern whether or not the rest of the RF is seen).")
+    elif size:
+      lines.append(f"- Input size, {t['tap']}: {size['skipped']}.")
+    pad = t["ablations"].get("padding")
+    if pad and "zero" in pad:
+      lines.append(f"- Padding, {t['tap']}: psi_auc(corner, centre) with zero padding {_fmt(pad['zero']['estimate'])} "
+                   f"{_ci(pad['zero']['ci'], pad['zero']['degenerate'], pad['zero']['n'])}, with reflect padding "
+                   f"{_fmt(pad['reflect']['estimate'])} {_ci(pad['reflect']['ci'], pad['reflect']['degenerate'], pad['reflect']['n'])}; "
+                   f"reflect minus zero {_fmt(pad['reflect_minus_zero'])} "
+                   f"{_ci(pad['reflect_minus_zero_ci'], pad['reflect_minus_zero_degenerate'])} (channels {pad['channels']}).")
+    elif pad:
+      lines.append(f"- Padding, {t['tap']}: {pad['skipped']}.")
+  ctl = summary.get("padding_control")
+  if ctl:
+    lines.append(f"- Padding control: reflect padding keeps the top-1 class of {ctl['top1_unchanged']:.0%} of {ctl['n']} "
+                 "natural photos.")
+  return lines
+
+
+def _pilot(summary) -> list[str]:
+  pilot = summary.get("pilot")
+  if not pilot:
+    return []
+  steps = sorted(pilot, key=int)
+  rows = []
+  for st in steps:
+    v = pilot[st]
+    for t in v["taps"]:
+      corr = [c for c in (t.get("single_start_corr") or []) + (t.get("tiled_start_corr") or []) if c is not None]
+      rows.append([st, t["tap"], _per_position(t["psi_vs_centre"]), _per_position(t["auc_id"]),
+                   _per_position(t["transfer"]), str(t["dead_runs"]),
+                   _fmt(max(map(abs, corr)) if corr else None),
+                   "; ".join(f"{c['claim'].split('.')[0]}: {_fmt(c['estimate'])} {c['verdict']}" for c in v["claims"])])
+  return ["## Pilot: the numbers after each step count", "",
+          _table(["steps", "tap", "psi_auc vs centre", "auc_id", "transfer T", "dead", "max |start corr|", "claims"],
+                 rows), ""]
 
 
 def specificity_markdown(summary: Mapping[str, Any]) -> str:
-  """specificity.md: the verdict table first, then per-tap numbers, with the run's scale."""
+  """specificity.md: the verdicts first (estimate, interval, own null, verdict), then per-tap numbers."""
+  st = summary["settings"]
+  smoke = [f"**{SMOKE_TEST}**", ""] if st.get("smoke_test") else []
+  nat = summary.get("natural_photos")
+  return "\n".join(smoke + [
+      f"# The paper's claims, measured ({st['variant']})", "",
+      f"Scale: {_scale(st)}. Weights sha256 {summary.get('weights_sha256') or 'n/a'}.", "",
+      _table(CLAIM_HEADER, claim_rows(summary["claims"])), "",
+      "psi_auc = 2 P(W > B) - 1 on the common RF-frame window (0: positions indistinguishable, 1: separable); "
+      "auc_id = P(W > F), F = pairs with another channel (0.5: no more alike than unrelated node types); transfer T "
+      "= the node's response to the other position's pattern moved into its RF frame / to its own, both cut to the "
+      "common window (1: the same stimulus to the node). Intervals: 95 % hierarchical bootstrap (channels, then "
+      "starts); '(no interval)' where every draw gave the same value.", "",
+      "## Per tap", "", _table(TAP_HEADER, tap_rows(summary["taps"])), "",
+      "## Ablations", ""] + (_ablations(summary) or ["None run."]) + [""]
+      + ([f"Natural photos for claim 5: {nat['n']} (median spectrum slope {_fmt(nat['slope_median'])}).", ""]
+         if nat else []) + _pilot(summary))
 
-  def table(header, rows):
-    esc = lambda x: str(x).replace("|", "\\|")  # noqa: E731
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-                     + ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows])
 
-  trend = summary.get("trend") or {}
-  return "\n".join([
-      f"# Position specificity: one verdict per claim ({summary['settings']['variant']})", "",
-      f"Scale: {_scale_text(summary)}.", "",
-      table(_VERDICT_HEADER, _verdict_rows(summary["claims"])), "",
-      f"Trend of psi_auc(p, centre) on the off-image share: theoretical RF slope {_fmt(trend.get('rf'))} "
-      f"{_ci(trend.get('rf_ci'))}, ERF slope {_fmt(trend.get('erf'))} {_ci(trend.get('erf_ci'))} "
-      f"({trend.get('points', 0)} points).", "",
-      "## Per tap", "", table(_TAP_HEADER, _tap_rows(summary["taps"])), "",
-      _ablation_text(summary), "", _realism_ref_text(summary), ""])
+SWEEP_REPORT_VERSION = 1  # bump when the sweep's rendered outputs change (stored units stay valid)
 
 
-def specificity_section_html(summary: Mapping[str, Any]) -> str:
-  """The report.html section: verdicts at the top, then the plots and per-tap numbers."""
+def _html_table(header, rows) -> str:
   esc = html.escape
+  head = "".join(f"<th>{esc(h)}</th>" for h in header)
+  body = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+  return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
-  def table(header, rows):
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
 
-  quick = ("<p><b>Quick variant:</b> a smoke test of the pipeline; its verdicts say nothing about the paper.</p>"
-           if summary["settings"]["variant"] == "quick" else "")
-  return (f"<h3>Verdicts</h3>{quick}<p>Scale: {esc(_scale_text(summary))}. psi_auc = 2 P(W &gt; B) - 1 (0: positions "
-          "indistinguishable, 1: separable); auc_id = P(W &gt; F) against other channels of the tap (0.5: no more "
-          "alike than unrelated nodes); similarities are cosines of the judge layer's features pooled over each "
-          "image's RF box inside the image (<code>rfspec.metrics.describe</code>); intervals are 95 % percentile "
-          f"bootstraps over seeds (and channels for tap means). Claim 1 is an equivalence test (TOST) with margin "
-          f"+-{summary['equivalence_margin']}.</p>"
-          + table(_VERDICT_HEADER, _verdict_rows(summary["claims"]))
-          + "<p><img src='psi_vs_off_image.png' alt='psi_auc vs off-image share'></p>"
-          + "<p><img src='specificity_by_tap.png' alt='specificity per tap'></p>"
-          + table(_TAP_HEADER, _tap_rows(summary["taps"]))
-          + f"<p>{esc(_ablation_text(summary))}</p><p>{esc(_realism_ref_text(summary))}</p>"
-          + "<p>Every number is in <code>specificity.json</code>; images in <code>specificity/*.npz</code>.</p>")
+_SWEEP_PAGE = string.Template("""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>The paper's claims, measured ($variant)</title><style>$css</style></head><body>
+$smoke<h1>The paper's claims, measured ($variant)</h1>
+<p>Scale: $scale.</p>
+$claims
+<p>$legend</p>
+<p><img src="psi_vs_off_image.png" alt="psi_auc of each position against the centre, by the RF's off-image share, per tap, with 95 % intervals and the truncation null"></p>
+<h2>Per tap</h2>
+$taps
+<h2>Ablations</h2>
+<ul>$ablations</ul>
+<p>Every number is in <code>specificity.json</code>.</p>
+</body></html>
+""")
+
+_CSS = ("body{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222}"
+        "img{max-width:100%}table{border-collapse:collapse;margin:.5em 0;font-size:.85em}"
+        "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}th{background:#f4f4f4}"
+        ".smoke{background:#fff3cd;border:1px solid #e0c060;padding:.5em 1em;font-weight:bold}")
+
+
+def specificity_html(summary: Mapping[str, Any]) -> str:
+  """specificity.html: the same content as the markdown, offline, no scripts."""
+  st = summary["settings"]
+  smoke = f"<p class='smoke'>{html.escape(SMOKE_TEST)}</p>" if st.get("smoke_test") else ""
+  legend = ("psi_auc = 2 P(W > B) - 1 on the common RF-frame window (0: positions indistinguishable, 1: separable); "
+            "auc_id = P(W > F), F = pairs with another channel (0.5: chance); transfer T = the node's response to the "
+            "other position's pattern / to its own, both cut to the common window (1: the same stimulus).")
+  return _SWEEP_PAGE.substitute(
+      variant=html.escape(st["variant"]), css=_CSS, smoke=smoke, scale=html.escape(_scale(st)),
+      claims=_html_table(CLAIM_HEADER, claim_rows(summary["claims"])), legend=html.escape(legend),
+      taps=_html_table(TAP_HEADER, tap_rows(summary["taps"])),
+      ablations="".join(f"<li>{html.escape(line[2:])}</li>" for line in _ablations(summary)) or "<li>None run.</li>")

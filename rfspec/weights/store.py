@@ -480,3 +480,30 @@ def _load_cached(*, cache_dir, url: str, sha1: str, progress: bool):
   except OSError as e:  # a read-only cache still gives the params
     log.warning("Could not cache the converted checkpoint at %s: %s", checkpoint, e)
   return params
+
+
+def weights_sha256(src: str | os.PathLike) -> str:
+  """The sha256 of the weights `src` names, for keying results on content, not path.
+
+  A .caffemodel file: its sha256. A checkpoint directory: the sha256 of its files' sha256s in name
+  order. "bvlc_googlenet": the cached checkpoint's (or, before conversion, the cached caffemodel's).
+  """
+  import hashlib
+
+  src = os.fspath(src)
+  if src == NAME:
+    root = resolve_cache_dir()
+    env = os.environ.get("RFSPEC_WEIGHTS")
+    if env and env != NAME:
+      return weights_sha256(env)
+    for cand in (os.path.join(root, CHECKPOINT_DIR), os.path.join(root, CAFFEMODEL_FILE)):
+      if os.path.exists(cand):
+        return weights_sha256(cand)
+    return ""
+  if os.path.isdir(src):
+    h = hashlib.sha256()
+    for dirpath, _, names in sorted(os.walk(src)):
+      for name in sorted(names):
+        h.update(files.file_digest(os.path.join(dirpath, name))["sha256"].encode())
+    return h.hexdigest()
+  return files.file_digest(src)["sha256"]

@@ -1,0 +1,1 @@
+"""Runs as library functions: a notebook calls them exactly as the binaries do."""
