@@ -133,25 +133,6 @@ def dead_runs(final_act) -> np.ndarray:
 # ----------------------------------------------------------------------------- the indices, vectorised
 
 
-def _upper(n: int):
-  i, j = np.triu_indices(n, 1)
-  return jnp.asarray(i), jnp.asarray(j)
-
-
-def _gt(v: jax.Array) -> jax.Array:
-  """[..., N] -> [..., N, N] 1 where v_a > v_b, 1/2 where equal (similarities rounded to 1e-6 first,
-  so float noise between two copies of the same pattern counts as a tie)."""
-  v = jnp.round(v * 1e6)
-  return (v[..., :, None] > v[..., None, :]).astype(jnp.float32) + 0.5 * (v[..., :, None] == v[..., None, :])
-
-
-def _bilinear_auc(gt, wx, wy):
-  """sum_ab wx_a gt_ab wy_b / (sum wx sum wy); NaN when either side has no weight."""
-  num = jnp.einsum("...a,...ab,...b->...", wx, gt, wy)
-  den = jnp.sum(wx, -1) * jnp.sum(wy, -1)
-  return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), jnp.nan)
-
-
 class _Static(NamedTuple):
   """The hashable shape of one tap's resampling problem (a static argument of the jitted draws)."""
 
@@ -168,35 +149,27 @@ def _prepare(m: TapMeasures) -> tuple[dict, _Static]:
   k_n, p_n, s_n = m.seeds.shape
   pairs = tuple((p, q) for p in range(p_n) for q in range(p + 1, p_n) if m.defined[p, q])
   desc = jnp.asarray(m.desc, jnp.float32)  # [K, P, S, P, C]
-  i2, j2 = _upper(2 * s_n)
+  i2, j2 = metrics.upper_pairs(2 * s_n)
   if pairs:
     pp = np.array([p for p, _ in pairs])
     qq = np.array([q for _, q in pairs])
     # desc[:, pp, :, qq] puts the pair axis first: [n_pairs, K, S, C].
     x = jnp.concatenate([desc[:, pp, :, qq], desc[:, qq, :, pp]], axis=2).transpose(1, 0, 2, 3)
-    gt_pair = _gt(metrics.cosine(x, x)[..., i2, j2])  # [K, n_pairs, n2, n2]
+    gt_pair = metrics.compare(metrics.cosine(x, x)[..., i2, j2])  # [K, n_pairs, n2, n2]
   else:
     gt_pair = jnp.zeros((k_n, 0, len(i2), len(i2)), jnp.float32)
   centre_on_window = desc[:, 0].transpose(0, 2, 1, 3)  # [K, P, S, C]: the centre's images on window[centre, p]
   xn = jnp.concatenate([jnp.asarray(m.null_desc, jnp.float32), centre_on_window], axis=2)
-  gt_null = _gt(metrics.cosine(xn, xn)[..., i2, j2])  # [K, P, n2, n2]
-  ik, jk = _upper(k_n * s_n)
+  gt_null = metrics.compare(metrics.cosine(xn, xn)[..., i2, j2])  # [K, P, n2, n2]
+  ik, jk = metrics.upper_pairs(k_n * s_n)
   own = desc[:, np.arange(p_n), :, np.arange(p_n)].reshape(p_n, k_n * s_n, -1)  # [P, K*S, C] on own windows
-  gt_pos = _gt(metrics.cosine(own, own)[..., ik, jk])  # [P, nk, nk]
+  gt_pos = metrics.compare(metrics.cosine(own, own)[..., ik, jk])  # [P, nk, nk]
   uniq, inv = np.unique(m.seeds, return_inverse=True)
   arrays = dict(gt_pair=gt_pair, gt_null=gt_null, gt_pos=gt_pos, uid=jnp.asarray(inv.reshape(m.seeds.shape)),
                 seeds=jnp.asarray(m.seeds), alive=jnp.asarray(m.alive, jnp.float32),
                 transfer=jnp.asarray(m.transfer, jnp.float32), null_transfer=jnp.asarray(m.null_transfer, jnp.float32))
   static = _Static(k_n, p_n, s_n, int(len(uniq)), pairs, tuple(bool(v) for v in m.defined[0]))
   return arrays, static
-
-
-def _psi_from(gt, ids, labels, weights):
-  """psi_auc from the comparisons gt over the images' upper pairs, for ids/labels/weights [N]."""
-  i, j = _upper(ids.shape[-1])
-  pw = jnp.where(ids[i] != ids[j], weights[i] * weights[j], 0.0)
-  same = labels[i] == labels[j]
-  return 2.0 * _bilinear_auc(gt, jnp.where(same, pw, 0.0), jnp.where(same, 0.0, pw)) - 1.0
 
 
 def _labels(swap):
@@ -218,7 +191,7 @@ def _channel_numbers(ar: dict, st: _Static, k, w, swap, chan_labels):
     qq = jnp.asarray([q for _, q in st.pairs])
     ids = jnp.concatenate([seeds[k, pp], seeds[k, qq]], axis=-1)  # [n_pairs, 2S]
     wts = jnp.concatenate([w[k, pp], w[k, qq]], axis=-1)
-    psi_pairs = jax.vmap(_psi_from)(ar["gt_pair"][k], ids, jax.vmap(_labels)(swap[:n_pairs]), wts)
+    psi_pairs = jax.vmap(metrics.psi_from)(ar["gt_pair"][k], ids, jax.vmap(_labels)(swap[:n_pairs]), wts)
   else:
     psi_pairs = jnp.zeros((0,))
   psi_centre = jnp.full((p_n,), jnp.nan)
@@ -229,16 +202,13 @@ def _channel_numbers(ar: dict, st: _Static, k, w, swap, chan_labels):
   # The truncation null: the centre's images moved to p, against the centre's own on the same window.
   ids_c = jnp.concatenate([seeds[k, 0], seeds[k, 0]])
   w_c = jnp.concatenate([w[k, 0], w[k, 0]])
-  psi_null = jax.vmap(lambda g, sw: _psi_from(g, ids_c, _labels(sw), w_c))(ar["gt_null"][k], swap[n_pairs:])
+  psi_null = jax.vmap(lambda g, sw: metrics.psi_from(g, ids_c, _labels(sw), w_c))(ar["gt_null"][k], swap[n_pairs:])
   psi_null = jnp.where(centre_ok, psi_null, jnp.nan)
   # auc_id at every position: pairs of channel k's own starts vs pairs with one other channel's image.
   ids_p = seeds.transpose(1, 0, 2).reshape(p_n, -1)  # [P, K*S]
   w_p = w.transpose(1, 0, 2).reshape(p_n, -1)
   lab = chan_labels.reshape(p_n, -1)
-  i, j = _upper(st.k * s_n)
-  pw = jnp.where(ids_p[:, i] != ids_p[:, j], w_p[:, i] * w_p[:, j], 0.0)
-  a_k, b_k = lab[:, i] == k, lab[:, j] == k
-  auc_id = _bilinear_auc(ar["gt_pos"], jnp.where(a_k & b_k, pw, 0.0), jnp.where(a_k ^ b_k, pw, 0.0))
+  auc_id = jax.vmap(lambda g, i, l, wt: metrics.auc_id_from(g, i, l, wt, k))(ar["gt_pos"], ids_p, lab, w_p)
 
   # Transfer with the centre, both ways: p's pattern shown to the centre node, the centre's to node p.
   def both(t, w_at_p, p):
@@ -364,12 +334,12 @@ def _mirror_numbers(m: TapMeasures, key: jax.Array, n_boot: int) -> tuple[float,
   corner = m.roles.index("corner")
   mirror = m.roles.index("mirror")
   d = jnp.asarray(m.mirror_desc, jnp.float32)
-  i2, _ = _upper(2 * s_n)
+  i2, _ = metrics.upper_pairs(2 * s_n)
   x_c = jnp.concatenate([d[:, 0], d[:, 1]], axis=1)  # corner vs centre on W*
   x_m = jnp.concatenate([d[:, 2], d[:, 3]], axis=1)  # mirror vs centre on mirror(W*)
-  i, j = _upper(2 * s_n)
-  gt_c = _gt(metrics.cosine(x_c, x_c)[..., i, j])
-  gt_m = _gt(metrics.cosine(x_m, x_m)[..., i, j])
+  i, j = metrics.upper_pairs(2 * s_n)
+  gt_c = metrics.compare(metrics.cosine(x_c, x_c)[..., i, j])
+  gt_m = metrics.compare(metrics.cosine(x_m, x_m)[..., i, j])
   seeds = jnp.asarray(m.seeds)
   alive = jnp.asarray(m.alive, jnp.float32)
   labels = jnp.concatenate([jnp.zeros(s_n, jnp.int32), jnp.ones(s_n, jnp.int32)])
@@ -378,9 +348,9 @@ def _mirror_numbers(m: TapMeasures, key: jax.Array, n_boot: int) -> tuple[float,
 
   def diff(k, c):
     w = alive[k] * c[uid[k]]  # [P, S]
-    a = _psi_from(gt_c[k], jnp.concatenate([seeds[k, corner], seeds[k, 0]]), labels,
+    a = metrics.psi_from(gt_c[k], jnp.concatenate([seeds[k, corner], seeds[k, 0]]), labels,
                   jnp.concatenate([w[corner], w[0]]))
-    b = _psi_from(gt_m[k], jnp.concatenate([seeds[k, mirror], seeds[k, 0]]), labels,
+    b = metrics.psi_from(gt_m[k], jnp.concatenate([seeds[k, mirror], seeds[k, 0]]), labels,
                   jnp.concatenate([w[mirror], w[0]]))
     return b - a
 
@@ -763,15 +733,15 @@ def condition_psi(desc_a, desc_b, seeds_a, seeds_b, key: jax.Array, *, n_boot: i
   ids = jnp.concatenate([jnp.asarray(seeds_a), jnp.asarray(seeds_b)], axis=1)  # [K, Sa + Sb]
   x = jnp.concatenate([da, db], axis=1)
   n = x.shape[1]
-  i, j = _upper(n)
-  gt = _gt(metrics.cosine(x, x)[..., i, j])
+  i, j = metrics.upper_pairs(n)
+  gt = metrics.compare(metrics.cosine(x, x)[..., i, j])
   labels = jnp.concatenate([jnp.zeros(s_a, jnp.int32), jnp.ones(n - s_a, jnp.int32)])
   uniq, inv = np.unique(np.asarray(ids), return_inverse=True)
   uid = jnp.asarray(inv.reshape(ids.shape))
   u = len(uniq)
 
   def psi(k, counts, lab):
-    return _psi_from(gt[k], ids[k], lab, counts[uid[k]])
+    return metrics.psi_from(gt[k], ids[k], lab, counts[uid[k]])
 
   est = float(_nanmean(np.asarray(jax.vmap(lambda k: psi(k, jnp.ones(u), labels))(jnp.arange(k_n))), 0))
   kb, kp = jax.random.split(key)

@@ -347,22 +347,40 @@ def cosine(a: Array, b: Array) -> Array:
   return jnp.einsum("...mc,...nc->...mn", na, nb)
 
 
-def _auc_pairs(sims: Array, w_x: Array, w_y: Array) -> Array:
-  """Weighted P(X > Y) + P(X = Y) / 2, X = sims under pair weights w_x, Y under w_y (same [N, N])."""
-  x, y = sims.reshape(-1), sims.reshape(-1)
-  wx, wy = w_x.reshape(-1), w_y.reshape(-1)
-  gt = (x[:, None] > y[None, :]).astype(jnp.float32) + 0.5 * (x[:, None] == y[None, :]).astype(jnp.float32)
-  num = jnp.einsum("i,ij,j->", wx, gt, wy)
-  den = jnp.sum(wx) * jnp.sum(wy)
-  return jnp.where(den > 0, num / jnp.maximum(den, 1e-30), jnp.nan)
+def upper_pairs(n: int) -> tuple[Array, Array]:
+  """Indices (i, j), i < j, of the unordered pairs of n images."""
+  i, j = np.triu_indices(n, 1)
+  return jnp.asarray(i), jnp.asarray(j)
 
 
-def _pair_weights(ids: Array, weights: Array) -> Array:
-  """[N, N] weight of each unordered pair i < j of images with different start seeds (shared start
-  noise would make two images alike for reasons that are not the node's)."""
-  n = ids.shape[0]
-  upper = jnp.triu(jnp.ones((n, n), bool), 1)
-  return jnp.where(upper & (ids[:, None] != ids[None, :]), weights[:, None] * weights[None, :], 0.0)
+def compare(v: Array) -> Array:
+  """[..., N] -> [..., N, N]: 1 where v_a > v_b, 1/2 where equal. Similarities are rounded to 1e-6 first,
+  so float noise between two copies of the same pattern counts as a tie."""
+  v = jnp.round(v * 1e6)
+  return (v[..., :, None] > v[..., None, :]).astype(jnp.float32) + 0.5 * (v[..., :, None] == v[..., None, :])
+
+
+def weighted_auc(cmp: Array, w_x: Array, w_y: Array) -> Array:
+  """P(X > Y) + P(X = Y) / 2 from `compare(values)` [..., N, N], X = values under weights w_x [..., N],
+  Y under w_y; NaN where either side has no weight."""
+  num = jnp.einsum("...a,...ab,...b->...", w_x, cmp, w_y)
+  den = jnp.sum(w_x, -1) * jnp.sum(w_y, -1)
+  return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), jnp.nan)
+
+
+def psi_from(cmp: Array, ids: Array, labels: Array, weights: Array) -> Array:
+  """psi_auc = 2 P(W > B) - 1 from `compare` of the images' upper-pair similarities.
+
+  Args:
+    cmp: [n2, n2] `compare(sims[i, j])` over the upper pairs (i, j) of N images.
+    ids: int [N] start seed of each image (pairs with the same start are left out).
+    labels: int [N] 0 / 1: which position each image belongs to (permute them for the null).
+    weights: float [N] >= 0 per image (0 = excluded, e.g. a dead run; bootstrap counts).
+  """
+  i, j = upper_pairs(ids.shape[-1])
+  pw = jnp.where(ids[i] != ids[j], weights[i] * weights[j], 0.0)
+  same = labels[i] == labels[j]
+  return 2.0 * weighted_auc(cmp, jnp.where(same, pw, 0.0), jnp.where(same, 0.0, pw)) - 1.0
 
 
 def pair_psi(sims: Array, labels: Array, ids: Array, weights: Array) -> Array:
@@ -370,26 +388,32 @@ def pair_psi(sims: Array, labels: Array, ids: Array, weights: Array) -> Array:
 
   Args:
     sims: [N, N] judge similarities of the images of both positions on their common window.
-    labels: int [N] 0 = position p, 1 = position q (permute them for the null).
+    labels: int [N] 0 = position p, 1 = position q.
     ids: int [N] start seed of each image (pairs with the same start are left out).
-    weights: float [N] >= 0 per image (0 = excluded, e.g. a dead run; bootstrap counts).
+    weights: float [N] >= 0 per image.
 
   Returns:
     Scalar in [-1, 1]; NaN where there is no within or no between pair.
   """
-  pw = _pair_weights(ids, weights)
-  same = labels[:, None] == labels[None, :]
-  return 2.0 * _auc_pairs(sims, jnp.where(same, pw, 0.0), jnp.where(same, 0.0, pw)) - 1.0
+  i, j = upper_pairs(sims.shape[-1])
+  return psi_from(compare(sims[i, j]), ids, labels, weights)
 
 
-def position_auc_id(sims: Array, labels: Array, ids: Array, weights: Array, channel: int) -> Array:
-  """auc_id of one channel at one position: P(W > F), W = pairs of `channel`'s own seeds, F = pairs of
+def auc_id_from(cmp: Array, ids: Array, labels: Array, weights: Array, channel) -> Array:
+  """auc_id of one channel at one position: P(W > F), W = pairs of the channel's own starts, F = pairs of
   one of its images with another channel's image at the same position (the floor: how alike two
-  unrelated node types look). 0.5 = no more alike than other channels. sims [N, N] of the images of
-  every channel at the position on its own window; labels int [N] = channel of each image."""
-  pw = _pair_weights(ids, weights)
-  a, b = labels[:, None] == channel, labels[None, :] == channel
-  return _auc_pairs(sims, jnp.where(a & b, pw, 0.0), jnp.where(a ^ b, pw, 0.0))
+  unrelated node types look); 0.5 = no more alike than other channels.
+
+  Args:
+    cmp: `compare` of the upper-pair similarities of every channel's images at the position, on the
+      position's own window.
+    ids, weights: [N] as in `psi_from`; labels: int [N] the channel of each image (permute them for
+      the null); channel: the channel scored.
+  """
+  i, j = upper_pairs(ids.shape[-1])
+  pw = jnp.where(ids[i] != ids[j], weights[i] * weights[j], 0.0)
+  a, b = labels[i] == channel, labels[j] == channel
+  return weighted_auc(cmp, jnp.where(a & b, pw, 0.0), jnp.where(a ^ b, pw, 0.0))
 
 
 def pair_transfer(values: Array, labels: Array, weights: Array) -> Array:
@@ -444,6 +468,178 @@ def interval(draws, n_units: int, *, level: float = CI_LEVEL, bounds: tuple[floa
     elif abs(hi - b_lo) < 1e-9:
       hi = b_lo + (1 - edge) * (b_hi - b_lo)
   return Interval(float(lo), float(hi), degenerate, int(n_units))
+
+
+# ----------------------------------------------------------------------------- one node type, end to end
+
+
+class PositionSpecificity(NamedTuple):
+  """Seed consistency and position specificity of one node type at P positions (`position_specificity`).
+
+  Attributes:
+    psi_auc: [P, P] psi_auc of every pair on its common RF-frame window (diagonal 0); NaN where
+      undefined (see `undefined`).
+    psi_auc_ci: [P, P, 2] 95 % bootstrap interval over the starts; psi_auc_degenerate: [P, P] True
+      where every draw gave the same value (the interval is then the exact bound for S agreeing
+      starts, see `interval`).
+    auc_id: [P] P(W > F) on each position's own window against the floor images (NaN without a
+      floor); auc_id_ci: [P, 2].
+    window_share: [P, P] the common window's share of the RF area.
+    undefined: [P][P] "" where psi_auc is defined, else why not.
+    psi_auc_boot: [n_boot, P, P]; auc_id_boot: [n_boot, P] the draws.
+  """
+
+  psi_auc: np.ndarray
+  psi_auc_ci: np.ndarray
+  psi_auc_degenerate: np.ndarray
+  auc_id: np.ndarray
+  auc_id_ci: np.ndarray
+  window_share: np.ndarray
+  undefined: list
+  psi_auc_boot: np.ndarray
+  auc_id_boot: np.ndarray
+
+
+def check_images(images, name: str = "images", ndim: int = 5) -> np.ndarray:
+  """images -> float32, or a UserError: wrong rank, integers (0-255 pixels), NaN/inf, or out of [0, 1]."""
+  x = np.asarray(images)
+  if x.ndim != ndim or x.shape[-1] != 3:
+    want = "[P, S, H, W, 3]" if ndim == 5 else "[..., H, W, 3]"
+    raise UserError(f"{name} must be {want} RGB images; got shape {tuple(x.shape)}. Stack one node type's "
+                    "visualizations as positions x seeds.")
+  if not np.issubdtype(x.dtype, np.floating):
+    raise UserError(f"{name} are {x.dtype}; the measure takes float RGB in [0, 1]. Divide 0-255 pixels by 255 "
+                    "(rfspec.files.load_image already returns [0, 1]).")
+  if not np.all(np.isfinite(x)):
+    raise UserError(f"{name} hold {int(np.sum(~np.isfinite(x)))} NaN or infinite values; a run that went non-finite "
+                    "has no pattern to compare. Drop those images (or rerun them) first.")
+  lo, hi = float(x.min()), float(x.max())
+  if lo < -1e-3 or hi > 1 + 1e-3:
+    raise UserError(f"{name} range over [{lo:.3g}, {hi:.3g}]; the measure takes RGB in [0, 1]. Divide 0-255 pixels "
+                    "by 255, or clip.")
+  return x.astype(np.float32)
+
+
+def check_key(key) -> jax.Array:
+  """A `jax.random.key(...)` (or a legacy uint32[2] key), else a UserError."""
+  if isinstance(key, jax.Array) and (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or
+                                     (key.dtype == jnp.uint32 and key.shape == (2,))):
+    return key
+  raise UserError(f"key must be a JAX random key, e.g. jax.random.key(0); got {key!r}. Every random draw in rfspec "
+                  "comes from an explicit key so that results repeat bit for bit.")
+
+
+def check_count(value, name: str, minimum: int) -> int:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    raise UserError(f"{name} must be a whole number >= {minimum}; got {value!r}.")
+  return int(value)
+
+
+def position_specificity(params, images, boxes, floor_images=None, key=None, n_boot: int = 200, *, seeds=None,
+                         judge: str = JUDGE_TAP) -> PositionSpecificity:
+  """Position specificity (psi_auc, every pair) and seed consistency (auc_id) of one node type.
+
+  Every pair (p, q) is compared on its common RF-frame window: the part of the RF frame inside the
+  image at both positions (`frame_windows`); within-position pairs W are taken on that same window,
+  so truncation alone does not read as a difference. The same pattern moved within the window
+  reads as the same pattern as long as the move is smaller than the starts' own scatter; a
+  systematic move of more than a few pixels is detected as a difference (psi_auc measures
+  whether the positions are distinguishable given the starts' variability; calibrated in
+  tests/metrics_test.py).
+
+  Args:
+    params: GoogLeNet params (the judge is GoogLeNet's own `judge` layer).
+    images: [P, S, H, W, 3] float RGB in [0, 1], one node type at P positions, S >= `MIN_SEEDS` starts.
+    boxes: [P, 4] FULL RF boxes (top, left, bottom, right) px, half-open; they may extend past the
+      image (e.g. `rfspec.receptive_field(tap, image_hw).box(i, j)`).
+    floor_images: [P, S2, H, W, 3] OTHER channels of the same tap at the same positions, or None
+      (then auc_id is NaN: undefined without a floor).
+    key: `jax.random.key` for the bootstrap.
+    n_boot: bootstrap draws (>= 20).
+    seeds: int [P, S] start seed of each image (default: seed s is the same start at every
+      position); pairs with the same start are left out, and starts are resampled as units.
+    judge: the judge layer.
+
+  Returns:
+    `PositionSpecificity`. A pair is NaN, with its reason, when its window is below
+    `MIN_WINDOW_SHARE` of the RF, or when a position's starts are all identical (no seed
+    variation, so nothing to compare against).
+
+  Raises:
+    UserError: bad shapes, integer / NaN / out-of-range images, boxes off the image, fewer than
+      `MIN_SEEDS` starts, a bad key or n_boot.
+  """
+  x = check_images(images)
+  n_pos, n_seeds = x.shape[:2]
+  b = _check_boxes(boxes, x.shape[2:4])
+  if b.shape[0] != n_pos:
+    raise UserError(f"boxes must be [P, 4] with P = {n_pos} (one per position); got {b.shape[0]}.")
+  if n_seeds < MIN_SEEDS:
+    raise UserError(f"position_specificity needs >= {MIN_SEEDS} starts per position (got {n_seeds}): within-position "
+                    "pairs are what the index compares; visualize more seeds.")
+  key = check_key(key)
+  n_boot = check_count(n_boot, "n_boot", 20)
+  ids = np.broadcast_to(np.arange(n_seeds), (n_pos, n_seeds)) if seeds is None else np.asarray(seeds, np.int64)
+  windows = frame_windows(b, x.shape[2:4])
+  desc = jnp.asarray(window_descriptors(params, x, b, windows, tap=judge))  # [P, S, P, C]
+  uniq, inv = np.unique(ids, return_inverse=True)
+  uid = jnp.asarray(inv.reshape(ids.shape))
+  same_images = [bool(np.all(x[p] == x[p, :1])) for p in range(n_pos)]
+  undefined = [[("" if p == q else windows.reason[p][q] or
+                 (f"the starts at position {p if same_images[p] else q} are identical (no seed variation), so there is "
+                  "no within-position spread to compare against" if same_images[p] or same_images[q] else ""))
+                for q in range(n_pos)] for p in range(n_pos)]
+  pairs = [(p, q) for p in range(n_pos) for q in range(p + 1, n_pos) if not undefined[p][q]]
+  i2, j2 = upper_pairs(2 * n_seeds)
+  labels = jnp.concatenate([jnp.zeros(n_seeds, jnp.int32), jnp.ones(n_seeds, jnp.int32)])
+  if pairs:
+    pp, qq = np.array([p for p, _ in pairs]), np.array([q for _, q in pairs])
+    xs = jnp.concatenate([desc[pp, :, qq], desc[qq, :, pp]], axis=1)  # [n_pairs, 2S, C]
+    cmp = compare(cosine(xs, xs)[:, i2, j2])
+    pair_ids = jnp.concatenate([jnp.asarray(ids[pp]), jnp.asarray(ids[qq])], axis=1)
+    pair_uid = jnp.concatenate([uid[pp], uid[qq]], axis=1)
+  floor = None
+  if floor_images is not None:
+    f = check_images(floor_images, "floor_images")
+    if f.shape[0] != n_pos or f.shape[2:] != x.shape[2:]:
+      raise UserError(f"floor_images must be [P, S2, H, W, 3] matching images {tuple(x.shape)}; got {tuple(f.shape)}. "
+                      "Pass other channels of the same tap at the same positions.")
+    own = np.stack([window_rects(b, windows)[p, p] for p in range(n_pos)])
+    fd = describe(params, jnp.asarray(f), jnp.asarray(np.broadcast_to(own[:, None], f.shape[:2] + (4,))), tap=judge)
+    xo = jnp.concatenate([desc[np.arange(n_pos), :, np.arange(n_pos)], fd], axis=1)  # [P, S + S2, C]
+    n_all = xo.shape[1]
+    ia, ja = upper_pairs(n_all)
+    floor = dict(cmp=compare(cosine(xo, xo)[:, ia, ja]),
+                 ids=jnp.concatenate([jnp.asarray(ids), jnp.full((n_pos, f.shape[1]), -1) - jnp.arange(f.shape[1])], 1),
+                 labels=jnp.concatenate([jnp.zeros((n_pos, n_seeds), jnp.int32), jnp.ones((n_pos, f.shape[1]), jnp.int32)], 1))
+
+  def indices(counts):
+    psi = jnp.full((n_pos, n_pos), jnp.nan)
+    if pairs:
+      vals = jax.vmap(lambda c, i, u: psi_from(c, i, labels, counts[u]))(cmp, pair_ids, pair_uid)
+      psi = psi.at[pp, qq].set(vals).at[qq, pp].set(vals)
+    psi = jnp.where(jnp.eye(n_pos, dtype=bool), 0.0, psi)
+    auc = jnp.full((n_pos,), jnp.nan)
+    if floor is not None:
+      w = jnp.concatenate([counts[uid], jnp.ones(floor["ids"].shape[:1] + (floor["ids"].shape[1] - n_seeds,))], 1)
+      auc = jax.vmap(lambda c, i, l, wt: auc_id_from(c, i, l, wt, 0))(floor["cmp"], floor["ids"], floor["labels"], w)
+    return psi, auc
+
+  u = len(uniq)
+  psi, auc = indices(jnp.ones(u))
+  draws = jax.lax.map(lambda k: indices(jnp.bincount(jax.random.randint(k, (u,), 0, u), length=u).astype(jnp.float32)),
+                      jax.random.split(key, n_boot))
+  psi_b, auc_b = np.asarray(draws[0]), np.asarray(draws[1])
+  psi_ci = np.full((n_pos, n_pos, 2), np.nan)
+  degenerate = np.zeros((n_pos, n_pos), bool)
+  for p, q in pairs:
+    iv = interval(psi_b[:, p, q], n_seeds, bounds=(-1, 1))
+    psi_ci[p, q] = psi_ci[q, p] = (iv.lo, iv.hi)
+    degenerate[p, q] = degenerate[q, p] = iv.degenerate
+  auc_ci = np.array([[interval(auc_b[:, p], n_seeds, bounds=(0, 1)).lo, interval(auc_b[:, p], n_seeds, bounds=(0, 1)).hi]
+                     for p in range(n_pos)])
+  return PositionSpecificity(np.asarray(psi), psi_ci, degenerate, np.asarray(auc), auc_ci, windows.share, undefined,
+                             psi_b, auc_b)
 
 
 # ----------------------------------------------------------------------------- realism
