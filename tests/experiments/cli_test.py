@@ -2,6 +2,9 @@
 Ctrl-C leaves at once with 130, and every binary's --help shows the common flags.
 
 Each case is a real subprocess; they are started together in setUpClass and run concurrently.
+They pass however pytest is started: in the background (`bash .ci/run &`) a non-interactive shell
+starts pytest with SIGINT ignored, every child inherits that, and Python then never raises
+KeyboardInterrupt; so the Ctrl-C case starts its child with SIGINT restored.
 """
 
 import os
@@ -64,9 +67,13 @@ _HELP = {
 }
 
 
-def _start(args, env=None):
+def _restore_sigint():
+  signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python then installs its KeyboardInterrupt handler
+
+
+def _start(args, env=None, preexec_fn=None):
   return subprocess.Popen([sys.executable, *args], cwd=REPO, env=dict(os.environ, **(env or {})),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
 
 
 class CliTest(absltest.TestCase):
@@ -92,7 +99,7 @@ class CliTest(absltest.TestCase):
                                   env=dict(offline, RFSPEC_CACHE="/sys")),
         "user_error": _start(["-c", _FAKE_BINARY, "user_error"]),
         "jax_bug": _start(["-c", _FAKE_BINARY, "jax_bug"]),
-        "interrupt": _start(["-c", _FAKE_BINARY, "interrupt"]),
+        "interrupt": _start(["-c", _FAKE_BINARY, "interrupt"], preexec_fn=_restore_sigint),
         "help": _start(["-c", _HELP_SCRIPT, *_HELP]),
     }
     interrupt = cls.procs["interrupt"]
