@@ -1,5 +1,6 @@
 """experiments/_cli.py: user errors are one paragraph and exit 1, bugs keep their traceback,
-Ctrl-C leaves at once with 130, and every binary's --help shows the common flags.
+Ctrl-C leaves at once with 130, JAX's no-TPU notice is dropped, and every binary's --help shows
+the common flags.
 
 Each case is a real subprocess; they are started together in setUpClass and run concurrently.
 They pass however pytest is started: in the background (`bash .ci/run &`) a non-interactive shell
@@ -32,6 +33,15 @@ _FAKE_BINARY = textwrap.dedent("""
       if mode == "jax_bug":
         import jax.numpy as jnp
         jnp.broadcast_to(jnp.ones(3), (4,))  # a shape bug: ValueError, must keep its traceback
+      if mode == "no_tpu_notice":
+        import logging
+        import jax
+        jax.devices()  # on a machine without a TPU, JAX logs the notice here
+        log = logging.getLogger("jax._src.xla_bridge")
+        # The notice as JAX words it (so the case holds where JAX skips the TPU probe), and a
+        # warning from the same logger that must still show.
+        log.info("Unable to initialize backend 'tpu': INTERNAL: Failed to open libtpu.so: (test)")
+        log.warning("a warning from xla_bridge (test)")
       if mode == "interrupt":
         # A non-daemon worker (like XLA's compile threads) that a normal exit would wait for.
         threading.Thread(target=time.sleep, args=(600,)).start()
@@ -100,6 +110,7 @@ class CliTest(absltest.TestCase):
         "user_error": _start(["-c", _FAKE_BINARY, "user_error"]),
         "jax_bug": _start(["-c", _FAKE_BINARY, "jax_bug"]),
         "interrupt": _start(["-c", _FAKE_BINARY, "interrupt"], preexec_fn=_restore_sigint),
+        "no_tpu_notice": _start(["-c", _FAKE_BINARY, "no_tpu_notice"]),
         "help": _start(["-c", _HELP_SCRIPT, *_HELP]),
     }
     interrupt = cls.procs["interrupt"]
@@ -152,6 +163,12 @@ class CliTest(absltest.TestCase):
     self.assertIn("partial result", out)  # stdout was flushed before leaving
     self.assertIn("rerun the same command to resume", err)
     self.assertNotIn("timed out", err)  # did not wait for the worker thread
+
+  def test_no_tpu_notice_in_any_binary(self):
+    code, _, err = self.results["no_tpu_notice"]
+    self.assertEqual(code, 0, err[-3000:])
+    self.assertNotIn("Unable to initialize backend 'tpu'", err)
+    self.assertIn("a warning from xla_bridge (test)", err)  # only the notice is dropped
 
   def test_help_shows_the_common_flags(self):
     code, out, err = self.results["help"]
