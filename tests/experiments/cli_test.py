@@ -111,6 +111,9 @@ class CliTest(absltest.TestCase):
         "jax_bug": _start(["-c", _FAKE_BINARY, "jax_bug"]),
         "interrupt": _start(["-c", _FAKE_BINARY, "interrupt"], preexec_fn=_restore_sigint),
         "no_tpu_notice": _start(["-c", _FAKE_BINARY, "no_tpu_notice"]),
+        # Checked before the weights are loaded: this path does not exist.
+        "benchmark_repeats": _start(["-m", "experiments.benchmark", "--repeats=0",
+                                     "--weights=/nonexistent/w.caffemodel"]),
         "help": _start(["-c", _HELP_SCRIPT, *_HELP]),
     }
     interrupt = cls.procs["interrupt"]
@@ -169,6 +172,10 @@ class CliTest(absltest.TestCase):
     self.assertEqual(code, 0, err[-3000:])
     self.assertNotIn("Unable to initialize backend 'tpu'", err)
     self.assertIn("a warning from xla_bridge (test)", err)  # only the notice is dropped
+
+  def test_benchmark_repeats_must_be_positive(self):
+    self.assert_one_paragraph("benchmark_repeats", "--repeats=0", ">= 1")
+    self.assertNotIn("/nonexistent", self.results["benchmark_repeats"][2])
 
   def test_help_shows_the_common_flags(self):
     code, out, err = self.results["help"]
