@@ -5,7 +5,8 @@ the common flags.
 Each case is a real subprocess; they are started together in setUpClass and run concurrently.
 They pass however pytest is started: in the background (`bash .ci/run &`) a non-interactive shell
 starts pytest with SIGINT ignored, every child inherits that, and Python then never raises
-KeyboardInterrupt; so the Ctrl-C case starts its child with SIGINT restored.
+KeyboardInterrupt; so the Ctrl-C case's child restores SIGINT first, as a terminal would have it.
+(Not a Popen preexec_fn: that forks a multithreaded JAX process, which can deadlock.)
 """
 
 import os
@@ -43,6 +44,8 @@ _FAKE_BINARY = textwrap.dedent("""
         log.info("Unable to initialize backend 'tpu': INTERNAL: Failed to open libtpu.so: (test)")
         log.warning("a warning from xla_bridge (test)")
       if mode == "interrupt":
+        import signal
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
         # A non-daemon worker (like XLA's compile threads) that a normal exit would wait for.
         threading.Thread(target=time.sleep, args=(600,)).start()
         print("partial result", flush=False)
@@ -77,13 +80,9 @@ _HELP = {
 }
 
 
-def _restore_sigint():
-  signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python then installs its KeyboardInterrupt handler
-
-
-def _start(args, env=None, preexec_fn=None):
+def _start(args, env=None):
   return subprocess.Popen([sys.executable, *args], cwd=REPO, env=dict(os.environ, **(env or {})),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 class CliTest(absltest.TestCase):
@@ -109,7 +108,7 @@ class CliTest(absltest.TestCase):
                                   env=dict(offline, RFSPEC_CACHE="/sys")),
         "user_error": _start(["-c", _FAKE_BINARY, "user_error"]),
         "jax_bug": _start(["-c", _FAKE_BINARY, "jax_bug"]),
-        "interrupt": _start(["-c", _FAKE_BINARY, "interrupt"], preexec_fn=_restore_sigint),
+        "interrupt": _start(["-c", _FAKE_BINARY, "interrupt"]),
         "no_tpu_notice": _start(["-c", _FAKE_BINARY, "no_tpu_notice"]),
         # Checked before the weights are loaded: this path does not exist.
         "benchmark_repeats": _start(["-m", "experiments.benchmark", "--repeats=0",
