@@ -512,7 +512,8 @@ def _checkpoint_digest(directory: str) -> str:
   return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def weights_sha256(src: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> str:
+def weights_sha256(src: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
+                   url: str | None = None, sha1: str = SHA1, progress: bool = True) -> str:
   """What identifies the weights `load_params(src)` loads: a hex sha256, for keying results.
 
   * a file (.caffemodel): its sha256 (`sha256sum FILE`), cached by (path, size, mtime_ns, inode)
@@ -524,24 +525,26 @@ def weights_sha256(src: str | os.PathLike, *, cache_dir: str | os.PathLike | Non
   * "bvlc_googlenet": the same for what it resolves to (`resolve_weights`): `$RFSPEC_WEIGHTS`,
     else the cache's checkpoint, else the cached caffemodel.
 
-  Call it after `load_params` (or use `load_params(src, with_digest=True)`): before the first
-  load, "bvlc_googlenet" may not be cached yet.
+  It may be called before `load_params` (to find finished results without loading anything):
+  for "bvlc_googlenet" with nothing cached yet it first fetches the weights into the cache as
+  `load_params` would (download, sha1 check, conversion; `url`, `sha1`, `progress` as there), since
+  weights that are not there have no digest. `load_params(src, with_digest=True)` gives both at once.
 
   Raises:
-    UserError: `src` does not exist (for "bvlc_googlenet": nothing is cached yet, or
-      `$RFSPEC_WEIGHTS` names a missing path); CheckpointError: a directory that is not a
-      checkpoint, or has no readable checksums.
+    UserError: `src` does not exist (or `$RFSPEC_WEIGHTS` names a missing path); for
+      "bvlc_googlenet" with nothing cached, whatever `load_params` raises when it cannot fetch it;
+      CheckpointError: a directory that is not a checkpoint, or has no readable checksums.
   """
   path = resolve_weights(src, cache_dir=cache_dir)
+  if os.fspath(src) == NAME and not os.path.exists(path):
+    if _env_weights():
+      raise _env_missing(cache_dir)
+    _, path = _load_cached(cache_dir=cache_dir, url=url or os.environ.get("RFSPEC_WEIGHTS_URL") or URL,
+                           sha1=sha1, progress=progress)
   if os.path.isfile(path):
     return file_sha256(path, cache_dir=cache_dir)
   if os.path.isdir(path):
     return _checkpoint_digest(os.path.abspath(path))
-  if os.fspath(src) == NAME and _env_weights():
-    raise _env_missing(cache_dir)
-  if os.fspath(src) == NAME:
-    raise UserError(f"{NAME!r} is not cached yet ({path} does not exist), so it has no digest; call "
-                    f"rfspec.load_params({NAME!r}, with_digest=True), which downloads or converts it first.")
   raise _no_such_weights(os.fspath(src), cache_dir)
 
 

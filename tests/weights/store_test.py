@@ -486,9 +486,17 @@ class WeightsDigestTest(StoreTestCase):
     self.assertEqual(store.weights_sha256(os.path.join(self.cache, store.CHECKPOINT_DIR)), want)
     self.assertEqual(store.load_params(shared_file(CAFFEMODEL), with_digest=True)[1], want)
 
-  def test_nothing_cached_has_no_digest_yet(self):
-    with self.assertRaisesRegex(UserError, "not cached yet.*with_digest=True"):
-      store.weights_sha256("bvlc_googlenet")
+  def test_digest_before_the_first_load_fetches_the_weights(self):
+    # A run asks for the digest first, to find finished results before loading anything.
+    with self.assertRaises(store.WeightsUnavailableError):  # offline: load_params's own message
+      store.weights_sha256("bvlc_googlenet", url=f"http://127.0.0.1:{unused_port()}/x", progress=False)
+    url = self.start_server()
+    digest = store.weights_sha256("bvlc_googlenet", url=url, sha1=caffemodel_sha1(), progress=False)
+    self.assertEqual(digest, hashlib.sha256(caffemodel_bytes()).hexdigest())
+    self.assertLen(self.server.requests, 1)
+    _, again = store.load_params("bvlc_googlenet", url=url, sha1=caffemodel_sha1(), with_digest=True)
+    self.assertEqual(again, digest)
+    self.assertLen(self.server.requests, 1)  # the load found what the digest fetched
     with self.assertRaisesRegex(UserError, "no such file or directory"):
       store.weights_sha256("/nonexistent/w.caffemodel")
 
