@@ -37,15 +37,17 @@ __all__ = ["ENV_LIMIT", "FORWARD_LIVE_BLOBS", "STEP_BYTES_PER_VALUE", "available
            "check_forward_fits", "estimate_forward_bytes", "estimate_step_bytes"]
 
 # Bytes per float32 activation value (input to tap) in one optimisation step, per image.
-# Calibrated on CPU against XLA's `compile().memory_analysis()` of the engine's vmapped chunk
-# (temp bytes: 7.3 per value at 512 px up to inception_4c/output, batch 4 and 8; 8.2 at 128 px
-# to inception_4c/5x5; 10.0 at 1024 px to conv2/3x3) and against peak RSS (8.4 per value per
-# added image at 512 px). 12 covers these with a margin. (rfspec.atlas's 24 predates the
-# engine's custom max-pool and conv+ReLU gradients, which halved the step's memory.)
+# Calibrated against XLA's `compile().memory_analysis()` of the engine's vmapped chunk, temp
+# bytes per value: CPU 7.3 at 512 px up to inception_4c/output (batch 4 and 8), 7.4 at 224 px
+# (batch 32), 8.2 at 128 px to inception_4c/5x5, 10.0 at 1024 px to conv2/3x3; H200 GPU (jax
+# 0.11) 5.2-7.1 for the same shapes; and against peak RSS on CPU (8.4 per value per added image
+# at 512 px). 12 covers these with a margin. (rfspec.atlas's 24 predates the engine's custom
+# max-pool and conv+ReLU gradients, which halved the step's memory.)
 STEP_BYTES_PER_VALUE = 12
-# XLA's temporaries of a forward, in units of its largest blob: 1.0-2.25 measured with
-# memory_analysis at 128-448 px (3.7 at 64 px, where fixed costs dominate a few kB).
-FORWARD_LIVE_BLOBS = 2.5
+# XLA's temporaries of a forward, in units of its largest blob (memory_analysis): CPU 1.0-2.25
+# at 128-2048 px; H200 GPU up to 2.6 (224 px to prob, batch 64); 3.7 at 64 px, where fixed
+# costs of a few kB dominate. 3 covers them.
+FORWARD_LIVE_BLOBS = 3
 ENV_LIMIT = "RFSPEC_MEMORY_LIMIT"
 
 _FLOAT32 = 4

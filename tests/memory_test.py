@@ -56,9 +56,9 @@ class EstimateTest(parameterized.TestCase):
 
   def test_forward_counts_input_outputs_and_the_largest_blob(self):
     got = memory.estimate_forward_bytes((33, 33), 3, ("conv1/7x7_s2",))
-    self.assertEqual(got, 3 * 4 * (INPUT_33 + 2.5 * CONV1_33 + CONV1_33) + CONV1_PARAM_BYTES)
+    self.assertEqual(got, 3 * 4 * (INPUT_33 + 3 * CONV1_33 + CONV1_33) + CONV1_PARAM_BYTES)
     both = memory.estimate_forward_bytes((33, 33), 1, ("conv1/7x7_s2", "pool1/3x3_s2"))
-    self.assertEqual(both, 4 * (INPUT_33 + 2.5 * CONV1_33 + CONV1_33 + POOL1_33) + CONV1_PARAM_BYTES)
+    self.assertEqual(both, 4 * (INPUT_33 + 3 * CONV1_33 + CONV1_33 + POOL1_33) + CONV1_PARAM_BYTES)
 
 
 class CheckFitsTest(parameterized.TestCase):
