@@ -3,11 +3,13 @@
 Binaries stay thin: they parse flags, call the library and write through `rfspec.files`. A user
 error (bad flag or config, missing weights, unwritable workdir) prints one paragraph and exits 1,
 with no traceback; a bug (any other exception, e.g. a JAX shape error) keeps its traceback.
-Ctrl-C flushes the output and leaves at once with status 130.
+Ctrl-C flushes the output and leaves at once with status 130. JAX's notice that a machine has no
+TPU is dropped in every binary (importing this module installs the filter).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -20,6 +22,27 @@ from rfspec.errors import UserError
 # Flags defined by the helpers below belong to the binary that calls them, so --help and
 # --helpshort list them with the binary's own flags.
 flags.disclaim_key_flags()
+
+
+class _NoTpuNotice(logging.Filter):
+  """Drops JAX's INFO line that it could not start a TPU backend ("Unable to initialize backend
+  'tpu': ... libtpu.so ..."), which every run on a machine without a TPU prints; its warnings
+  (e.g. a TPU or GPU present but unusable) and every other message pass."""
+
+  def filter(self, record):
+    return not (record.levelno <= logging.INFO
+                and record.getMessage().startswith("Unable to initialize backend 'tpu'"))
+
+
+def silence_no_tpu_notice() -> None:
+  """Installs `_NoTpuNotice` on JAX's backend logger (idempotent). Done when this module is
+  imported, before any binary's flags are defined: a default config may ask JAX for its backend."""
+  logger = logging.getLogger("jax._src.xla_bridge")
+  if not any(isinstance(f, _NoTpuNotice) for f in logger.filters):
+    logger.addFilter(_NoTpuNotice())
+
+
+silence_no_tpu_notice()
 
 _CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
@@ -36,7 +59,8 @@ def define_workdir_flag(required: bool = True,
 
 def define_weights_flag(help: str = "Weights: a .caffemodel path, an orbax checkpoint dir, or "
                         "'bvlc_googlenet' (cached, downloaded if missing). Default from $RFSPEC_WEIGHTS."):
-  return flags.DEFINE_string("weights", os.environ.get("RFSPEC_WEIGHTS", "bvlc_googlenet"), help)
+  # An empty RFSPEC_WEIGHTS means unset, as rfspec.load_params reads it.
+  return flags.DEFINE_string("weights", os.environ.get("RFSPEC_WEIGHTS") or "bvlc_googlenet", help)
 
 
 _CONFIG_FLAGS: list[str] = []
@@ -106,6 +130,8 @@ def run(main: Callable[[list[str]], None]) -> None:
   Ctrl-C flushes stdout and stderr and leaves with `os._exit(130)`: a normal interpreter exit can
   segfault while XLA is compiling on another thread, and finished work is already on disk.
   """
+
+  silence_no_tpu_notice()  # already done at import; kept here so a binary cannot miss it
 
   def wrapped(argv):
     try:

@@ -371,6 +371,10 @@ def _git_commit() -> str | None:
 
 def main(argv):
   del argv
+  # Zero timed runs would report the median of nothing (NaN) as a speed.
+  for flag in (_REPEATS, _STEPS, _STEP_BATCH, _STEP_LOOP, _PEER_STEPS, _PEER_BATCH):
+    if flag.value < 1:
+      raise _cli.UserError(f"--{flag.name}={flag.value}: it must be a whole number >= 1.")
   import jax
 
   import rfspec

@@ -30,6 +30,7 @@ col); images RGB in [0, 1].
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import logging
 import math
@@ -170,6 +171,21 @@ class VisConfig:
   pad_mode: str = "zero"
   dtype: str = "float32"
   chunk: int = 32
+
+  def __new__(cls, *args, **kwargs):
+    # The dataclass __init__ would raise a bare TypeError for a mistyped field. Checked here, not
+    # in a wrapper, so that every way in (the constructor, from_recipe, dataclasses.replace)
+    # gets the one-paragraph error; pickle and copy call __new__ without arguments.
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in kwargs if k not in names]
+    if unknown:
+      hints = []
+      for k in unknown:
+        close = difflib.get_close_matches(k, names, n=1, cutoff=0.6)
+        hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+      raise UserError(f"{cls.__name__} has no field {', '.join(hints)}. Its fields are "
+                      f"{', '.join(names)}; see help(rfspec.VisConfig).")
+    return super().__new__(cls)
 
   def __post_init__(self):
     setattr_ = functools.partial(object.__setattr__, self)

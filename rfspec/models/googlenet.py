@@ -236,13 +236,17 @@ def check_images(images) -> None:
   shape = tuple(images.shape)
   if len(shape) not in (3, 4) or shape[-1] != 3:
     raise UserError(f"images must be [N, H, W, 3] (or one [H, W, 3]) RGB in [0, 1]; got shape {shape}.")
+  if 0 in shape:
+    raise UserError(f"images is empty (shape {shape}); pass at least one image of at least 1x1 px, "
+                    "[N, H, W, 3] with N >= 1.")
   dtype = images.dtype
   if not jnp.issubdtype(dtype, jnp.floating):  # jnp knows bfloat16 is a float
     raise UserError(f"images have dtype {dtype}; rfspec takes float RGB in [0, 1]. If they are 0-255 "
                     "pixels, divide by 255: images.astype(np.float32) / 255.")
   if isinstance(images, jax.core.Tracer):
     return
-  lo, hi = float(jnp.min(images)), float(jnp.max(images))
+  xp = np if isinstance(images, np.ndarray) else jnp  # numpy stays on the host, uncopied
+  lo, hi = float(xp.min(images)), float(xp.max(images))
   if lo < _IMAGE_RANGE[0] or hi > _IMAGE_RANGE[1]:
     raise UserError(f"images have values in [{lo:g}, {hi:g}]; rfspec takes RGB in [0, 1]. If they are "
                     "0-255 pixels, divide by 255 (rfspec.files.load_image already returns [0, 1]).")
@@ -659,15 +663,22 @@ def forward(params, images, taps: str | Sequence[str] = ("prob",), *, dtype=jnp.
     [H, W, 3] input gives unbatched outputs.
 
   Raises:
-    UserError: an unknown tap, a shape other than [N, H, W, 3] / [H, W, 3], an input too small
-      for a tap, integer images (e.g. uint8 0-255), or values far outside [0, 1].
+    UserError: an unknown tap, a shape other than [N, H, W, 3] / [H, W, 3], an empty batch, an
+      input too small for a tap, integer images (e.g. uint8 0-255), values far outside [0, 1], or
+      a call that cannot fit in memory (`rfspec.memory.check_forward_fits`).
   """
+  from rfspec import memory  # imports this module
+
   taps = normalize_taps(taps)
-  images = jnp.asarray(images)
+  if not isinstance(images, (np.ndarray, jax.Array)):
+    images = np.asarray(images)
   check_images(images)
   unbatched = images.ndim == 3
+  check_input_hw(taps, images.shape[-3:-1])
+  # Before the images are copied to the device or anything is compiled (static shapes only).
+  memory.check_forward_fits(images.shape[-3:-1], 1 if unbatched else images.shape[0], taps)
+  images = jnp.asarray(images)
   if unbatched:
     images = images[None]
-  check_input_hw(taps, images.shape[1:3])
   out = _forward(params, images.astype(jnp.float32), taps, dtype, precision, check_pad_mode(pad_mode))
   return {t: v[0] for t, v in out.items()} if unbatched else out

@@ -2,12 +2,22 @@
 
 `load_params(src)` is the one entry point. `src` is a `.caffemodel` file, an orbax checkpoint
 directory (as written by `save_checkpoint` or `python -m experiments.convert_weights`), or
-"bvlc_googlenet". The last resolves through the cache directory (`$RFSPEC_CACHE`, default
+"bvlc_googlenet". The last is `$RFSPEC_WEIGHTS` when that names a path (a file or checkpoint the
+user points at), else it resolves through the cache directory (`$RFSPEC_CACHE`, default
 `~/.cache/rfspec`):
 
   <cache>/bvlc_googlenet/              the converted orbax checkpoint, used when present;
-  <cache>/bvlc_googlenet.caffemodel    else this file, converted once into the checkpoint;
+  <cache>/bvlc_googlenet.caffemodel    else this file, sha1-checked against the official download
+                                       and converted once into the checkpoint;
                                        else downloaded from the BVLC model zoo (sha1-checked).
+
+A file or directory the user names (a path, or `$RFSPEC_WEIGHTS`) is loaded as given, with no sha1
+requirement: any GoogLeNet caffemodel works, e.g. a re-packed one without the auxiliary heads.
+
+Results are keyed on what the weights hold, not where they lie: `weights_sha256(src)` (or
+`load_params(src, with_digest=True)`) gives a file's sha256, or for a checkpoint the sha256 of the
+file it was converted from (recorded at conversion), else a digest of its per-array sha256s. A
+file's digest is computed once and cached by (path, size, mtime, inode) in `<cache>/digests.json`.
 
 Every write is atomic (temporary name in the same directory, renamed into place when complete
 and verified), so an interrupted download or save leaves at most a temporary file of rfspec's
@@ -21,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import json
 import logging
 import os
 import shutil
@@ -48,6 +59,8 @@ SHA1 = "405fc5acd08a3bb12de8ee5e23a96bec22f08204"
 CAFFEMODEL_FILE = f"{NAME}.caffemodel"
 CHECKPOINT_DIR = NAME
 CHECKSUMS_FILE = "rfspec_checksums.json"  # written by save_checkpoint into every checkpoint
+DIGESTS_FILE = "digests.json"  # <cache>/digests.json: file sha256s keyed by path and stat
+ENV_WEIGHTS = "RFSPEC_WEIGHTS"  # a path that "bvlc_googlenet" (and every binary's --weights) means
 
 # Files orbax writes into every checkpoint directory; one of them marks a directory as one.
 _ORBAX_MARKERS = ("_CHECKPOINT_METADATA", "_METADATA")
@@ -58,7 +71,7 @@ class WeightsUnavailableError(UserError, ConnectionError):
 
 
 class ChecksumError(UserError):
-  """A downloaded file does not have the expected sha1 (nothing was saved)."""
+  """A downloaded or cached file does not have the official sha1 (nothing was converted)."""
 
 
 class CheckpointError(UserError):
@@ -85,11 +98,13 @@ def resolve_cache_dir(cache_dir: str | os.PathLike | None = None) -> str:
 
 def _unavailable_message(reason: str, url: str, sha1: str, caffemodel_path: str) -> str:
   return (f"The BVLC GoogLeNet weights are not cached and cannot be downloaded from {url} "
-          f"({reason}). Download {CAFFEMODEL_FILE} (sha1 {sha1}) from {URL} on a machine with "
-          f"internet access and put it at {caffemodel_path}; or load it from where it is: "
-          f"rfspec.load_params('/path/to/{CAFFEMODEL_FILE}') in Python, "
-          f"--weights=/path/to/{CAFFEMODEL_FILE} (or RFSPEC_WEIGHTS=/path/to/{CAFFEMODEL_FILE}) for the "
-          "binaries; or set RFSPEC_CACHE to a directory that holds it.")
+          f"({reason}). Either download {CAFFEMODEL_FILE} (about 53.5 MB, sha1 {sha1}) from {URL} on a "
+          f"machine with internet access and put it at {caffemodel_path}; or point rfspec at a GoogLeNet "
+          f".caffemodel you have: {ENV_WEIGHTS}=/path/to/{CAFFEMODEL_FILE} (then "
+          f"rfspec.load_params('bvlc_googlenet') and every binary use it), "
+          f"--weights=/path/to/{CAFFEMODEL_FILE} for one binary, or "
+          f"rfspec.load_params('/path/to/{CAFFEMODEL_FILE}') in Python (or set RFSPEC_CACHE to a "
+          "directory that holds it).")
 
 
 def _check_cache_writable(root: str) -> None:
@@ -232,7 +247,8 @@ def is_checkpoint(directory: str | os.PathLike) -> bool:
       os.path.exists(os.path.join(directory, m)) for m in _ORBAX_MARKERS)
 
 
-def save_checkpoint(params, directory: str | os.PathLike, *, overwrite: bool = False) -> str:
+def save_checkpoint(params, directory: str | os.PathLike, *, overwrite: bool = False,
+                    source_sha256: str | None = None) -> str:
   """Writes GoogLeNet params as an orbax checkpoint, atomically.
 
   The checkpoint is written into a temporary directory beside `directory` and renamed into place
@@ -246,6 +262,8 @@ def save_checkpoint(params, directory: str | os.PathLike, *, overwrite: bool = F
       `rfspec_checksums.json`, the sha256 of every array, which `restore_checkpoint` checks.
     overwrite: replace `directory` if it is an existing orbax checkpoint (never any other
       directory).
+    source_sha256: the sha256 of the file the params were read from (`weights_sha256(file)`),
+      recorded so that the checkpoint keys results as that file does (see `weights_sha256`).
 
   Returns:
     The absolute checkpoint directory.
@@ -268,7 +286,10 @@ def save_checkpoint(params, directory: str | os.PathLike, *, overwrite: bool = F
     tree = jax.tree.map(lambda x: np.asarray(x, np.float32), params)
     target = os.path.join(staging, "checkpoint")
     _checkpointer().save(target, tree)
-    files.write_json(os.path.join(target, CHECKSUMS_FILE), {"format": 1, "sha256": _checksums(tree)})
+    record = {"format": 1, "sha256": _checksums(tree)}
+    if source_sha256:
+      record["source_sha256"] = source_sha256
+    files.write_json(os.path.join(target, CHECKSUMS_FILE), record)
     if os.path.lexists(directory):  # overwrite: move the old one aside, then swap
       os.replace(directory, os.path.join(staging, "old"))
     try:
@@ -416,56 +437,216 @@ def _quiet_orbax():
       l.setLevel(level)
 
 
+# ----------------------------------------------------------------------------- digests
+
+
+def _file_hashes(path: str, *algorithms: str) -> dict[str, str]:
+  """{algorithm: hex digest} of a file, all in one read (1 MiB chunks)."""
+  hashes = {a: hashlib.new(a) for a in algorithms}
+  with open(path, "rb") as f:
+    while chunk := f.read(1 << 20):
+      for h in hashes.values():
+        h.update(chunk)
+  return {a: h.hexdigest() for a, h in hashes.items()}
+
+
+# A file modified this recently may change again within the same mtime tick without changing its
+# size, so its digest is not cached (git's "racy" index entries, same cure).
+_RACY_S = 2.0
+_DIGESTS_KEPT = 256  # entries in <cache>/digests.json; the oldest go first
+
+
+def _stat_key(st: os.stat_result) -> list:
+  return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev]
+
+
+def file_sha256(path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> str:
+  """sha256 of a file, cached in `<cache>/digests.json` by (real path, size, mtime_ns, inode).
+
+  The cache is best effort: an unreadable, damaged or unwritable cache only means the file is
+  hashed again (53.5 MB take about 0.2 s).
+  """
+  path = os.path.realpath(os.fspath(path))
+  st = os.stat(path)
+  record_path = os.path.join(resolve_cache_dir(cache_dir), DIGESTS_FILE)
+  try:
+    record = files.read_json(record_path)
+    if not isinstance(record, dict):
+      record = {}
+  except (OSError, ValueError):
+    record = {}
+  entry = record.get(path)
+  if isinstance(entry, dict) and entry.get("stat") == _stat_key(st) and isinstance(entry.get("sha256"), str):
+    return entry["sha256"]
+  digest = _file_hashes(path, "sha256")["sha256"]
+  if time.time() - st.st_mtime_ns / 1e9 > _RACY_S and os.stat(path).st_mtime_ns == st.st_mtime_ns:
+    record.pop(path, None)
+    record[path] = {"stat": _stat_key(st), "sha256": digest}  # last = newest
+    for old in list(record)[:-_DIGESTS_KEPT]:
+      del record[old]
+    try:
+      files.write_json(record_path, record)
+    except OSError as e:  # a read-only or misplaced cache: hash again next time
+      log.debug("Not caching the digest of %s in %s: %s", path, record_path, e)
+  return digest
+
+
+def _checkpoint_digest(directory: str) -> str:
+  """The digest `weights_sha256` gives a checkpoint directory (see there)."""
+  checksums_path = os.path.join(directory, CHECKSUMS_FILE)
+  if not is_checkpoint(directory):
+    raise CheckpointError(f"{directory} is not an orbax checkpoint (it has none of "
+                          f"{', '.join(_ORBAX_MARKERS)}). Pass a directory written by "
+                          "`python -m experiments.convert_weights`, or a .caffemodel file.")
+  try:
+    record = files.read_json(checksums_path)
+    arrays = record["sha256"]
+    source = record.get("source_sha256")
+  except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+    raise CheckpointError(f"The checkpoint {directory} has no readable {CHECKSUMS_FILE} ({_first_line(e)}), "
+                          f"so its arrays cannot be verified; it is damaged or was written by an older "
+                          f"rfspec. {_REWRITE.format(dir=directory)}") from None
+  if isinstance(source, str) and source:
+    return source
+  canonical = json.dumps(arrays, sort_keys=True, separators=(",", ":"))
+  return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def weights_sha256(src: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
+                   url: str | None = None, sha1: str = SHA1, progress: bool = True) -> str:
+  """What identifies the weights `load_params(src)` loads: a hex sha256, for keying results.
+
+  * a file (.caffemodel): its sha256 (`sha256sum FILE`), cached by (path, size, mtime_ns, inode)
+    in `<cache>/digests.json`, so a 53.5 MB file is hashed once;
+  * an orbax checkpoint directory: the sha256 of the file it was converted from, when its
+    `rfspec_checksums.json` records one (the cache's checkpoint always does), so a file and its
+    checkpoint key results alike; else the sha256 of its recorded per-array sha256s (canonical
+    JSON), which `load_params` verifies the arrays against;
+  * "bvlc_googlenet": the same for what it resolves to (`resolve_weights`): `$RFSPEC_WEIGHTS`,
+    else the cache's checkpoint, else the cached caffemodel.
+
+  It may be called before `load_params` (to find finished results without loading anything):
+  for "bvlc_googlenet" with nothing cached yet it first fetches the weights into the cache as
+  `load_params` would (download, sha1 check, conversion; `url`, `sha1`, `progress` as there), since
+  weights that are not there have no digest. `load_params(src, with_digest=True)` gives both at once.
+
+  Raises:
+    UserError: `src` does not exist (or `$RFSPEC_WEIGHTS` names a missing path); for
+      "bvlc_googlenet" with nothing cached, whatever `load_params` raises when it cannot fetch it;
+      CheckpointError: a directory that is not a checkpoint, or has no readable checksums.
+  """
+  path = resolve_weights(src, cache_dir=cache_dir)
+  if os.fspath(src) == NAME and not os.path.exists(path):
+    if _env_weights():
+      raise _env_missing(cache_dir)
+    _, path = _load_cached(cache_dir=cache_dir, url=url or os.environ.get("RFSPEC_WEIGHTS_URL") or URL,
+                           sha1=sha1, progress=progress)
+  if os.path.isfile(path):
+    return file_sha256(path, cache_dir=cache_dir)
+  if os.path.isdir(path):
+    return _checkpoint_digest(os.path.abspath(path))
+  raise _no_such_weights(os.fspath(src), cache_dir)
+
+
 # ----------------------------------------------------------------------------- entry point
 
 
-def load_params(src: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
-                url: str | None = None, sha1: str = SHA1, progress: bool = True):
-  """Loads GoogLeNet params from a `.caffemodel`, an orbax checkpoint, or the cache.
+def _env_weights() -> str | None:
+  """`$RFSPEC_WEIGHTS` when it names a path (not unset, empty or "bvlc_googlenet" itself)."""
+  value = os.environ.get(ENV_WEIGHTS, "").strip()
+  return os.path.expanduser(value) if value and value != NAME else None
 
-  Args:
-    src: a `.caffemodel` file; an orbax checkpoint directory; or "bvlc_googlenet": the converted
-      checkpoint in the cache if there is one, else `<cache>/bvlc_googlenet.caffemodel`
-      (downloaded from `url` and sha1-checked if missing), converted once and saved as the
-      checkpoint.
-    cache_dir: overrides `$RFSPEC_CACHE` (default ~/.cache/rfspec).
-    url: where to download from; default `$RFSPEC_WEIGHTS_URL` (e.g. a mirror), else `URL`.
-    sha1: expected sha1 of the download.
-    progress: draw a download progress line on stderr.
 
-  Returns:
-    {caffe layer name: {"kernel": HWIO or (K, N), "bias": (N,)}} float32 jax arrays, exactly the
-    tree `googlenet.param_shapes()` describes.
+def resolve_weights(src: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> str:
+  """The file or directory `load_params(src)` reads.
 
-  Raises (all `rfspec.errors.UserError`, one paragraph that names the fix):
-    UserError: `src` is none of the above, or the cache directory cannot be written to when a
-      download is needed.
-    caffe.CaffeModelError / CheckpointError: the file or directory is not GoogLeNet weights, or
-      the checkpoint is damaged.
-    WeightsUnavailableError: "bvlc_googlenet" is not cached and cannot be downloaded; the message
-      says where to put the file.
-    ChecksumError: the download has the wrong sha1.
+  `src` itself, except "bvlc_googlenet": `$RFSPEC_WEIGHTS` if that names a path; else the
+  cache's converted checkpoint if there is one; else the cached caffemodel's path (which does not
+  exist before the first download).
   """
   src = os.fspath(src)
-  if src == NAME:
-    return _load_cached(cache_dir=cache_dir, url=url or os.environ.get("RFSPEC_WEIGHTS_URL") or URL,
-                        sha1=sha1, progress=progress)
-  if os.path.isfile(src):
-    return caffe.load_caffemodel(src)
-  if os.path.isdir(src):
-    return restore_checkpoint(src)
-  raise UserError(f"Weights {src!r}: no such file or directory. Weights may be a .caffemodel "
+  if src != NAME:
+    return src
+  explicit = _env_weights()
+  if explicit:
+    return explicit
+  root = resolve_cache_dir(cache_dir)
+  checkpoint = os.path.join(root, CHECKPOINT_DIR)
+  return checkpoint if is_checkpoint(checkpoint) else os.path.join(root, CAFFEMODEL_FILE)
+
+
+def _env_missing(cache_dir) -> UserError:
+  return UserError(f"{ENV_WEIGHTS}={os.environ.get(ENV_WEIGHTS)!r}, which {NAME!r} resolves to, is no "
+                   f"such file or directory. Point {ENV_WEIGHTS} at a GoogLeNet .caffemodel or an orbax "
+                   f"checkpoint directory, or unset it to use the cache ({resolve_cache_dir(cache_dir)}).")
+
+
+def _no_such_weights(src: str, cache_dir) -> UserError:
+  return UserError(f"Weights {src!r}: no such file or directory. Weights may be a .caffemodel "
                    f"file, an orbax checkpoint directory (from `python -m experiments.convert_weights`), "
                    f"or {NAME!r} (cached in {resolve_cache_dir(cache_dir)}, downloaded if missing).")
 
 
+def load_params(src: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
+                url: str | None = None, sha1: str = SHA1, progress: bool = True,
+                with_digest: bool = False):
+  """Loads GoogLeNet params from a `.caffemodel`, an orbax checkpoint, or the cache.
+
+  Args:
+    src: a `.caffemodel` file or an orbax checkpoint directory, loaded as given (no sha1
+      requirement: any GoogLeNet caffemodel, e.g. one re-packed without the auxiliary heads); or
+      "bvlc_googlenet": `$RFSPEC_WEIGHTS` when that names a path (loaded as given), else the
+      converted checkpoint in the cache if there is one, else `<cache>/bvlc_googlenet.caffemodel`
+      (downloaded from `url` if missing; its sha1 must be `sha1`), converted once and saved as the
+      checkpoint.
+    cache_dir: overrides `$RFSPEC_CACHE` (default ~/.cache/rfspec).
+    url: where to download from; default `$RFSPEC_WEIGHTS_URL` (e.g. a mirror), else `URL`.
+    sha1: expected sha1 of the download and of a cached caffemodel before it is converted.
+    progress: draw a download progress line on stderr.
+    with_digest: also return `weights_sha256` of what was loaded.
+
+  Returns:
+    params: {caffe layer name: {"kernel": HWIO or (K, N), "bias": (N,)}} float32 jax arrays,
+    exactly the tree `googlenet.param_shapes()` describes; with `with_digest`, the pair
+    (params, sha256 hex string).
+
+  Raises (all `rfspec.errors.UserError`, one paragraph that names the fix):
+    UserError: `src` is none of the above (or `$RFSPEC_WEIGHTS` names a missing path), or the
+      cache directory cannot be written to when a download is needed.
+    caffe.CaffeModelError / CheckpointError: the file or directory is not GoogLeNet weights, or
+      the checkpoint is damaged.
+    WeightsUnavailableError: "bvlc_googlenet" is not cached and cannot be downloaded; the message
+      says where to put the file.
+    ChecksumError: the download, or the caffemodel found in the cache, has the wrong sha1.
+  """
+  src = os.fspath(src)
+  if src == NAME and not _env_weights():
+    params, path = _load_cached(cache_dir=cache_dir, url=url or os.environ.get("RFSPEC_WEIGHTS_URL") or URL,
+                                sha1=sha1, progress=progress)
+  else:
+    path = resolve_weights(src, cache_dir=cache_dir)
+    if os.path.isfile(path):
+      params = caffe.load_caffemodel(path)
+    elif os.path.isdir(path):
+      params = restore_checkpoint(path)
+    elif src == NAME:
+      raise _env_missing(cache_dir)
+    else:
+      raise _no_such_weights(src, cache_dir)
+  if not with_digest:
+    return params
+  return params, weights_sha256(path, cache_dir=cache_dir)
+
+
 def _load_cached(*, cache_dir, url: str, sha1: str, progress: bool):
+  """The cache's params, and the path they came from (the checkpoint, or the caffemodel if the
+  checkpoint could not be written)."""
   root = resolve_cache_dir(cache_dir)
   checkpoint = os.path.join(root, CHECKPOINT_DIR)
   files.clean_stale_temps(root)  # .part / .tmp left by a killed download or conversion
   if is_checkpoint(checkpoint):
     try:
-      return restore_checkpoint(checkpoint)
+      return restore_checkpoint(checkpoint), checkpoint
     except CheckpointError as e:
       raise CheckpointError(f"{e}\nThis is rfspec's cache: delete {checkpoint} to rebuild it (from "
                             f"{CAFFEMODEL_FILE} in the cache, or a fresh download).", e.problems) from None
@@ -474,36 +655,23 @@ def _load_cached(*, cache_dir, url: str, sha1: str, progress: bool):
     _check_cache_writable(root)
     log.info("%s is not cached; downloading %s", CAFFEMODEL_FILE, url)
     download(url, caffemodel_path, sha1=sha1, progress=progress)
+  # A file found in the cache may be a damaged copy, or anything put there by hand: it must be the
+  # official download before it becomes the checkpoint every later run trusts (as keras'
+  # get_file checks its cache). One read gives the sha256 the checkpoint records as its source.
+  hashes = _file_hashes(caffemodel_path, "sha1", "sha256")
+  if hashes["sha1"] != sha1.lower():
+    raise ChecksumError(
+        f"The cached weights file {caffemodel_path} has sha1 {hashes['sha1']}, not the official {sha1} of "
+        f"{URL}: it is damaged or another file, so it was not used. Delete it (rm {caffemodel_path}) and "
+        f"the next load downloads the official file again (offline: put a good copy there); or, if it "
+        f"is a GoogLeNet caffemodel you mean to use (e.g. a re-packed one), name it explicitly: "
+        f"--weights={caffemodel_path} (or {ENV_WEIGHTS}={caffemodel_path}) for the binaries, "
+        f"rfspec.load_params('{caffemodel_path}') in Python; a file named explicitly is loaded as given "
+        "and results record its sha256.")
   params = caffe.load_caffemodel(caffemodel_path)
   try:
-    save_checkpoint(params, checkpoint, overwrite=True)
+    save_checkpoint(params, checkpoint, overwrite=True, source_sha256=hashes["sha256"])
   except OSError as e:  # a read-only cache still gives the params
     log.warning("Could not cache the converted checkpoint at %s: %s", checkpoint, e)
-  return params
-
-
-def weights_sha256(src: str | os.PathLike) -> str:
-  """The sha256 of the weights `src` names, for keying results on content, not path.
-
-  A .caffemodel file: its sha256. A checkpoint directory: the sha256 of its files' sha256s in name
-  order. "bvlc_googlenet": the cached checkpoint's (or, before conversion, the cached caffemodel's).
-  """
-  import hashlib
-
-  src = os.fspath(src)
-  if src == NAME:
-    root = resolve_cache_dir()
-    env = os.environ.get("RFSPEC_WEIGHTS")
-    if env and env != NAME:
-      return weights_sha256(env)
-    for cand in (os.path.join(root, CHECKPOINT_DIR), os.path.join(root, CAFFEMODEL_FILE)):
-      if os.path.exists(cand):
-        return weights_sha256(cand)
-    return ""
-  if os.path.isdir(src):
-    h = hashlib.sha256()
-    for dirpath, _, names in sorted(os.walk(src)):
-      for name in sorted(names):
-        h.update(files.file_digest(os.path.join(dirpath, name))["sha256"].encode())
-    return h.hexdigest()
-  return files.file_digest(src)["sha256"]
+    return params, caffemodel_path
+  return params, checkpoint

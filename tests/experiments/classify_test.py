@@ -33,6 +33,17 @@ class ClassifyBinaryTest(absltest.TestCase):
     self.assertIn("No such image file", proc.stderr)
     self.assertNotIn("Traceback", proc.stderr)
 
+  def test_directory_says_so_and_what_to_pass(self):
+    folder = str(shared_file(IMAGES))
+    proc = classify(folder)
+    self.assertEqual(proc.returncode, 1, proc.stderr[-2000:])
+    self.assertNotIn("Traceback", proc.stderr)
+    self.assertNotIn("No such image file", proc.stderr)
+    self.assertIn(f"{folder} is a directory", proc.stderr)
+    self.assertIn(f"{folder}/*.jpg", proc.stderr)  # what to pass instead
+    self.assertIn("cat.jpg", proc.stderr)
+    self.assertLen(proc.stderr.strip().splitlines(), 1)
+
   def test_not_an_image(self):
     proc = classify(str(REPO / "setup.py"))
     self.assertEqual(proc.returncode, 1)

@@ -1,7 +1,12 @@
 """experiments/_cli.py: user errors are one paragraph and exit 1, bugs keep their traceback,
-Ctrl-C leaves at once with 130, and every binary's --help shows the common flags.
+Ctrl-C leaves at once with 130, JAX's no-TPU notice is dropped, and every binary's --help shows
+the common flags.
 
 Each case is a real subprocess; they are started together in setUpClass and run concurrently.
+They pass however pytest is started: in the background (`bash .ci/run &`) a non-interactive shell
+starts pytest with SIGINT ignored, every child inherits that, and Python then never raises
+KeyboardInterrupt; so the Ctrl-C case's child restores SIGINT first, as a terminal would have it.
+(Not a Popen preexec_fn: that forks a multithreaded JAX process, which can deadlock.)
 """
 
 import os
@@ -29,7 +34,18 @@ _FAKE_BINARY = textwrap.dedent("""
       if mode == "jax_bug":
         import jax.numpy as jnp
         jnp.broadcast_to(jnp.ones(3), (4,))  # a shape bug: ValueError, must keep its traceback
+      if mode == "no_tpu_notice":
+        import logging
+        import jax
+        jax.devices()  # on a machine without a TPU, JAX logs the notice here
+        log = logging.getLogger("jax._src.xla_bridge")
+        # The notice as JAX words it (so the case holds where JAX skips the TPU probe), and a
+        # warning from the same logger that must still show.
+        log.info("Unable to initialize backend 'tpu': INTERNAL: Failed to open libtpu.so: (test)")
+        log.warning("a warning from xla_bridge (test)")
       if mode == "interrupt":
+        import signal
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
         # A non-daemon worker (like XLA's compile threads) that a normal exit would wait for.
         threading.Thread(target=time.sleep, args=(600,)).start()
         print("partial result", flush=False)
@@ -93,6 +109,10 @@ class CliTest(absltest.TestCase):
         "user_error": _start(["-c", _FAKE_BINARY, "user_error"]),
         "jax_bug": _start(["-c", _FAKE_BINARY, "jax_bug"]),
         "interrupt": _start(["-c", _FAKE_BINARY, "interrupt"]),
+        "no_tpu_notice": _start(["-c", _FAKE_BINARY, "no_tpu_notice"]),
+        # Checked before the weights are loaded: this path does not exist.
+        "benchmark_repeats": _start(["-m", "experiments.benchmark", "--repeats=0",
+                                     "--weights=/nonexistent/w.caffemodel"]),
         "help": _start(["-c", _HELP_SCRIPT, *_HELP]),
     }
     interrupt = cls.procs["interrupt"]
@@ -145,6 +165,16 @@ class CliTest(absltest.TestCase):
     self.assertIn("partial result", out)  # stdout was flushed before leaving
     self.assertIn("rerun the same command to resume", err)
     self.assertNotIn("timed out", err)  # did not wait for the worker thread
+
+  def test_no_tpu_notice_in_any_binary(self):
+    code, _, err = self.results["no_tpu_notice"]
+    self.assertEqual(code, 0, err[-3000:])
+    self.assertNotIn("Unable to initialize backend 'tpu'", err)
+    self.assertIn("a warning from xla_bridge (test)", err)  # only the notice is dropped
+
+  def test_benchmark_repeats_must_be_positive(self):
+    self.assert_one_paragraph("benchmark_repeats", "--repeats=0", ">= 1")
+    self.assertNotIn("/nonexistent", self.results["benchmark_repeats"][2])
 
   def test_help_shows_the_common_flags(self):
     code, out, err = self.results["help"]

@@ -23,7 +23,7 @@ from absl.testing import absltest, parameterized
 import jax
 import numpy as np
 
-from rfspec import io as rfspec_io
+from rfspec import files as rfspec_files
 from rfspec.errors import UserError
 from rfspec.models import googlenet
 from rfspec.weights import caffe, store
@@ -188,7 +188,8 @@ class DownloadTest(StoreTestCase):
     os.makedirs(self.cache)
     shutil.copy(shared_file(CAFFEMODEL), os.path.join(self.cache, store.CAFFEMODEL_FILE))
     url = f"http://127.0.0.1:{unused_port()}/unreachable"
-    params = store.load_params("bvlc_googlenet", url=url)
+    # The shared file is re-packed (another sha1 than the official download): pass its own.
+    params = store.load_params("bvlc_googlenet", url=url, sha1=caffemodel_sha1())
     assert_params_equal(self, params, real_params())
     self.assertTrue(store.is_checkpoint(os.path.join(self.cache, store.CHECKPOINT_DIR)))
 
@@ -288,7 +289,7 @@ class DamagedCheckpointTest(StoreTestCase):
     return cm.exception
 
   def test_records_an_independent_sha256_per_array(self):
-    recorded = rfspec_io.read_json(os.path.join(self.pristine, store.CHECKSUMS_FILE))["sha256"]
+    recorded = rfspec_files.read_json(os.path.join(self.pristine, store.CHECKSUMS_FILE))["sha256"]
     self.assertEqual(set(recorded), set(googlenet.param_shapes()))
     bias = np.asarray(real_params()["conv1/7x7_s2"]["bias"], "<f4")
     self.assertEqual(recorded["conv1/7x7_s2"]["bias"],
@@ -302,9 +303,9 @@ class DamagedCheckpointTest(StoreTestCase):
   def test_values_that_differ_from_the_recorded_checksum(self):
     def tamper(d):  # the arrays are intact, the record says otherwise: the comparison must notice
       path = os.path.join(d, store.CHECKSUMS_FILE)
-      record = rfspec_io.read_json(path)
+      record = rfspec_files.read_json(path)
       record["sha256"]["inception_4b/3x3"]["kernel"] = "0" * 64
-      rfspec_io.write_json(path, record)
+      rfspec_files.write_json(path, record)
 
     error = self.assert_refused(self.damaged_copy(tamper), "inception_4b/3x3' kernel: sha256 differs")
     self.assertLen(error.problems, 1)
@@ -364,8 +365,9 @@ class CacheDirectoryTest(StoreTestCase):
     with open(part, "wb") as f:
       f.write(b"half a download")
     os.makedirs(os.path.join(staging, "checkpoint"))
-    store.load_params("bvlc_googlenet", url=f"http://127.0.0.1:{unused_port()}/x", progress=False)
-    self.assertEqual(self.cache_files(), sorted([store.CAFFEMODEL_FILE, store.CHECKPOINT_DIR]
+    store.load_params("bvlc_googlenet", url=f"http://127.0.0.1:{unused_port()}/x", sha1=caffemodel_sha1(),
+                      progress=False)
+    self.assertEqual([f for f in self.cache_files() if f != store.DIGESTS_FILE], sorted([store.CAFFEMODEL_FILE, store.CHECKPOINT_DIR]
                                                 + [os.path.relpath(p, self.cache) for p in glob.glob(
                                                     os.path.join(self.cache, store.CHECKPOINT_DIR, "**"),
                                                     recursive=True)][1:]))
@@ -384,7 +386,7 @@ class CacheDirectoryTest(StoreTestCase):
 
     with mock.patch.object(store.os, "replace", side_effect=spy):
       store.download(url, os.path.join(self.cache, "x.caffemodel"), sha1=caffemodel_sha1(), progress=False)
-    self.assertRegex(seen[0], rfspec_io._TEMP_RE)
+    self.assertRegex(seen[0], rfspec_files._TEMP_RE)
     self.assertTrue(seen[0].endswith(".part"))
 
 
@@ -399,6 +401,178 @@ class LoadParamsTest(StoreTestCase):
     message = str(cm.exception)
     for part in ("'googlenet_v3'", ".caffemodel", "orbax checkpoint", "'bvlc_googlenet'"):
       self.assertIn(part, message)
+
+
+def _copy_with_old_mtime(src, dst) -> str:
+  """A copy whose mtime lies an hour back, so its digest may be cached (not "racy")."""
+  shutil.copy(src, dst)
+  old = os.stat(dst).st_mtime_ns - 3600 * 10**9
+  os.utime(dst, ns=(old, old))
+  return dst
+
+
+class WeightsDigestTest(StoreTestCase):
+  """weights_sha256 / load_params(with_digest=True): results are keyed on content, not path."""
+
+  def test_file_digest_is_its_sha256_whatever_its_path(self):
+    a = _copy_with_old_mtime(shared_file(CAFFEMODEL), os.path.join(self.create_tempdir().full_path, "a.caffemodel"))
+    b = _copy_with_old_mtime(shared_file(CAFFEMODEL), os.path.join(self.create_tempdir().full_path, "b.bin"))
+    want = hashlib.sha256(caffemodel_bytes()).hexdigest()
+    self.assertEqual(store.weights_sha256(a), want)
+    self.assertEqual(store.weights_sha256(b), want)
+    params, digest = store.load_params(a, with_digest=True)
+    self.assertEqual(digest, want)
+    assert_params_equal(self, params, real_params())
+
+  def test_shared_repacked_file_has_the_documented_sha256(self):
+    # ../shared/README.md records this sha256 for the re-packed file.
+    self.assertEqual(store.weights_sha256(shared_file(CAFFEMODEL)),
+                     "27b6f275d2be77e4a3556d67ce5689315fb1e0a41a01b6f8092954451d345bbd")
+
+  def test_file_digest_is_computed_once_per_size_mtime(self):
+    path = _copy_with_old_mtime(shared_file(CAFFEMODEL), os.path.join(self.create_tempdir().full_path, "w.caffemodel"))
+    want = store.weights_sha256(path)
+    self.assertIn(os.path.realpath(path), rfspec_files.read_json(os.path.join(self.cache, store.DIGESTS_FILE)))
+    with mock.patch.object(store, "_file_hashes", side_effect=AssertionError("hashed again")):
+      self.assertEqual(store.weights_sha256(path), want)
+    # Same size, other content, other mtime: hashed again, new digest.
+    _flip_bytes(path)
+    old = os.stat(path).st_mtime_ns - 7200 * 10**9
+    os.utime(path, ns=(old, old))
+    self.assertNotEqual(store.weights_sha256(path), want)
+    with open(path, "rb") as f:
+      self.assertEqual(store.weights_sha256(path), hashlib.sha256(f.read()).hexdigest())
+
+  def test_damaged_or_unwritable_digest_cache_only_costs_a_rehash(self):
+    path = _copy_with_old_mtime(shared_file(CAFFEMODEL), os.path.join(self.create_tempdir().full_path, "w.caffemodel"))
+    want = hashlib.sha256(caffemodel_bytes()).hexdigest()
+    os.makedirs(self.cache)
+    with open(os.path.join(self.cache, store.DIGESTS_FILE), "w") as f:
+      f.write("{not json")
+    self.assertEqual(store.weights_sha256(path), want)
+    cache_file = os.path.join(self.create_tempdir().full_path, "cache_is_a_file")
+    with open(cache_file, "w") as f:
+      f.write("x")
+    self.assertEqual(store.weights_sha256(path, cache_dir=cache_file), want)
+
+  def test_checkpoint_digest_from_its_recorded_array_sha256s(self):
+    shapes = googlenet.param_shapes()
+    tree = {name: {k: np.full(s, 0.5, np.float32) for k, s in p.items()} for name, p in shapes.items()}
+    parent = self.create_tempdir().full_path
+    one = store.save_checkpoint(tree, os.path.join(parent, "one"))
+    two = store.save_checkpoint(tree, os.path.join(parent, "two"))
+    self.assertEqual(store.weights_sha256(one), store.weights_sha256(two))  # same arrays, other path
+    self.assertRegex(store.weights_sha256(one), "^[0-9a-f]{64}$")
+    tree["inception_4c/5x5"]["bias"] = tree["inception_4c/5x5"]["bias"] + 1
+    three = store.save_checkpoint(tree, os.path.join(parent, "three"))
+    self.assertNotEqual(store.weights_sha256(three), store.weights_sha256(one))
+    # A checkpoint converted from a file is keyed as that file is.
+    four = store.save_checkpoint(tree, os.path.join(parent, "four"), source_sha256="ab" * 32)
+    self.assertEqual(store.weights_sha256(four), "ab" * 32)
+    with self.assertRaises(store.CheckpointError):
+      store.weights_sha256(parent)
+
+  def test_cache_file_and_its_checkpoint_give_the_same_digest(self):
+    os.makedirs(self.cache)
+    cached = os.path.join(self.cache, store.CAFFEMODEL_FILE)
+    shutil.copy(shared_file(CAFFEMODEL), cached)
+    want = hashlib.sha256(caffemodel_bytes()).hexdigest()
+    url = f"http://127.0.0.1:{unused_port()}/unreachable"
+    _, first = store.load_params("bvlc_googlenet", url=url, sha1=caffemodel_sha1(), with_digest=True)
+    self.assertTrue(store.is_checkpoint(os.path.join(self.cache, store.CHECKPOINT_DIR)))
+    _, second = store.load_params("bvlc_googlenet", url=url, sha1=caffemodel_sha1(), with_digest=True)
+    self.assertEqual((first, second), (want, want))  # converting on the first run changes nothing
+    self.assertEqual(store.weights_sha256("bvlc_googlenet"), want)
+    self.assertEqual(store.weights_sha256(os.path.join(self.cache, store.CHECKPOINT_DIR)), want)
+    self.assertEqual(store.load_params(shared_file(CAFFEMODEL), with_digest=True)[1], want)
+
+  def test_digest_before_the_first_load_fetches_the_weights(self):
+    # A run asks for the digest first, to find finished results before loading anything.
+    with self.assertRaises(store.WeightsUnavailableError):  # offline: load_params's own message
+      store.weights_sha256("bvlc_googlenet", url=f"http://127.0.0.1:{unused_port()}/x", progress=False)
+    url = self.start_server()
+    digest = store.weights_sha256("bvlc_googlenet", url=url, sha1=caffemodel_sha1(), progress=False)
+    self.assertEqual(digest, hashlib.sha256(caffemodel_bytes()).hexdigest())
+    self.assertLen(self.server.requests, 1)
+    _, again = store.load_params("bvlc_googlenet", url=url, sha1=caffemodel_sha1(), with_digest=True)
+    self.assertEqual(again, digest)
+    self.assertLen(self.server.requests, 1)  # the load found what the digest fetched
+    with self.assertRaisesRegex(UserError, "no such file or directory"):
+      store.weights_sha256("/nonexistent/w.caffemodel")
+
+
+class CachedFileChecksumTest(StoreTestCase):
+  """A caffemodel found in the cache must have the official sha1 before it is converted."""
+
+  def put_in_cache(self, damage=None) -> str:
+    os.makedirs(self.cache, exist_ok=True)
+    path = os.path.join(self.cache, store.CAFFEMODEL_FILE)
+    shutil.copy(shared_file(CAFFEMODEL), path)
+    if damage:
+      damage(path)
+    return path
+
+  def assert_refused(self, path, **kwargs):
+    url = f"http://127.0.0.1:{unused_port()}/unreachable"
+    with mock.patch.object(caffe, "load_caffemodel", side_effect=AssertionError("converted")), \
+        self.assertRaises(store.ChecksumError) as cm:
+      store.load_params("bvlc_googlenet", url=url, progress=False, **kwargs)
+    message = str(cm.exception)
+    with open(path, "rb") as f:
+      found = hashlib.sha1(f.read()).hexdigest()
+    for part in (path, found, kwargs.get("sha1", store.SHA1), "Delete it", f"--weights={path}",
+                 f"rfspec.load_params('{path}')"):
+      self.assertIn(part, message)
+    self.assertNotIn("\n", message)  # one paragraph
+    self.assertIsInstance(cm.exception, UserError)
+    self.assertFalse(os.path.exists(os.path.join(self.cache, store.CHECKPOINT_DIR)))  # nothing converted
+
+  def test_corrupted_cached_download_is_refused(self):
+    path = self.put_in_cache(_flip_bytes)
+    self.assert_refused(path, sha1=caffemodel_sha1())  # the sha1 the intact file would have
+
+  def test_file_that_is_not_the_official_download_is_refused_from_the_cache(self):
+    self.assert_refused(self.put_in_cache())  # the re-packed file has another sha1 than the official
+
+  def test_the_same_file_named_explicitly_is_loaded_as_given(self):
+    path = self.put_in_cache()
+    params, digest = store.load_params(path, with_digest=True)
+    assert_params_equal(self, params, real_params())
+    self.assertEqual(digest, hashlib.sha256(caffemodel_bytes()).hexdigest())
+
+
+class WeightsEnvTest(StoreTestCase):
+  """"bvlc_googlenet" honours $RFSPEC_WEIGHTS: the README Tour works offline with it set."""
+
+  def test_tour_offline_with_rfspec_weights(self):
+    url = f"http://127.0.0.1:{unused_port()}/unreachable"
+    with mock.patch.dict(os.environ, {"RFSPEC_WEIGHTS": str(shared_file(CAFFEMODEL)), "RFSPEC_WEIGHTS_URL": url}):
+      params = store.load_params("bvlc_googlenet")
+      _, digest = store.load_params("bvlc_googlenet", with_digest=True)
+      self.assertEqual(store.resolve_weights("bvlc_googlenet"), str(shared_file(CAFFEMODEL)))
+      self.assertEqual(store.weights_sha256("bvlc_googlenet"), digest)
+    assert_params_equal(self, params, real_params())
+    self.assertEqual(digest, hashlib.sha256(caffemodel_bytes()).hexdigest())
+    self.assertFalse(os.path.exists(os.path.join(self.cache, store.CHECKPOINT_DIR)))  # loaded as given
+
+  def test_rfspec_weights_naming_a_checkpoint(self):
+    directory = store.save_checkpoint(real_params(), os.path.join(self.create_tempdir().full_path, "ckpt"))
+    with mock.patch.dict(os.environ, {"RFSPEC_WEIGHTS": directory}):
+      assert_params_equal(self, store.load_params("bvlc_googlenet"), real_params())
+
+  def test_rfspec_weights_naming_a_missing_path(self):
+    with mock.patch.dict(os.environ, {"RFSPEC_WEIGHTS": "/nonexistent/w.caffemodel"}):
+      with self.assertRaisesRegex(UserError, "RFSPEC_WEIGHTS='/nonexistent/w.caffemodel'.*unset it") as cm:
+        store.load_params("bvlc_googlenet")
+      with self.assertRaisesRegex(UserError, "RFSPEC_WEIGHTS"):
+        store.weights_sha256("bvlc_googlenet")
+    self.assertNotIn("\n", str(cm.exception))
+
+  def test_empty_rfspec_weights_means_the_cache(self):
+    url = f"http://127.0.0.1:{unused_port()}/unreachable"
+    with mock.patch.dict(os.environ, {"RFSPEC_WEIGHTS": ""}):
+      with self.assertRaises(store.WeightsUnavailableError):
+        store.load_params("bvlc_googlenet", url=url, progress=False)
 
 
 class ConvertWeightsBinaryTest(absltest.TestCase):
