@@ -46,7 +46,7 @@ from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from rfspec import masks as masks_lib
-from rfspec import objectives, param, recipes, transforms
+from rfspec import memory, objectives, param, recipes, transforms
 from rfspec.progress import Progress, print_progress
 from rfspec.errors import UserError
 from rfspec.models import googlenet, preprocess
@@ -632,6 +632,7 @@ def _run_grid(params, seeds: np.ndarray, masks: np.ndarray, cfg: VisConfig, prog
   (images [B, H, W, 3], traces [B, steps], snapshots [len(snapshot_steps), B, H, W, 3])."""
   fns = _chunk_fns(cfg)
   mesh = grid_mesh(devices)
+  memory.check_fits(cfg, len(seeds), list(mesh.devices.flat))  # refuse before compiling or allocating
   batch = len(seeds)
   padded = -(-batch // mesh.size) * mesh.size
   idx = np.concatenate([np.arange(batch), np.zeros(padded - batch, np.int64)])
