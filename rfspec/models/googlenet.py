@@ -117,7 +117,7 @@ CLASSIFY_MIN, CLASSIFY_MAX = 223, 254
 
 # Padding modes, `GoogLeNet(pad_mode=...)` / `forward(..., pad_mode=...)`: "zero" is Caffe's (zero
 # for convs and average pools, -inf for max pools); "reflect" (the padding ablation in
-# rfspec.specificity) mirrors the blob into every conv's and pool's padding and ceil-mode overhang
+# rfspec.runs.sweep) mirrors the blob into every conv's and pool's padding and ceil-mode overhang
 # instead, so no layer sees an artificial border. An explicit argument, never global state, so
 # jit caches key on it.
 PAD_MODES = ("zero", "reflect")
