@@ -53,6 +53,7 @@ MIN_PANEL_PX = math.ceil(3.0 / 2.54 * DEFAULT_DPI)
 
 _SMALL, _BIG = 13, 17  # font sizes (px) of labels and of the title
 _PAD = 6
+_CAPTION_GAP = 4  # px between a cell's frame (its RF drawing may reach its edge) and its caption
 
 
 # ----------------------------------------------------------------------------- image grids
@@ -112,7 +113,7 @@ def grid_geometry(rows: int, cols: int, image_hw: tuple[int, int], *, title: str
   W * scale). Cell (r, c)'s image occupies canvas rows [top, top + Hs) and columns
   [left, left + Ws), with `top = title_h + header_h + r * cell_h + margin` and
   `left = col_left[c] + margin`; its column label starts at column `left - margin`, its caption
-  at row `top - margin + frame_h`. Its RF inset, if `zoom[r][c]` > 0, occupies rows
+  band [top - margin + frame_h, + caption_h). Its RF inset, if `zoom[r][c]` > 0, occupies rows
   [top, top + side * zoom * scale) and columns from `left + Ws + margin + INSET_GAP + RF_LINE_PX`,
   with its label below it (side = the box's side in image px).
 
@@ -121,7 +122,7 @@ def grid_geometry(rows: int, cols: int, image_hw: tuple[int, int], *, title: str
     image_hw: (H, W) of every image.
     title, row_labels, col_labels, captions: the texts `render_grid` draws (they size the bands).
     margin: px of margin around each shown image (default 20 % of its longer side, at least 8).
-    gap: px between cells.
+    gap: px between columns (rows: 3 gaps).
     boxes, insets: as in `render_grid` (they decide which cells have an inset).
     min_panel_px: show images enlarged by the smallest whole factor that makes them at least
       this many px on their shorter side (0: as they are).
@@ -147,11 +148,11 @@ def grid_geometry(rows: int, cols: int, image_hw: tuple[int, int], *, title: str
   title_h = _text_hw(title, _BIG)[0] + 2 * _PAD if title else 0
   header_h = max([_text_hw(str(t), _SMALL)[0] for t in col_labels] + [0]) + _PAD
   label_w = max([_text_hw(str(t), _SMALL)[1] for t in row_labels] + [0]) + 2 * _PAD
-  caption_h = max([_text_hw(str(t), _SMALL)[0] for row in (captions or ()) for t in row] + [0]) + 2
+  caption_h = max([_text_hw(str(t), _SMALL)[0] for row in (captions or ()) for t in row] + [0]) + 2 + _CAPTION_GAP
   tallest_inset = max([v for row in inset_px for v in row] + [0])
   # The inset, its outline and its label must end above the caption band.
   frame_h = max(hs + 2 * margin, margin + tallest_inset + RF_LINE_PX + 2 + label_h if tallest_inset else 0)
-  cell_h = frame_h + caption_h + gap
+  cell_h = frame_h + caption_h + 3 * gap  # rows further apart than columns: a caption reads with its own row
   col_w = []
   for c in range(cols):
     texts = ([str(col_labels[c])] if c < len(col_labels) else []) + [str(row[c]) for row in (captions or ())]
@@ -317,7 +318,8 @@ def render_grid(images, *, boxes=None, row_labels=(), col_labels=(), captions=No
                           font=small)
     for c in range(cols):
       if captions is not None:
-        draw.multiline_text((g["col_left"][c], row_top + g["frame_h"]), str(captions[r][c]), fill=(0, 0, 0), font=small)
+        draw.multiline_text((g["col_left"][c], row_top + g["frame_h"] + _CAPTION_GAP), str(captions[r][c]),
+                            fill=(0, 0, 0), font=small)
   for xy, text in labels:
     draw.text(xy, text, fill=(0, 0, 0), font=small)
   return np.asarray(pil)
