@@ -41,15 +41,18 @@ ACCELERATOR_BACKENDS = ("gpu", "cuda", "rocm", "tpu")
 
 
 def pick_variant(config, backend: str, config_file: str = "experiments/configs/reproduce_paper.py"):
-  """(config as a dict with `vis` set, the run's first stderr line). A config that names no
-  variant (`variant = "auto"`) gets `full` on a GPU or TPU backend and `cpu` otherwise."""
+  """(config as a dict, the run's first stderr line). A config that names no variant (`variant =
+  "auto"`) runs `full` on a GPU or TPU backend and `cpu` otherwise: each `vis` field still at its
+  `by_machine.full` value takes the `by_machine[variant]` one (an override on the command line stands)."""
   d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
   if d.get("variant", "auto") != "auto":
     return d, f"reproduce_paper: variant '{d['variant']}', as --config names it"
   variant = "full" if backend in ACCELERATOR_BACKENDS else "cpu"
   other = "cpu" if variant == "full" else "full"
   machine = "a GPU/TPU" if variant == "full" else "no GPU or TPU"
-  d = dict(d, variant=variant, vis=d.pop("variants")[variant])
+  by_machine = d.pop("by_machine")
+  vis = {k: (by_machine[variant].get(k, v) if v == by_machine["full"].get(k) else v) for k, v in d["vis"].items()}
+  d = dict(d, variant=variant, vis=vis)
   return d, (f"reproduce_paper: variant '{variant}', picked because --config names no variant and JAX's backend is "
              f"'{backend}' ({machine}); pass --config={config_file}:{other} (or :quick) to choose")
 
@@ -82,7 +85,8 @@ def main(argv):
             f"open {report_path}")
       return
     params = _cli.load_params(_WEIGHTS.value)
-    progress = RunProgress(run_lib.planned_work(settings), label="reproduce_paper", prior_s=run_lib.step_prior(settings))
+    progress = RunProgress(run_lib.planned_work(settings), label="reproduce_paper",
+                           prior_s=run_lib.step_prior(settings))
     result = run_lib.run_figures(params, settings, store, progress=progress)
     for fig in result.figures:
       canvas, layout = plots.paper_figure(fig, note=report.SMOKE_TEST if settings.smoke_test else "")

@@ -13,8 +13,7 @@ differ only in size and step count:
          of its contrast, not 0.995^2000 = 0.004 %, so the background is not yet clean grey;
   quick  96 px, 12 steps: a smoke test of the pipeline (every output says so), not the science.
 No variant: the binary picks full on a GPU/TPU and cpu otherwise (this file asks nothing of JAX).
-`--config.vis.recipe=deepdream` (or lucid) runs the same figures with another recipe (with no variant
-named: `--config.variants.cpu.recipe=deepdream`).
+`--config.vis.recipe=deepdream` (or lucid) runs the same figures with another recipe.
 
 Node types. The paper's person-trained GoogLeNet is not public; on BVLC GoogLeNet the taps follow
 the script where it is known and a stated rule elsewhere:
@@ -25,8 +24,9 @@ the script where it is known and a stated rule elsewhere:
                                        "higher node with a larger RF" (427 px)
 The channel is chosen by THE channel rule (`rfspec.selection.choose_channels`, ranked): the
 `rank`-th channel ranked by its WEAKEST start-image activation over the paper's column and seeds
-0-2 (plus the positions and seeds shown), and it must be > 0 everywhere, since zipser2015's L2 feedback never moves a node that is 0 at the start. Tiled
-figures use the channel chosen for the same node type at the paper's column.
+0-2 (plus the positions and seeds shown), and it must be > 0 everywhere, since zipser2015's L2
+feedback never moves a node that is 0 at the start. So a node type is the same channel in every
+figure that shows it, tiled ones included.
 
 Positions are the paper's column: top, middle, bottom of the tap grid's middle column.
 """
@@ -89,19 +89,20 @@ ANALYSIS = {"full": dict(n_boot=1000, n_perm=1000), "cpu": dict(n_boot=1000, n_p
 def figure_config(names, arg=None) -> ml_collections.ConfigDict:
   """Config for the figures `names`; arg "full", "cpu" or "quick" picks the variant.
 
-  Without arg the variant is left to the binary (`variant = "auto"`, both candidates under
-  `variants`): experiments.reproduce_paper picks `full` when JAX's backend is a GPU or TPU and
-  `cpu` otherwise, and says so on its first stderr line. Nothing here asks what machine it runs on.
-  Override a field of an auto config under `variants`, e.g. `--config.variants.cpu.steps=500`.
+  Without arg the variant is left to the binary (`variant = "auto"`): `vis` holds the full
+  variant, and experiments.reproduce_paper, when JAX's backend is no GPU or TPU, runs `cpu`
+  instead: it takes from `by_machine.cpu` each field of `vis` still at its `by_machine.full` value
+  (so a `--config.vis.steps=500` override stands), and says so on its first stderr line. Nothing
+  here asks what machine it runs on.
   """
   if arg and arg not in VARIANTS:
     raise ValueError(f"Unknown config variant {arg!r}; use one of: full, cpu, quick (or none: the binary picks).")
   config = ml_collections.ConfigDict()
   config.variant = arg or "auto"
-  if arg:
-    config.vis = dict(VARIANTS[arg])
-  else:
-    config.variants = {"full": dict(FULL_VIS), "cpu": dict(CPU_VIS)}
+  config.vis = dict(VARIANTS[arg or "full"])
+  if not arg:  # the fields in which the machine's variants differ
+    differ = [k for k in FULL_VIS if CPU_VIS[k] != FULL_VIS[k]]  # steps and chunk
+    config.by_machine = {name: {k: VARIANTS[name][k] for k in differ} for name in ("full", "cpu")}
   config.smoke_test = arg == "quick"
   config.update(ANALYSIS[arg or "full"])
   config.analysis_seed = 0

@@ -24,7 +24,8 @@ ABSL_LOG = re.compile(r"^[IWEF]\d{4} ")  # absl/JAX log lines (e.g. a machine wi
 
 def start_binary(*args, env=None):
   return subprocess.Popen([sys.executable, "-m", "experiments.reproduce_paper", *args], cwd=REPO,
-                          env=dict(os.environ, **(env or {})), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          env=dict(os.environ, **(env or {})), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
 
 
 def finish(proc, timeout=600):
@@ -92,7 +93,8 @@ class SmallRunTest(absltest.TestCase):
         "no_variant": start_binary(f"--workdir={tempfile.mkdtemp()}", weights_flag(), "--figures=fig9"),
         "unwritable": start_binary(f"--workdir={os.devnull}/out", *SMALL, weights_flag()),
         "offline": start_binary(f"--workdir={tempfile.mkdtemp()}", *SMALL, "--weights=bvlc_googlenet",
-                                env={"RFSPEC_CACHE": cls.cache, "RFSPEC_WEIGHTS_URL": "http://127.0.0.1:9/x.caffemodel"}),
+                                env={"RFSPEC_CACHE": cls.cache,
+                                     "RFSPEC_WEIGHTS_URL": "http://127.0.0.1:9/x.caffemodel"}),
     }
     cls.first = run_binary(f"--workdir={cls.workdir}", *SMALL, weights_flag())
     cls.errors = {name: finish(p) for name, p in cls.errors.items()}
@@ -216,6 +218,15 @@ class VariantTest(parameterized.TestCase):
     self.assertEqual((config["variant"], config["vis"]["steps"]), (variant, steps))
     self.assertIn(f"variant '{variant}', picked because --config names no variant and JAX's backend is '{backend}'",
                   line)
+
+  def test_a_command_line_override_stands_on_any_machine(self):
+    from experiments import reproduce_paper
+    from experiments.configs import reproduce_paper as default_config
+
+    config = default_config.get_config()
+    config.vis.steps = 500  # as --config.vis.steps=500 would
+    picked, _ = reproduce_paper.pick_variant(config, "cpu")
+    self.assertEqual((picked["vis"]["steps"], picked["vis"]["chunk"]), (500, 50))
 
   def test_a_named_variant_is_kept(self):
     from experiments import reproduce_paper
