@@ -16,7 +16,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["atlas_html", "estimate_text", "image_data_uri", "paper_html", "specificity_markdown", "specificity_section_html"]
+__all__ = ["atlas_html", "estimate_text", "image_data_uri", "paper_html", "specificity_markdown",
+           "specificity_section_html"]
 
 
 def image_data_uri(image, *, fmt: str = "JPEG", quality: int = 92) -> str:
@@ -388,7 +389,7 @@ def specificity_html(summary: Mapping[str, Any]) -> str:
 
 # ----------------------------------------------------------------------------- the paper's figures
 
-PAPER_REPORT_VERSION = 1  # bump when the figures' rendered outputs change (stored units stay valid)
+PAPER_REPORT_VERSION = 1  # bump when the figures' PNGs or report change (stored units stay valid)
 
 # What each recipe does, for a reader who has only the report. PROCEDURE.md (relative to the
 # repository root) holds the facts of the paper's own procedure; rfspec/recipes.py the values.
@@ -531,9 +532,10 @@ def paper_html(result, *, files_of: Mapping[str, Mapping[str, str]], weights: st
   vis = st["vis"]
   smoke = f"<p class='smoke'>{esc(SMOKE_TEST)}</p>" if st.get("smoke_test") else ""
   run = (f"Config variant <code>{esc(st.get('variant') or '-')}</code>: {vis['image_hw'][0]}x{vis['image_hw'][1]} px, "
-         f"recipe <code>{esc(vis.get('recipe', ''))}</code>, {vis['steps']} steps; weights <code>{esc(weights)}</code>; "
+         f"recipe <code>{esc(vis.get('recipe', ''))}</code>, {vis['steps']} steps; "
+         f"weights <code>{esc(weights)}</code>; "
          f"numbers from {st['n_boot']} bootstrap draws and {st['n_perm']} permutations (analysis seed "
-         f"{st['analysis_seed']}). This run took {result.seconds:.0f} s; the figures took "
+         f"{st['analysis_seed']}). run_figures took {result.seconds:.0f} s in this process; the figures took "
          + ", ".join(f"{esc(f.name)} {f.seconds:.0f} s" for f in result.figures) + " to make.")
   recipes = "".join(f"<p><b>Recipe <code>{esc(r)}</code></b>: {esc(RECIPE_NOTES.get(r, 'see rfspec/recipes.py.'))}</p>"
                     for r in sorted({vis.get("recipe", "")}) if r)
@@ -550,7 +552,8 @@ def paper_html(result, *, files_of: Mapping[str, Mapping[str, str]], weights: st
     toc.append(f"<li><a href=\"#{esc(fig.name)}\">{esc(fig.title)}</a></li>")
     sections.append(_PAPER_FIGURE.substitute(
         id=esc(fig.name), title=esc(fig.title), png=esc(f["png"]),
-        alt=esc(f"{fig.title}: rows are positions, columns node type and seed"), claim=esc(fig.claim),
+        alt=esc(f"{fig.title}: " + ("one row, every position at once" if fig.tiled else "rows are RF positions")
+                + "; columns are node type and seed"), claim=esc(fig.claim),
         numbers=_figure_numbers_html(fig), geometry=_figure_geometry_html(fig),
         details=_figure_details(fig, f["json"], f["npz"])))
   return _PAPER_PAGE.substitute(css=_PAPER_CSS, smoke=smoke, run=run, recipes=recipes, legend=esc(legend),

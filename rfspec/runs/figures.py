@@ -44,7 +44,8 @@ from rfspec.progress import RunProgress
 from rfspec.runs.store import Store
 
 __all__ = ["CHANNEL_RULE_POSITIONS", "CHANNEL_RULE_SEEDS", "Estimate", "FigureResult", "FigureSpec", "FiguresResult",
-           "FiguresSettings", "PairPsi", "Panel", "PanelResult", "REGENERATE", "SCHEMA", "figure_dict", "figure_numbers",
+           "FiguresSettings", "PairPsi", "Panel", "PanelResult", "REGENERATE", "SCHEMA", "figure_dict",
+           "figure_numbers",
            "planned_work", "run_figures", "settings_from_config", "step_prior"]
 
 SCHEMA = 1  # bump when a stored panel's format changes
@@ -401,7 +402,8 @@ def _choose(params, cfg: VisConfig, fig: FigureSpec, panel: Panel) -> tuple[int,
   return int(choice.channels[panel.rank]), f"rank {panel.rank} by the channel rule (rfspec.selection): {choice.rule}"
 
 
-def _run_panel(params, settings, fig: FigureSpec, k: int, store: Store, progress: RunProgress) -> tuple[dict, dict, bool]:
+def _run_panel(params, settings, fig: FigureSpec, k: int, store: Store,
+               progress: RunProgress) -> tuple[dict, dict, bool]:
   """(arrays, meta, resumed=False) of panel k: its channel by the rule, then ONE compiled grid call
   over positions x seeds; saved as a store unit."""
   panel = fig.panels[k]
@@ -560,7 +562,8 @@ def _figure_key(settings: FiguresSettings, fig: FigureSpec) -> jax.Array:
   return jax.random.fold_in(jax.random.key(settings.analysis_seed), zlib.crc32(fig.name.encode()) & 0x7FFFFFFF)
 
 
-def run_figures(params, settings: FiguresSettings, store: Store, *, progress: RunProgress | None = None) -> FiguresResult:
+def run_figures(params, settings: FiguresSettings, store: Store, *,
+                progress: RunProgress | None = None) -> FiguresResult:
   """Makes every figure of `settings` (see the module docstring).
 
   Args:

@@ -13,8 +13,9 @@ from rfspec.runs import figures
 from rfspec.runs.store import Store
 from tests.figures_test import LOW0, config, fig, tiny_params
 
-SETTINGS = figures.settings_from_config(config({"a": fig([LOW0], seeds=(0,)),
-                                                "b": fig([LOW0], positions=(), seeds=(0, 1))}))
+# Grids of 2 positions x 2 seeds and 1 x 4, the shape tests/figures_test.py compiles too.
+SETTINGS = figures.settings_from_config(config({"a": fig([LOW0], seeds=(0, 1)),
+                                                "b": fig([LOW0], positions=(), seeds=(0, 1, 2, 3))}))
 
 
 class Killed(Exception):
@@ -69,12 +70,12 @@ class ResumeTest(absltest.TestCase):
 
   def test_killed_run_resumes_bit_identical_and_redoes_nothing_after(self):
     never_killed, calls = self.run_figures(self.create_tempdir().full_path)
-    self.assertEqual(calls, [1, 2])  # one grid call per panel
+    self.assertEqual(calls, [2, 4])  # one grid call per panel
     workdir = self.create_tempdir().full_path
     with self.assertRaises(Killed):
       self.run_figures(workdir, kill_at="[b]")
     resumed, calls = self.run_figures(workdir)
-    self.assertEqual(calls, [2])  # only b's panel, which the kill lost
+    self.assertEqual(calls, [4])  # only b's panel, which the kill lost
     self.assertEqual([f.resumed for f in resumed.figures], [True, False])
     for a, b in zip(self.images(never_killed), self.images(resumed)):
       np.testing.assert_array_equal(a, b)
@@ -90,7 +91,7 @@ class ResumeTest(absltest.TestCase):
     with open(npz, "r+b") as f:
       f.truncate(os.path.getsize(npz) // 2)
     fixed, calls = self.run_figures(workdir)
-    self.assertEqual(calls, [1])
+    self.assertEqual(calls, [2])
     np.testing.assert_array_equal(fixed.figures[0].panels[0].images, never_killed.figures[0].panels[0].images)
 
 
