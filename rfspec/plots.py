@@ -4,26 +4,36 @@ paper-style image grids (a uint8 canvas drawn with PIL, pixel-exact so tests can
 Nothing here touches the disk: `rfspec.files.write_png` / `rfspec.files.save_figure` write the results.
 
 Image grids (`render_grid`): rows x columns of visualizations, each image inside a white margin.
-The image's own pixels are never drawn over. What the margin shows about the node's receptive
-field (RF) box, in image pixel coordinates (y, x) = (row, col):
-  * the RF outline (red, `RF_LINE_PX` wide, inside the box) wherever it lies in the margin;
-  * an RF edge that crosses the image is marked by a tick (`RF_TICK_PX` long, same red) in the
-    margin on each side where the box does not already reach into the margin, like crop marks;
+The image's own pixels are never drawn over (they may be shown enlarged, each pixel an s x s
+block, so a small image still makes a readable panel). What the margin shows about the node's
+receptive field (RF) box, in image pixel coordinates (y, x) = (row, col):
+  * the RF outline (red, `RF_LINE_PX` wide, inside the box) wherever it lies in the margin, i.e.
+    off the image: dashed (`DASH_PX` on, `DASH_PX` off, from the box's corner), because that part
+    of the RF is clipped;
+  * an RF edge that crosses the image is marked by a solid tick (`RF_TICK_PX` long) in the margin
+    on each side where the box does not already reach into the margin, like crop marks;
   * the off-image share of the RF as thin diagonal hatching (every `HATCH_PERIOD`-th diagonal,
     light red) -- clipped to the margin; the caption carries the exact share.
 Every image gets a 1 px grey border just outside it (in the margin), so a pale image still shows
 where it ends; the RF outline and ticks are drawn over that border, the hatching is not.
+With `insets=True`, a cell whose RF side is under `INSET_MAX_RF_SHARE` of the image side also shows
+the RF box zoomed beside the image: nearest-neighbour (each image pixel a block of zoom x zoom
+panel pixels), labelled with its zoom ("RF box x11"), its off-image part white and hatched, and
+framed by the RF outline: solid where the box's edge lies on the image, dashed where it is clipped.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from rfspec.errors import UserError
 from rfspec.files import to_uint8
 
-__all__ = ["BORDER_COLOUR", "HATCH_COLOUR", "HATCH_PERIOD", "RF_COLOUR", "RF_LINE_PX", "RF_TICK_PX", "atlas_mosaic",
-           "atlas_psi_figure", "grid_geometry", "render_grid", "specificity_figure"]
+__all__ = ["BORDER_COLOUR", "DASH_PX", "DEFAULT_DPI", "HATCH_COLOUR", "HATCH_PERIOD", "INSET_MAX_RF_SHARE",
+           "MIN_PANEL_PX", "RF_COLOUR", "RF_LINE_PX", "RF_TICK_PX", "atlas_mosaic", "atlas_psi_figure", "grid_geometry",
+           "inset_label", "inset_zoom", "paper_figure", "render_grid", "specificity_figure"]
 
 RF_COLOUR = (220, 30, 30)
 BORDER_COLOUR = (150, 150, 150)
@@ -31,9 +41,19 @@ HATCH_COLOUR = (240, 150, 150)
 RF_LINE_PX = 2
 RF_TICK_PX = 10
 HATCH_PERIOD = 6  # a hatch pixel where (y + x) % HATCH_PERIOD == 0
+DASH_PX = 6  # dashes of the clipped RF outline: DASH_PX on, DASH_PX off
+INSET_GAP = 6  # px between an image's margin and its RF inset's outline
+# An RF whose side is under this share of the image side is a speck in the full image (conv2/3x3:
+# 19 px on 224): the figure adds a zoomed inset of its box.
+INSET_MAX_RF_SHARE = 0.25
+# Panels at least 3 cm wide at matplotlib's default 100 dpi (119 px): smaller images are shown
+# enlarged by a whole factor (nearest neighbour).
+DEFAULT_DPI = 100
+MIN_PANEL_PX = math.ceil(3.0 / 2.54 * DEFAULT_DPI)
 
-_SMALL, _BIG = 12, 16  # font sizes (px) of labels and of the title
+_SMALL, _BIG = 13, 17  # font sizes (px) of labels and of the title
 _PAD = 6
+_CAPTION_GAP = 4  # px between a cell's frame (its RF drawing may reach its edge) and its caption
 
 
 # ----------------------------------------------------------------------------- image grids
@@ -59,43 +79,90 @@ def _text_hw(text: str, size: int) -> tuple[int, int]:
   return bottom, right  # from the anchor (0, 0), so the ascender gap counts
 
 
+def inset_zoom(box, image_hw: tuple[int, int]) -> int:
+  """The zoom of a cell's RF inset: 0 (no inset) unless the box's side is under
+  `INSET_MAX_RF_SHARE` of the image's shorter side; then min(H, W) // side (at least 2), so the
+  inset is about as large as the image. A box with bottom <= top is no box (0)."""
+  t, l, b, r = (int(v) for v in box)
+  side, short = b - t, min(int(v) for v in image_hw)
+  if side <= 0 or side >= INSET_MAX_RF_SHARE * short:
+    return 0
+  return max(2, short // side)
+
+
+def _display_scale(image_hw: tuple[int, int], min_panel_px: int) -> int:
+  return max(1, -(-int(min_panel_px) // min(int(v) for v in image_hw))) if min_panel_px else 1
+
+
+def inset_label(zoom: int) -> str:
+  """The words beside an RF inset: its zoom, e.g. "RF box x11" (each image pixel is zoom x zoom)."""
+  return f"RF box x{zoom}"
+
+
 def grid_geometry(rows: int, cols: int, image_hw: tuple[int, int], *, title: str = "", row_labels=(),
-                  col_labels=(), captions=None, margin: int | None = None, gap: int = 8) -> dict:
+                  col_labels=(), captions=None, margin: int | None = None, gap: int = 8, boxes=None,
+                  insets: bool = False, min_panel_px: int = 0) -> dict:
   """Pixel layout of `render_grid`'s canvas for the same arguments, so callers and tests can find
   each cell.
 
   The canvas is, top to bottom: the title band [0, title_h), the column-label band
   [title_h, title_h + header_h), then `rows` cells of height `cell_h`; left to right: the
-  row-label band [0, label_w), then `cols` cells of width `cell_w`. Bands are sized from the text
-  they hold, so the title, the column labels and the captions never overlap each other or an image.
-  A cell is as wide as its image with margins or its widest label, whichever is wider. Cell
-  (r, c)'s image occupies canvas rows [top, top + H) and columns [left, left + W), with
-  `top = title_h + header_h + r * cell_h + margin` and `left = label_w + c * cell_w + margin`; its
-  column label and caption start at column `left - margin`, the caption at row `top + H + margin`.
+  row-label band [0, label_w), then column c's cells from `col_left[c]`, `col_w[c]` wide. Bands
+  are sized from the text they hold, so the title, the column labels and the captions never
+  overlap each other or an image. Each image is shown `scale` times enlarged (Hs, Ws = H * scale,
+  W * scale). Cell (r, c)'s image occupies canvas rows [top, top + Hs) and columns
+  [left, left + Ws), with `top = title_h + header_h + r * cell_h + margin` and
+  `left = col_left[c] + margin`; its column label starts at column `left - margin`, its caption
+  band [top - margin + frame_h, + caption_h). Its RF inset, if `zoom[r][c]` > 0, occupies rows
+  [top, top + side * zoom * scale) and columns from `left + Ws + margin + INSET_GAP + RF_LINE_PX`,
+  with its label below it (side = the box's side in image px).
 
   Args:
     rows, cols: grid shape.
     image_hw: (H, W) of every image.
     title, row_labels, col_labels, captions: the texts `render_grid` draws (they size the bands).
-    margin: px of margin around each image (default 20 % of the longer image side, at least 8).
-    gap: px between cells.
+    margin: px of margin around each shown image (default 20 % of its longer side, at least 8).
+    gap: px between columns (rows: 3 gaps).
+    boxes, insets: as in `render_grid` (they decide which cells have an inset).
+    min_panel_px: show images enlarged by the smallest whole factor that makes them at least
+      this many px on their shorter side (0: as they are).
 
   Returns:
-    dict with margin, gap, title_h, header_h, label_w, caption_h, cell_h, cell_w, height, width.
+    dict with scale, margin, gap, title_h, header_h, label_w, caption_h, frame_h, cell_h, col_w,
+    col_left, cell_w (the widest column), zoom [rows][cols], inset_w [cols], height, width.
   """
-  h, w = image_hw
-  margin = max(8, round(0.2 * max(h, w))) if margin is None else int(margin)
+  h, w = (int(v) for v in image_hw)
+  s = _display_scale((h, w), min_panel_px)
+  hs, ws = h * s, w * s
+  margin = max(8, round(0.2 * max(hs, ws))) if margin is None else int(margin)
+  zoom = [[inset_zoom(np.asarray(boxes)[r, c], (h, w)) if insets and boxes is not None else 0 for c in range(cols)]
+          for r in range(rows)]
+  side = lambda r, c: int(np.asarray(boxes)[r, c][2] - np.asarray(boxes)[r, c][0])  # noqa: E731
+  inset_px = [[side(r, c) * zoom[r][c] * s if zoom[r][c] else 0 for c in range(cols)] for r in range(rows)]
+  label_h = _text_hw(inset_label(10), _SMALL)[0]
+  inset_w = []
+  for c in range(cols):
+    widest = max([inset_px[r][c] + 2 * RF_LINE_PX for r in range(rows) if zoom[r][c]]
+                 + [_text_hw(inset_label(zoom[r][c]), _SMALL)[1] for r in range(rows) if zoom[r][c]] + [0])
+    inset_w.append(INSET_GAP + widest if widest else 0)
   title_h = _text_hw(title, _BIG)[0] + 2 * _PAD if title else 0
   header_h = max([_text_hw(str(t), _SMALL)[0] for t in col_labels] + [0]) + _PAD
   label_w = max([_text_hw(str(t), _SMALL)[1] for t in row_labels] + [0]) + 2 * _PAD
-  texts = [str(t) for t in col_labels] + [str(t) for row in (captions or ()) for t in row]
-  caption_h = max([_text_hw(str(t), _SMALL)[0] for row in (captions or ()) for t in row] + [0]) + 2
-  cell_h = h + 2 * margin + caption_h + gap
-  cell_w = max([w + 2 * margin] + [_text_hw(t, _SMALL)[1] for t in texts]) + gap
-  width = max(label_w + cols * cell_w, _text_hw(title, _BIG)[1] + 2 * _PAD)
-  return dict(margin=margin, gap=gap, title_h=title_h, header_h=header_h, label_w=label_w,
-              caption_h=caption_h, cell_h=cell_h, cell_w=cell_w,
-              height=title_h + header_h + rows * cell_h, width=width)
+  caption_h = max([_text_hw(str(t), _SMALL)[0] for row in (captions or ()) for t in row] + [0]) + 2 + _CAPTION_GAP
+  tallest_inset = max([v for row in inset_px for v in row] + [0])
+  # The inset, its outline and its label must end above the caption band.
+  frame_h = max(hs + 2 * margin, margin + tallest_inset + RF_LINE_PX + 2 + label_h if tallest_inset else 0)
+  cell_h = frame_h + caption_h + 3 * gap  # rows further apart than columns: a caption reads with its own row
+  col_w = []
+  for c in range(cols):
+    texts = ([str(col_labels[c])] if c < len(col_labels) else []) + [str(row[c]) for row in (captions or ())]
+    col_w.append(max([ws + 2 * margin + inset_w[c]] + [_text_hw(t, _SMALL)[1] for t in texts]) + gap)
+  col_left = [label_w + sum(col_w[:c]) for c in range(cols)]
+  width = max(label_w + sum(col_w), _text_hw(title, _BIG)[1] + 2 * _PAD)
+  return dict(scale=s, margin=margin, gap=gap, title_h=title_h, header_h=header_h, label_w=label_w,
+              caption_h=caption_h, frame_h=frame_h, cell_h=cell_h, col_w=col_w, col_left=col_left,
+              cell_w=max(col_w + [0]), zoom=zoom, inset_w=inset_w, height=title_h + header_h + rows * cell_h,
+              width=width)
 
 
 def _image_border(image_hw: tuple[int, int], margin: int) -> np.ndarray:
@@ -107,11 +174,17 @@ def _image_border(image_hw: tuple[int, int], margin: int) -> np.ndarray:
   return ring
 
 
+def _dash_on(coord, origin) -> np.ndarray:
+  return ((coord - origin) // DASH_PX) % 2 == 0
+
+
 def _rf_layers(box, image_hw: tuple[int, int], margin: int) -> tuple[np.ndarray, np.ndarray]:
   """Boolean (hatch, line) masks over one cell's margin frame [H + 2m, W + 2m] (image at [m, m]).
 
-  `box` = (top, left, bottom, right), half-open, in image pixels; may extend past the image.
-  Both masks are False on the image itself.
+  `box` = (top, left, bottom, right), half-open, in the shown image's pixels; may extend past the
+  image. line = the dashed outline where it lies in the margin (off the image: clipped) plus the
+  solid ticks where an edge crosses the image; hatch = the rest of the off-image RF on every
+  `HATCH_PERIOD`-th diagonal. Both masks are False on the image itself.
   """
   h, w = image_hw
   m = margin
@@ -121,37 +194,75 @@ def _rf_layers(box, image_hw: tuple[int, int], margin: int) -> tuple[np.ndarray,
   in_image = (y >= 0) & (y < h) & (x >= 0) & (x < w)
   in_box = (y >= t) & (y < b) & (x >= l) & (x < r)
   k = RF_LINE_PX
-  border = in_box & ~((y >= t + k) & (y < b - k) & (x >= l + k) & (x < r - k))
-  # Ticks: an edge band that crosses the image's rows (cols) is continued RF_TICK_PX into a side
-  # margin that the box itself does not reach.
   row_edge = ((y >= t) & (y < t + k)) | ((y >= b - k) & (y < b))
   col_edge = ((x >= l) & (x < l + k)) | ((x >= r - k) & (x < r))
+  band = in_box & (row_edge | col_edge)
+  # Dashes run along each edge from the box's corner: top and bottom edges by x, sides by y.
+  dashed = in_box & ((row_edge & _dash_on(x, l)) | (col_edge & _dash_on(y, t)))
+  # Ticks: an edge band that crosses the image's rows (cols) is continued RF_TICK_PX into a side
+  # margin that the box itself does not reach.
   rows_in, cols_in = (y >= 0) & (y < h), (x >= 0) & (x < w)
   ticks = (row_edge & rows_in & (((x >= -RF_TICK_PX) & (x < 0) & (l >= 0))
                                  | ((x >= w) & (x < w + RF_TICK_PX) & (r <= w))))
   ticks |= (col_edge & cols_in & (((y >= -RF_TICK_PX) & (y < 0) & (t >= 0))
                                   | ((y >= h) & (y < h + RF_TICK_PX) & (b <= h))))
-  line = (border | ticks) & ~in_image
-  hatch = in_box & ~in_image & ((y + x) % HATCH_PERIOD == 0) & ~line & ~_image_border(image_hw, m)
+  line = (dashed | ticks) & ~in_image
+  hatch = (in_box & ~in_image & ((y + x) % HATCH_PERIOD == 0) & ~band & ~ticks
+           & ~_image_border(image_hw, m))
   return hatch, line
 
 
+def _inset(image: np.ndarray, box, zoom: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
+  """The RF box of image [H, W, 3] uint8, zoomed: (pixels [n, n, 3] uint8, outline bool
+  [n + 2k, n + 2k]) with n = side * zoom * scale and k = RF_LINE_PX.
+
+  Each image pixel of the box becomes a block of (zoom * scale)^2 pixels (nearest neighbour); the
+  box's off-image part is white, hatched on every `HATCH_PERIOD`-th diagonal. The outline rings the
+  pixels: solid beside box pixels on the image, dashed (by `DASH_PX`) beside clipped ones.
+  """
+  h, w = image.shape[:2]
+  t, l, b, r = (int(v) for v in box)
+  side, f, k = b - t, zoom * scale, RF_LINE_PX
+  u = np.arange(side)
+  ys, xs = t + u, l + u
+  on = ((ys >= 0) & (ys < h))[:, None] & ((xs >= 0) & (xs < w))[None, :]
+  crop = np.full((side, side, 3), 255, np.uint8)
+  crop[on] = image[np.clip(ys, 0, h - 1)][:, np.clip(xs, 0, w - 1)][on]
+  pixels = np.repeat(np.repeat(crop, f, axis=0), f, axis=1)
+  n = side * f
+  big_on = np.repeat(np.repeat(on, f, axis=0), f, axis=1)
+  yy, xx = np.mgrid[0:n, 0:n]
+  pixels[~big_on & ((yy + xx) % HATCH_PERIOD == 0)] = HATCH_COLOUR
+  fy, fx = np.mgrid[-k:n + k, -k:n + k]
+  ring = ~((fy >= 0) & (fy < n) & (fx >= 0) & (fx < n))
+  beside = big_on[np.clip(fy, 0, n - 1), np.clip(fx, 0, n - 1)]
+  along_x = (fy < 0) | (fy >= n)  # top and bottom sides: dashes run along x
+  dash = np.where(along_x, _dash_on(fx, -k), False) | np.where((fx < 0) | (fx >= n), _dash_on(fy, -k), False)
+  return pixels, ring & (beside | dash)
+
+
 def render_grid(images, *, boxes=None, row_labels=(), col_labels=(), captions=None, title: str = "",
-                margin: int | None = None) -> np.ndarray:
+                margin: int | None = None, insets: bool = False, min_panel_px: int = 0) -> np.ndarray:
   """Lays out a grid of visualizations, each with its node's RF box, as one uint8 image.
 
-  The image pixels are pasted untouched; the RF box is drawn only in the margin around each image
-  (see the module docstring for the exact rules). RF beyond the margin is not drawn.
+  The image pixels are pasted untouched (enlarged by a whole factor with `min_panel_px`); the RF
+  box is drawn only in the margin around each image, and beside it zoomed when small (see the
+  module docstring for the exact rules). RF beyond the margin is not drawn.
 
   Args:
     images: [R, C, H, W, 3] RGB in [0, 1] (or uint8).
     boxes: optional int [R, C, 4] RF boxes (top, left, bottom, right), half-open, in the image's
-      pixel coordinates (y, x); may extend past the image. None draws no boxes (e.g. tiled).
-    row_labels: R strings, drawn left of each row (e.g. the position's name).
+      pixel coordinates (y, x); may extend past the image. None draws no boxes (e.g. tiled); a
+      box with bottom <= top draws nothing for its cell.
+    row_labels: R strings, drawn left of each row (e.g. the position and its RF share inside).
     col_labels: C strings, drawn above each column (e.g. node type and seed).
-    captions: optional [R][C] strings under each image (e.g. its (i, j) and objective).
+    captions: optional [R][C] strings under each image (e.g. its final activation).
     title: text at the top left, in its own band.
-    margin: px of margin around each image (default 20 % of the image side).
+    margin: px of margin around each shown image (default 20 % of its side).
+    insets: add a zoomed RF inset to every cell whose RF side is under `INSET_MAX_RF_SHARE` of
+      the image side (`inset_zoom`).
+    min_panel_px: show the images enlarged (nearest neighbour, a whole factor) to at least this
+      many px on their shorter side; boxes are scaled alike. `MIN_PANEL_PX` makes 3 cm panels.
 
   Returns:
     uint8 [height, width, 3] canvas; `grid_geometry` with the same arguments says where each
@@ -165,36 +276,123 @@ def render_grid(images, *, boxes=None, row_labels=(), col_labels=(), captions=No
                     "Stack a single image as images[None, None].")
   rows, cols, h, w, _ = images.shape
   g = grid_geometry(rows, cols, (h, w), title=title, row_labels=row_labels, col_labels=col_labels,
-                    captions=captions, margin=margin)
-  m = g["margin"]
+                    captions=captions, margin=margin, boxes=boxes, insets=insets, min_panel_px=min_panel_px)
+  m, s, k = g["margin"], g["scale"], RF_LINE_PX
+  hs, ws = h * s, w * s
   canvas = np.full((g["height"], g["width"], 3), 255, np.uint8)
+  labels = []
   for r in range(rows):
     for c in range(cols):
       top = g["title_h"] + g["header_h"] + r * g["cell_h"] + m
-      left = g["label_w"] + c * g["cell_w"] + m
-      canvas[top:top + h, left:left + w] = images[r, c] if images.dtype == np.uint8 else to_uint8(images[r, c])
-      frame = canvas[top - m:top + h + m, left - m:left + w + m]
-      frame[_image_border((h, w), m)] = BORDER_COLOUR
-      if boxes is not None:
-        hatch, line = _rf_layers(np.asarray(boxes)[r, c], (h, w), m)
-        frame[hatch] = HATCH_COLOUR
-        frame[line] = RF_COLOUR
+      left = g["col_left"][c] + m
+      image = images[r, c] if images.dtype == np.uint8 else to_uint8(images[r, c])
+      canvas[top:top + hs, left:left + ws] = np.repeat(np.repeat(image, s, axis=0), s, axis=1)
+      frame = canvas[top - m:top + hs + m, left - m:left + ws + m]
+      frame[_image_border((hs, ws), m)] = BORDER_COLOUR
+      box = None if boxes is None else np.asarray(boxes)[r, c]
+      if box is None or box[2] <= box[0]:
+        continue
+      hatch, line = _rf_layers(np.asarray(box, np.int64) * s, (hs, ws), m)
+      frame[hatch] = HATCH_COLOUR
+      frame[line] = RF_COLOUR
+      zoom = g["zoom"][r][c]
+      if zoom:
+        pixels, outline = _inset(image, box, zoom, s)
+        n = len(pixels)
+        il = left + ws + m + INSET_GAP + k
+        canvas[top:top + n, il:il + n] = pixels
+        canvas[top - k:top + n + k, il - k:il + n + k][outline] = RF_COLOUR
+        labels.append(((il - k, top + n + k + 2), inset_label(zoom)))
   pil = Image.fromarray(canvas)
   draw = ImageDraw.Draw(pil)
   small, big = _font(_SMALL), _font(_BIG)
   if title:
     draw.multiline_text((_PAD, _PAD), str(title), fill=(0, 0, 0), font=big)
   for c, label in enumerate(col_labels):
-    draw.multiline_text((g["label_w"] + c * g["cell_w"], g["title_h"]), str(label), fill=(0, 0, 0), font=small)
+    draw.multiline_text((g["col_left"][c], g["title_h"]), str(label), fill=(0, 0, 0), font=small)
   for r in range(rows):
-    top = g["title_h"] + g["header_h"] + r * g["cell_h"] + m
+    row_top = g["title_h"] + g["header_h"] + r * g["cell_h"]
     if r < len(row_labels):
-      draw.multiline_text((_PAD, top + h // 2 - _SMALL), str(row_labels[r]), fill=(0, 0, 0), font=small)
+      text_h = _text_hw(str(row_labels[r]), _SMALL)[0]
+      draw.multiline_text((_PAD, row_top + max(0, m + hs // 2 - text_h // 2)), str(row_labels[r]), fill=(0, 0, 0),
+                          font=small)
     for c in range(cols):
       if captions is not None:
-        draw.multiline_text((g["label_w"] + c * g["cell_w"], top + h + m), str(captions[r][c]),
+        draw.multiline_text((g["col_left"][c], row_top + g["frame_h"] + _CAPTION_GAP), str(captions[r][c]),
                             fill=(0, 0, 0), font=small)
+  for xy, text in labels:
+    draw.text(xy, text, fill=(0, 0, 0), font=small)
   return np.asarray(pil)
+
+
+def _number(v: float) -> str:
+  return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+def _short_tap(tap: str) -> str:
+  return tap.replace("/output", "").replace("inception_", "")
+
+
+def paper_figure(figure, *, note: str = "") -> tuple[np.ndarray, dict]:
+  """One of the paper's figures as a readable grid (`render_grid`).
+
+  Rows are the figure's positions (one row when tiled); columns its panels x seeds. Each row is
+  labelled with its position's name, its node's (i, j) = (row, col) and the share of the RF inside
+  the image (per panel when the panels' taps differ); each column with the node type, its RF side
+  and the seed; each image with its final activation. Images are shown at least `MIN_PANEL_PX`
+  px (3 cm at `DEFAULT_DPI`); every node whose RF side is under a quarter of the image side gets
+  a zoomed inset of its RF box (tiled: the centre node's, marked in the margin).
+
+  Args:
+    figure: a `rfspec.runs.figures.FigureResult`.
+    note: a line under the title (e.g. `rfspec.report.SMOKE_TEST` for a quick run).
+
+  Returns:
+    (uint8 [height, width, 3], layout): `grid_geometry(R, C, **layout)` says where each cell lies.
+  """
+  from rfspec import geometry, masks
+
+  panels = figure.panels
+  n_rows = panels[0].images.shape[0]
+  n_seeds = len(panels[0].seeds)
+  hw = panels[0].images.shape[2:4]
+  images = np.concatenate([p.images for p in panels], axis=1)
+  boxes = np.zeros((n_rows, len(panels) * n_seeds, 4), np.int64)
+  captions = [[""] * (len(panels) * n_seeds) for _ in range(n_rows)]
+  col_labels = []
+  for k, p in enumerate(panels):
+    cols = slice(k * n_seeds, (k + 1) * n_seeds)
+    col_labels += [f"{p.tap} ch{p.channel}\nRF {p.rf_size} px\nseed {int(s)}" for s in p.seeds]
+    if figure.tiled:
+      centre = masks.named_positions(p.tap, hw)["centre"]
+      box = np.asarray(geometry.receptive_field(p.tap, hw).box(*centre))
+      shown = inset_zoom(box, hw) > 0  # a small RF: show one node's box zoomed, so its scale is visible
+      boxes[0, cols] = box if shown else 0
+      for n, s in enumerate(p.seeds):
+        captions[0][k * n_seeds + n] = (f"sum over all {p.grid[0]} x {p.grid[1]} nodes: "
+                                        f"{_number(float(p.final_activation[0, n]))}"
+                                        + (f"\ninset: centre node {tuple(int(v) for v in centre)}" if shown else ""))
+    else:
+      boxes[:, cols] = p.boxes[:, None]
+      for r in range(n_rows):
+        for n in range(n_seeds):
+          captions[r][k * n_seeds + n] = f"activation {_number(float(p.final_activation[r, n]))}"
+  if figure.tiled:
+    row_labels = ["tiled:\nevery position\nat once"]
+  else:
+    row_labels = []
+    for r in range(n_rows):
+      lines = [panels[0].position_names[r]]
+      by_tap = {p.tap: p for p in panels}  # panels of one tap share their nodes' positions
+      for p in by_tap.values():
+        i, j = (int(v) for v in p.positions[r])
+        head = "" if len(by_tap) == 1 else f"{_short_tap(p.tap)}: "
+        lines += [f"{head}(i, j) = ({i}, {j})", f"{'  ' if head else ''}RF {p.inside[r]:.0%} inside"]
+      row_labels.append("\n".join(lines))
+  title = figure.title + (f"\n{note}" if note else "")
+  layout = dict(title=title, row_labels=row_labels, col_labels=col_labels, captions=captions, boxes=boxes,
+                insets=True, min_panel_px=MIN_PANEL_PX)
+  return render_grid(images, **layout), dict(layout, image_hw=tuple(hw))
 
 
 # ----------------------------------------------------------------------------- position atlas

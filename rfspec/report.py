@@ -16,7 +16,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["atlas_html", "image_data_uri", "specificity_markdown", "specificity_section_html"]
+__all__ = ["atlas_html", "estimate_text", "image_data_uri", "paper_html", "specificity_markdown",
+           "specificity_section_html"]
 
 
 def image_data_uri(image, *, fmt: str = "JPEG", quality: int = 92) -> str:
@@ -384,3 +385,182 @@ def specificity_html(summary: Mapping[str, Any]) -> str:
       claims=_html_table(CLAIM_HEADER, claim_rows(summary["claims"])), legend=html.escape(legend),
       taps=_html_table(TAP_HEADER, tap_rows(summary["taps"])),
       ablations="".join(f"<li>{html.escape(line[2:])}</li>" for line in _ablations(summary)) or "<li>None run.</li>")
+
+
+# ----------------------------------------------------------------------------- the paper's figures
+
+PAPER_REPORT_VERSION = 1  # bump when the figures' PNGs or report change (stored units stay valid)
+
+# What each recipe does, for a reader who has only the report. PROCEDURE.md (relative to the
+# repository root) holds the facts of the paper's own procedure; rfspec/recipes.py the values.
+RECIPE_NOTES = {
+    "zipser2015": (
+        "the paper's own procedure, as its author's 2015 scripts give it (the facts, with their source, are in "
+        "../shared/reference/zipser2015/PROCEDURE.md; the values in rfspec/recipes.py). The image lives in Caffe's "
+        "data space (BGR, 0-255, minus the script's mean 104/116/122) and starts as grey random dots: one plane of "
+        "225 U[0, 1) copied to all three channels. One step: roll the image by a random -1, 0 or +1 px along each "
+        "axis; forward to the tap and feed the node's own activation back as its gradient (the input gradient of "
+        "1/2 sum mask relu(z)^2, so a node that is 0 gets no gradient and stays 0); add 1.5 / mean(|g| where g != 0) "
+        "g; multiply the image by 0.995 (decay toward the mean colour); desaturate each pixel 1 % toward its "
+        "channel mean; roll back; clip to the valid range. The script runs 2,000 steps with no octaves. Unlike the "
+        "script, every (channel, position, seed) starts from its own noise, and the net is BVLC GoogLeNet."),
+    "deepdream": (
+        "the Inceptionism (DeepDream) notebook's step on a grey random-dot start: ascent normalised by mean |g|, "
+        "random jitter, clip, no decay. Not the paper's own procedure (see zipser2015)."),
+    "lucid": (
+        "Lucid's recipe: Fourier (1/f) parameterisation with decorrelated colour, Adam, and random "
+        "pad/jitter/scale/rotate each step. Not the paper's own procedure."),
+}
+
+_PAPER_CSS = ("body{font-family:system-ui,sans-serif;max-width:1400px;margin:2em auto;padding:0 1em;color:#222}"
+              "img{max-width:100%;border:1px solid #ddd}table{border-collapse:collapse;margin:.5em 0;font-size:.9em}"
+              "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top;text-align:left}th{background:#f4f4f4}"
+              "section{margin-bottom:2.5em}.claim{background:#f6f8ff;padding:.5em 1em;border-left:4px solid #88f}"
+              ".note{color:#444;font-size:.9em}"
+              ".smoke{background:#fff3cd;border:1px solid #e0c060;padding:.5em 1em;font-weight:bold}")
+
+_PAPER_PAGE = string.Template("""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>rfspec: Zipser (2015) reproduced</title><style>$css</style></head><body>
+$smoke<h1>rfspec: Zipser (2015) reproduced</h1>
+<p>Zipser (2015), <i>Node Specificity in Convolutional Deep Nets Depends on Receptive Field Position and Size</i>,
+reproduced on BVLC GoogLeNet with rfspec. Each image is a visualization: gradient ascent on the input for one node
+(or, tiled, every position of a channel at once). Around each image, never over it: the node's receptive field (RF)
+box in red, dashed where it runs off the image (that part of the RF is clipped), with solid ticks where an edge
+crosses the image; the off-image part hatched. An RF smaller than a quarter of the image side is also shown zoomed
+beside the image (nearest neighbour, its zoom stated). Rows: positions, labelled with the node's (i, j) = (row, col)
+on its tap's grid and the share of its RF inside the image; columns: node type and seed; under each image its final
+activation. Node types are chosen by a rule, not by eye (the paper's own person-trained net is not public).</p>
+<p>$run</p>
+$recipes
+<p>$legend</p>
+<ul>$toc</ul>
+$figures
+</body></html>
+""")
+
+_PAPER_FIGURE = string.Template("""<section id="$id"><h2>$title</h2>
+<p><img src="$png" alt="$alt"></p>
+<p class="claim"><b>Paper:</b> $claim</p>
+<h3>Measured</h3>
+$numbers
+<h3>Node types and receptive fields</h3>
+$geometry
+<p class="note">$details</p>
+</section>
+""")
+
+
+def estimate_text(e) -> str:
+  """An `rfspec.runs.figures.Estimate` in words: "0.83 [0.50, 1.00]"; "1.00 (n = 3, no interval)"
+  when every bootstrap draw agreed; "n/a: <why>" when undefined."""
+  if e.why:
+    return f"n/a: {e.why}"
+  if e.value != e.value:  # NaN without a reason: nothing to compare
+    return "n/a"
+  if e.degenerate or e.lo != e.lo:
+    return f"{e.value:.2f} (n = {e.n}, no interval)"
+  return f"{e.value:.2f} [{e.lo:.2f}, {e.hi:.2f}]"
+
+
+def _where(panel, p: int) -> str:
+  i, j = (int(v) for v in panel.positions[p])
+  return f"{panel.position_names[p]} ({i}, {j})"
+
+
+def _figure_numbers_html(fig) -> str:
+  esc = html.escape
+  parts = []
+  pair_rows = []
+  for panel in fig.panels:
+    for e in panel.psi_auc:
+      value = "n/a (see below)" if fig.psi_why else estimate_text(e.psi_auc)
+      p = "-" if e.psi_auc.p_value != e.psi_auc.p_value else f"{e.psi_auc.p_value:.3f}"
+      pair_rows.append([f"{panel.tap} ch{panel.channel}", f"{_where(panel, e.p)} vs {_where(panel, e.q)}",
+                        f"{e.window_share:.0%}", value, p])
+  if pair_rows:
+    parts.append(_html_table(["node type", "positions compared", "common RF-frame window (share of the RF)",
+                              "psi_auc [95 % CI]", "permutation p"], pair_rows))
+  auc_rows = [[f"{panel.tap} ch{panel.channel}", _where(panel, p), estimate_text(e)]
+              for panel in fig.panels for p, e in enumerate(panel.auc_id) if not fig.auc_id_why]
+  if auc_rows:
+    parts.append(_html_table(["node type", "position", "auc_id [95 % CI]"], auc_rows))
+  if fig.psi_why:
+    parts.append(f"<p class='note'>psi_auc not computed: {esc(fig.psi_why)}.</p>")
+  if fig.auc_id_why:
+    parts.append(f"<p class='note'>auc_id not computed: {esc(fig.auc_id_why)}.</p>")
+  return "\n".join(parts)
+
+
+def _figure_geometry_html(fig) -> str:
+  rows = []
+  for panel in fig.panels:
+    fin = lambda r: ", ".join(f"{v:.4g}" for v in panel.final_activation[r])  # noqa: E731
+    if fig.tiled:
+      rows.append([panel.tap, panel.channel, "tiled", f"all {panel.grid[0]} x {panel.grid[1]}", panel.rf_size,
+                   panel.rf_stride, "-", "-", fin(0)])
+    for p in range(len(panel.positions)):
+      rows.append([panel.tap, panel.channel, panel.position_names[p], str(tuple(int(v) for v in panel.positions[p])),
+                   panel.rf_size, panel.rf_stride, str(tuple(int(v) for v in panel.boxes[p])),
+                   f"{panel.inside[p]:.0%}", fin(p)])
+  return _html_table(["tap", "channel", "position", "(i, j)", "RF px", "stride", "RF box (t, l, b, r)", "RF inside",
+                      "final activation per seed"], rows)
+
+
+def _figure_details(fig, name_json: str, name_npz: str) -> str:
+  esc = html.escape
+  rules = " ".join(f"{esc(p.tap)} channel {p.channel}: {esc(p.rule)}." for p in fig.panels)
+  made = "restored from the store; " if fig.resumed else ""
+  return (f"Seeds {[int(s) for s in fig.panels[0].seeds]}. {rules} Made in {fig.seconds:.0f} s ({made}panels: "
+          + ", ".join(f"{p.seconds:.0f} s" for p in fig.panels)
+          + f"). Every number, and how to regenerate any image bit for bit: <a href=\"{esc(name_json)}\">"
+          f"{esc(name_json)}</a>; the images: <a href=\"{esc(name_npz)}\">{esc(name_npz)}</a>.")
+
+
+def paper_html(result, *, files_of: Mapping[str, Mapping[str, str]], weights: str = "") -> str:
+  """report.html of a figures run (`rfspec.runs.figures.FiguresResult`): per figure its PNG, the
+  paper's claim, the numbers (psi_auc between positions on their common RF-frame window with 95 %
+  intervals, auc_id where there is a floor, or why not, once), the RF geometry, the channel rule
+  and the timing. Offline, no scripts.
+
+  Args:
+    result: the run.
+    files_of: {figure name: {"png", "json", "npz"}: paths relative to the page}.
+    weights: what --weights named.
+  """
+  esc = html.escape
+  st = result.settings
+  vis = st["vis"]
+  smoke = f"<p class='smoke'>{esc(SMOKE_TEST)}</p>" if st.get("smoke_test") else ""
+  run = (f"Config variant <code>{esc(st.get('variant') or '-')}</code>: {vis['image_hw'][0]}x{vis['image_hw'][1]} px, "
+         f"recipe <code>{esc(vis.get('recipe', ''))}</code>, {vis['steps']} steps; "
+         f"weights <code>{esc(weights)}</code>; "
+         f"numbers from {st['n_boot']} bootstrap draws and {st['n_perm']} permutations (analysis seed "
+         f"{st['analysis_seed']}). run_figures took {result.seconds:.0f} s in this process; the figures took "
+         + ", ".join(f"{esc(f.name)} {f.seconds:.0f} s" for f in result.figures) + " to make.")
+  recipes = "".join(f"<p><b>Recipe <code>{esc(r)}</code></b>: {esc(RECIPE_NOTES.get(r, 'see rfspec/recipes.py.'))}</p>"
+                    for r in sorted({vis.get("recipe", "")}) if r)
+  legend = ("psi_auc = 2 P(W > B) - 1, W = judge similarities between seeds at one position, B = between the two "
+            "positions, both on the pair's common RF-frame window (the RF offsets that lie inside the image at both), "
+            f"judge layer {_judge()}: 0 = the positions' patterns are indistinguishable, 1 = every within-position "
+            "pair is more alike than every between pair. auc_id = P(W > F), F = pairs with another channel of the "
+            "same tap at the same position (0.5: no more alike than unrelated node types). 95 % bootstrap intervals "
+            "over seeds; '(n = 3, no interval)' where every resample gave the same value, so the sample is too small "
+            "to say how precise it is.")
+  sections, toc = [], []
+  for fig in result.figures:
+    f = files_of[fig.name]
+    toc.append(f"<li><a href=\"#{esc(fig.name)}\">{esc(fig.title)}</a></li>")
+    sections.append(_PAPER_FIGURE.substitute(
+        id=esc(fig.name), title=esc(fig.title), png=esc(f["png"]),
+        alt=esc(f"{fig.title}: " + ("one row, every position at once" if fig.tiled else "rows are RF positions")
+                + "; columns are node type and seed"), claim=esc(fig.claim),
+        numbers=_figure_numbers_html(fig), geometry=_figure_geometry_html(fig),
+        details=_figure_details(fig, f["json"], f["npz"])))
+  return _PAPER_PAGE.substitute(css=_PAPER_CSS, smoke=smoke, run=run, recipes=recipes, legend=esc(legend),
+                                toc="".join(toc), figures="\n".join(sections))
+
+
+def _judge() -> str:
+  from rfspec import metrics
+
+  return metrics.JUDGE_TAP

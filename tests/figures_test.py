@@ -1,149 +1,287 @@
-"""rfspec.figures: a figure's layout, boxes, captions and objectives on the real net (tiny sizes),
-and the whole-run progress clock (with a fake clock: no timing)."""
+"""rfspec.runs.figures on random params of the real shapes (conv1 .. inception_3a, fixed key): the
+settings are validated as a whole, each panel is one grid call, its layout, boxes and final
+activations are what the net and the geometry say, the numbers come with their reasons, and the
+ETA before the first step is the plan priced by the prior (fake clock: no timing)."""
 
+import io
+import math
+from unittest import mock
+
+import jax
 import numpy as np
 from absl.testing import absltest
+from absl.testing import parameterized
 
 import rfspec
-from rfspec import figures
+from rfspec import masks, metrics, progress, report, selection
 from rfspec.errors import UserError
-from rfspec.masks import named_positions
-from tests.conftest import real_params
+from rfspec.models import googlenet, preprocess
+from rfspec.runs import figures
+from rfspec.runs.store import Store
 
-HW = (32, 32)
-FIELDS = dict(image_hw=HW, steps=2, chunk=2)
-# Two node types whose taps have different grids at 32 px (8 x 8 and 4 x 4), so one row's
-# positions differ between panels -- the case Figure 1 has.
-PANELS = [figures.Panel("conv2/3x3", 5), figures.Panel("inception_3a/output", 11)]
-POSITIONS = ("top", "bottom")
-SEEDS = (0, 3)
+HW = (96, 96)  # conv2/3x3's RF (19 px) is under a quarter of 96 px
+VIS = dict(recipe="zipser2015", image_hw=[96, 96], steps=2, chunk=2)
 
 
-class MakeFigureTest(absltest.TestCase):
+def tiny_params():
+  """Random GoogLeNet params of the real shapes up to inception_3a (the judge), He-scaled, from a
+  fixed JAX key."""
+  shapes = googlenet.param_shapes()
+  out = {}
+  for n, name in enumerate(k for k in shapes if k.startswith(("conv1", "conv2", "inception_3a/"))):
+    k_w, k_b = jax.random.split(jax.random.fold_in(jax.random.key(0), n))
+    kernel = shapes[name]["kernel"]
+    out[name] = dict(kernel=jax.random.normal(k_w, kernel) * np.sqrt(2.0 / np.prod(kernel[:-1])),
+                     bias=0.1 * jax.random.normal(k_b, shapes[name]["bias"]))
+  return out
+
+
+def config(figs, **extra):
+  return dict(dict(figures=figs, vis=dict(VIS), n_boot=20, n_perm=20), **extra)
+
+
+def fig(panels, positions=("top", "bottom"), seeds=(0, 1, 2), **extra):
+  return dict(dict(title="t", claim="c", panels=[dict(p) for p in panels], positions=list(positions),
+                   seeds=list(seeds)), **extra)
+
+
+LOW0, LOW1 = dict(tap="conv2/3x3", rank=0), dict(tap="conv2/3x3", rank=1)
+
+
+class SettingsTest(parameterized.TestCase):
+
+  def test_valid(self):
+    s = figures.settings_from_config(config({"a": fig([LOW0, LOW1]), "b": fig([LOW0], positions=())}), only=["b"])
+    self.assertEqual([f.name for f in s.figures], ["b"])
+    self.assertTrue(s.figures[0].tiled)
+    self.assertEqual(s.figures[0].panels, (figures.Panel("conv2/3x3", -1, 0),))
+    self.assertEqual(s.image_hw, HW)
+    self.assertEqual(s.cfg("conv2/3x3").steps, 2)
+
+  @parameterized.named_parameters(
+      ("unknown_figure", {}, ["fig9"], r"Unknown figure.*fig9.*--figures"),
+      ("bad_tap", dict(panels=[dict(tap="conv9")]), [], r"panels\[0\]\.tap"),
+      ("no_grid", dict(panels=[dict(tap="prob")]), [], r"no spatial grid"),
+      ("channel_range", dict(panels=[dict(tap="conv2/3x3", channel=192)]), [], r"channel must be .*\[-1, 191\]"),
+      ("no_seeds", dict(seeds=[]), [], r"seeds is empty"),
+      ("seed_twice", dict(seeds=[0, 0]), [], r"seed twice"),
+      ("bad_position", dict(positions=["top", "centre_left"]), [], r"unknown position.*centre_left.*bottom"),
+      ("panel_twice", dict(panels=[LOW0, LOW0]), [], r"same node type twice"),
+  )
+  def test_a_bad_config_is_one_paragraph(self, change, only, pattern):
+    with self.assertRaisesRegex(UserError, pattern) as ctx:
+      figures.settings_from_config(config({"a": dict(fig([LOW0]), **change)}), only=only)
+    self.assertNotIn("\n", str(ctx.exception))
+
+  def test_bad_vis_is_caught_before_any_work(self):
+    with self.assertRaisesRegex(UserError, r"config.vis does not work for tap 'conv2/3x3'.*stepz"):
+      figures.settings_from_config(dict(config({"a": fig([LOW0])}), vis=dict(VIS, stepz=3)))
+    with self.assertRaisesRegex(UserError, r"n_boot must be a whole number in \[20"):
+      figures.settings_from_config(config({"a": fig([LOW0])}, n_boot=5))
+
+
+class RunFiguresTest(absltest.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.fig = figures.make_figure(real_params(), PANELS, POSITIONS, SEEDS, FIELDS)
+    cls.params = tiny_params()
+    # 2 seeds (the numbers then say why they are not computed: FigureNumbersTest computes them); the
+    # tiled figure's 4 seeds make its grid the same shape as the other's 2 positions x 2 seeds, so the
+    # two share one compiled function (a test of the run, not of the compiler).
+    cls.settings = figures.settings_from_config(config({"pos": fig([LOW0], seeds=(0, 1)),
+                                                        "tiled": fig([LOW0], positions=(), seeds=range(4))}))
+    cls.calls = []
+    real = figures.visualize_grid
 
-  def test_layout(self):
-    fig = self.fig
-    self.assertEqual(fig.images.shape, (2, 4, *HW, 3))  # rows: positions; columns: panels x seeds
-    self.assertEqual(fig.boxes.shape, (2, 4, 4))
-    self.assertEqual(fig.objectives.shape, (2, 4))
-    self.assertEqual(fig.row_labels, list(POSITIONS))
-    self.assertEqual(fig.col_labels, ["conv2/3x3 ch5\nseed 0", "conv2/3x3 ch5\nseed 3",
-                                      "inception_3a ch11\nseed 0", "inception_3a ch11\nseed 3"])
-    self.assertEqual(fig.panels, PANELS)
-    self.assertTrue(np.isfinite(fig.images).all() and (fig.images >= 0).all() and (fig.images <= 1).all())
+    def counting(params, seeds, masks_, cfg, **kw):
+      cls.calls.append((list(seeds), np.asarray(masks_).shape))
+      return real(params, seeds, masks_, cfg, **kw)
 
-  def test_each_cell_has_its_own_position_box_and_caption(self):
-    fig = self.fig
-    for r, name in enumerate(POSITIONS):
-      for c in range(4):
-        panel, seed = PANELS[c // 2], SEEDS[c % 2]
-        i, j = named_positions(panel.tap, HW)[name]
-        rec = fig.records[r][c]
-        self.assertEqual((rec["tap"], rec["channel"], rec["seed"], rec["position"]), (panel.tap, panel.channel, seed, [i, j]))
-        rf = rfspec.receptive_field(panel.tap, HW)
-        np.testing.assert_array_equal(fig.boxes[r, c], rf.box(i, j))
-        self.assertEqual(fig.captions[r][c].splitlines()[0],
-                         f"(i, j) = ({i}, {j}), RF {rf.inside_fraction(i, j):.0%} inside")
-    # The taps' grids differ, so the same row names different nodes in the two panels.
-    self.assertNotEqual(fig.records[0][0]["position"], fig.records[0][2]["position"])
+    cls.log = io.StringIO()
+    run = progress.RunProgress(figures.planned_work(cls.settings), prior_s=figures.step_prior(cls.settings),
+                               stream=cls.log)
+    with mock.patch.object(figures, "visualize_grid", counting):
+      cls.result = figures.run_figures(cls.params, cls.settings, Store(None), progress=run)
 
-  def test_objective_is_the_node_value_of_the_final_image(self):
-    # Read the node straight off the forward pass (not through a mask).
-    fig = self.fig
-    for c in (0, 3):
-      panel = PANELS[c // 2]
-      acts = rfspec.forward(real_params(), fig.images[:, c], taps=(panel.tap,))[panel.tap]
-      for r in range(2):
-        i, j = fig.records[r][c]["position"]
-        self.assertAlmostEqual(float(fig.objectives[r, c]), float(acts[r, i, j, panel.channel]), places=3)
-        self.assertAlmostEqual(fig.records[r][c]["objective"], float(fig.objectives[r, c]), places=5)
+  def test_one_grid_call_per_panel(self):
+    h, w, c = masks.tap_shape("conv2/3x3", HW)
+    self.assertEqual(self.calls, [([0, 1], (2, h, w, c)), (list(range(4)), (1, h, w, c))])
 
-  def test_tiled_figure(self):
-    fig = figures.make_figure(real_params(), PANELS[:1], (), SEEDS, FIELDS)
-    self.assertEqual(fig.images.shape, (1, 2, *HW, 3))
-    self.assertIsNone(fig.boxes)
-    self.assertEqual(fig.row_labels, ["tiled"])
-    self.assertEqual([c.splitlines()[0] for c in fig.captions[0]], ["(i, j): all 8 x 8"] * 2)
-    acts = np.asarray(rfspec.forward(real_params(), fig.images[0], taps=("conv2/3x3",))["conv2/3x3"])
-    np.testing.assert_allclose(fig.objectives[0], acts[..., 5].sum(axis=(1, 2)), rtol=1e-4)
+  def test_layout_positions_boxes_inside(self):
+    pos, tiled = self.result.figures
+    rf = rfspec.receptive_field("conv2/3x3", HW)
+    named = masks.named_positions("conv2/3x3", HW)
+    for p in pos.panels:
+      self.assertEqual(p.images.shape, (2, 2, *HW, 3))
+      np.testing.assert_array_equal(p.positions, [named["top"], named["bottom"]])
+      np.testing.assert_array_equal(p.boxes, [rf.box(*named["top"]), rf.box(*named["bottom"])])
+      np.testing.assert_allclose(p.inside, [rf.inside_fraction(*named["top"]), rf.inside_fraction(*named["bottom"])])
+      self.assertEqual((p.rf_size, p.rf_stride, p.position_names), (19, rf.stride, ("top", "bottom")))
+      self.assertTrue(np.isfinite(p.images).all() and (p.images >= 0).all() and (p.images <= 1).all())
+    t = tiled.panels[0]
+    self.assertTrue(tiled.tiled)
+    self.assertEqual((t.images.shape, t.positions.shape, t.boxes.shape), ((1, 4, *HW, 3), (0, 2), (0, 4)))
 
-  def test_unknown_position_is_a_user_error(self):
-    with self.assertRaisesRegex(UserError, r"Unknown position.*'centre_left'.*'bottom'"):
-      figures.make_figure(real_params(), PANELS[:1], ("top", "centre_left"), SEEDS, FIELDS)
+  def test_channels_follow_the_one_rule(self):
+    cfg = self.settings.cfg("conv2/3x3")
+    named = masks.named_positions("conv2/3x3", HW)
+    ranked = selection.choose_channels(self.params, cfg, [named[p] for p in ("top", "middle", "bottom")],
+                                       n_channels=1, n_seeds=3, seed_pool=[0, 1, 2]).channels
+    pos, tiled = self.result.figures
+    self.assertEqual(pos.panels[0].channel, int(ranked[0]))
+    # The tiled figure's 4 seeds join the rule's seeds, so its channel is ranked over seeds 0-3.
+    four = selection.choose_channels(self.params, cfg, [named[p] for p in ("top", "middle", "bottom")],
+                                     n_channels=1, n_seeds=4, seed_pool=range(4)).channels
+    self.assertEqual(tiled.panels[0].channel, int(four[0]))
+    self.assertIn("rank 0 by the channel rule", pos.panels[0].rule)
+
+  def net_sees(self, images):
+    """conv2/3x3 as the run's net sees images: rfspec.forward subtracts the deploy net's mean, the
+    zipser2015 run the script's; the difference is a constant shift of the RGB input."""
+    shift = (np.asarray(preprocess.MEAN_BGR) - np.asarray(self.settings.cfg("conv2/3x3").caffe_mean))[::-1] / 255.0
+    return np.asarray(rfspec.forward(self.params, images + shift.astype(np.float32), taps=("conv2/3x3",))["conv2/3x3"])
+
+  def test_final_activation_is_the_node_value_of_the_final_image(self):
+    pos, tiled = self.result.figures
+    p = pos.panels[0]
+    acts = self.net_sees(p.images.reshape(-1, *HW, 3)).reshape(2, 2, *masks.tap_shape("conv2/3x3", HW))
+    for r, (i, j) in enumerate(p.positions):
+      np.testing.assert_allclose(p.final_activation[r], acts[r, :, i, j, p.channel], rtol=1e-4)
+    t = tiled.panels[0]
+    whole = self.net_sees(t.images[0])
+    np.testing.assert_allclose(t.final_activation[0], whole[..., t.channel].sum(axis=(1, 2)), rtol=1e-4)
+
+  def test_numbers_and_their_reasons(self):
+    pos, tiled = self.result.figures
+    # 2 seeds: too few to compare seeds within a position, said once for the figure and by each number.
+    self.assertRegex(pos.psi_why, r"needs at least 3 seeds per position .*this figure shows 2")
+    self.assertEqual(pos.auc_id_why, pos.psi_why)
+    p, = pos.panels
+    (pair,) = p.psi_auc
+    self.assertEqual((pair.p, pair.q, pair.psi_auc.why), (0, 1, pos.psi_why))
+    self.assertAlmostEqual(pair.window_share, metrics.frame_windows(p.boxes, HW).share[0, 1])
+    self.assertTrue(math.isnan(pair.psi_auc.value))
+    self.assertEqual([a.why for a in p.auc_id], [pos.psi_why] * 2)
+    self.assertEqual(tiled.panels[0].psi_auc, ())
+    self.assertEqual((tiled.psi_why, tiled.auc_id_why), (figures.TILED_WHY, figures.TILED_WHY))
+
+  def test_eta_is_printed_before_the_first_step(self):
+    lines = self.log.getvalue().splitlines()
+    self.assertIn("2 grid call(s) to run, 0 restored", lines[0])
+    self.assertRegex(lines[0], r"ETA \d+(s|m\d\ds)$")
+    self.assertRegex(lines[1], r" step \d+/2, ")
 
 
-class FigureGridsTest(absltest.TestCase):
-
-  def test_one_grid_per_panel(self):
-    self.assertEqual(figures.figure_grids(PANELS, POSITIONS, SEEDS, 5),
-                     [("conv2/3x3", 2 * 2 * 5), ("inception_3a/output", 2 * 2 * 5)])
-    self.assertEqual(figures.figure_grids(PANELS[:1], (), (0, 1, 2), 7), [("conv2/3x3", 3 * 7)])
+def solid(colour, n_s, noise_key):
+  """n_s images of one flat colour with a faint seed-specific texture, [n_s, H, W, 3]."""
+  noise = np.asarray(jax.random.uniform(noise_key, (n_s, *HW, 3)), np.float32)
+  return np.clip(np.asarray(colour, np.float32) + 0.02 * noise, 0, 1)
 
 
-class FakeClock:
+class FigureNumbersTest(absltest.TestCase):
+  """figure_numbers on made-up images whose answer is known."""
 
-  def __init__(self):
-    self.now = 0.0
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.params = tiny_params()
+    rf = rfspec.receptive_field("conv2/3x3", HW)
+    named = masks.named_positions("conv2/3x3", HW)
+    cls.boxes = np.array([rf.box(*named["middle"]), rf.box(*named["bottom"])])
 
-  def __call__(self):
-    return self.now
+  def images(self, colours, n_s=3):
+    return np.stack([solid(c, n_s, jax.random.key(n)) for n, c in enumerate(colours)])
+
+  def test_distinct_positions_and_channels_separate_fully(self):
+    # Position 0 red, position 1 blue, every seed alike: every within pair beats every between
+    # pair in every resample, so psi_auc = 1 with no interval at n = 3; the second channel (green,
+    # yellow) is the floor, so auc_id = 1 too.
+    a = self.images([(0.8, 0.2, 0.2), (0.2, 0.2, 0.8)])
+    b = self.images([(0.2, 0.8, 0.2), (0.8, 0.8, 0.2)])
+    numbers, psi_why, auc_why = figures.figure_numbers(
+        self.params, ["conv2/3x3"] * 2, [3, 4], [a, b], [self.boxes] * 2, [0, 1, 2], HW, jax.random.key(1),
+        n_boot=20, n_perm=20)
+    self.assertEqual((psi_why, auc_why), ("", ""))
+    (pair,), auc = numbers[0]
+    self.assertEqual(pair.psi_auc.value, 1.0)
+    self.assertTrue(pair.psi_auc.degenerate)
+    self.assertEqual(pair.psi_auc.n, 3)
+    self.assertEqual(report.estimate_text(pair.psi_auc), "1.00 (n = 3, no interval)")
+    self.assertEqual([e.value for e in auc], [1.0, 1.0])
+
+  def test_too_few_seeds_is_said_once(self):
+    im = self.images([(0.8, 0.2, 0.2), (0.2, 0.2, 0.8)], n_s=2)
+    numbers, psi_why, auc_why = figures.figure_numbers(self.params, ["conv2/3x3"], [3], [im], [self.boxes], [0, 1],
+                                                       HW, jax.random.key(1))
+    self.assertRegex(psi_why, r"needs at least 3 seeds per position.*shows 2")
+    self.assertEqual(auc_why, psi_why)
+    self.assertTrue(math.isnan(numbers[0][0][0].psi_auc.value))
+
+  def test_a_small_common_window_is_that_pair_s_reason(self):
+    rf = rfspec.receptive_field("conv2/3x3", HW)
+    far = np.array([rf.box(0, 0), rf.box(23, 23)])  # opposite corners: no common RF-frame window
+    im = self.images([(0.8, 0.2, 0.2), (0.2, 0.2, 0.8)])
+    numbers, psi_why, auc_why = figures.figure_numbers(self.params, ["conv2/3x3"], [3], [im], [far], [0, 1, 2], HW,
+                                                       jax.random.key(1), n_boot=20, n_perm=20)
+    (pair,), auc = numbers[0]
+    self.assertEqual(psi_why, "")
+    self.assertEqual(pair.psi_auc.why, metrics.frame_windows(far, HW).reason[0][1])
+    self.assertIn("common window", pair.psi_auc.why)
+    self.assertRegex(auc_why, r"needs a floor: another channel of the same tap")
+    self.assertEqual(report.estimate_text(auc[0]), f"n/a: {auc_why}")
 
 
-class RunProgressTest(absltest.TestCase):
+class EtaTest(absltest.TestCase):
+  """The ETA's arithmetic: the plan priced by the prior, then by what ran (fake clock)."""
 
-  def test_eta_prices_each_tap_at_its_own_rate(self):
-    clock = FakeClock()
-    run = figures.RunProgress([("a", 100), ("b", 200), ("a", 100)], clock=clock)
-    self.assertEqual(run.total, 400)
-    self.assertIsNone(run.eta_s())
-    self.assertEqual(run.summary(), "whole run 0% of 400 image-steps, ETA ?")
-    clock.now = 10.0
-    run.update(50)  # a: 0.2 s per image-step; b not seen yet: the run's average, also 0.2
-    self.assertAlmostEqual(run.eta_s(), 50 * 0.2 + 200 * 0.2 + 100 * 0.2)
-    clock.now = 20.0
-    run.update(100)  # grid 0 done, 0.2 s per image-step
-    clock.now = 60.0
-    run.update(100)  # grid 1 (b): 40 s for 100 -> 0.4
-    self.assertAlmostEqual(run.eta_s(), 100 * 0.4 + 100 * 0.2)
-    self.assertEqual(run.summary(), "whole run 50% of 400 image-steps, ETA 1m00s")
-    clock.now = 100.0
-    run.update(200)
-    clock.now = 110.0
-    run.update(100)
-    self.assertEqual((run.done, run.eta_s()), (400, 0.0))
-    with self.assertRaises(ValueError):
-      run.update(1)
+  def setUp(self):
+    super().setUp()
+    self.settings = figures.settings_from_config(config({
+        "a": fig([LOW0, dict(tap="inception_3a/output")], seeds=(0,)),  # 2 positions x 1 seed
+        "b": fig([LOW0], positions=(), seeds=(0, 1, 2))}))  # tiled, 3 seeds
 
-  def test_an_unseen_tap_is_priced_by_its_cost(self):
-    clock = FakeClock()
-    run = figures.RunProgress([("a", 100), ("b", 100)], cost={"a": 1.0, "b": 3.0}.get, clock=clock)
-    clock.now = 10.0
-    run.update(100)  # 0.1 s per image-step at cost 1
-    self.assertAlmostEqual(run.eta_s(), 100 * 0.1 * 3)
+  def test_plan(self):
+    self.assertEqual(figures.planned_work(self.settings), [
+        ("[a] panel 1/2 conv2/3x3", "conv2/3x3", 2 * 1 * 2),
+        ("[a] panel 2/2 inception_3a/output", "inception_3a/output", 4),
+        ("[b] panel 1/1 conv2/3x3", "conv2/3x3", 1 * 3 * 2)])
+
+  def test_prior(self):
+    prior = figures.step_prior(self.settings)
+    gmac = lambda tap: progress.tap_macs(tap, HW) / 1e9  # noqa: E731
+    # conv2/3x3: 2 grid calls over 4 + 6 image-steps; inception_3a/output: 1 over 4.
+    self.assertAlmostEqual(prior("conv2/3x3"), gmac("conv2/3x3") * progress.CPU_SECONDS_PER_GMAC_STEP
+                           + progress.CPU_GRID_SECONDS * 2 / 10)
+    self.assertAlmostEqual(prior("inception_3a/output"),
+                           gmac("inception_3a/output") * progress.CPU_SECONDS_PER_GMAC_STEP
+                           + progress.CPU_GRID_SECONDS / 4)
+
+  def test_eta_before_during_and_after(self):
+    clock = [0.0]
+    prior = {"conv2/3x3": 0.5, "inception_3a/output": 2.0}.get
+    run = progress.RunProgress(figures.planned_work(self.settings), prior_s=prior, clock=lambda: clock[0], quiet=True)
+    self.assertAlmostEqual(run.eta_s(), 4 * 0.5 + 4 * 2.0 + 6 * 0.5)  # before the first step: the prior alone
+    run.skip("[b] panel 1/1 conv2/3x3", tap="conv2/3x3", work=6)  # restored: done, never a rate
+    self.assertAlmostEqual(run.eta_s(), 4 * 0.5 + 4 * 2.0)
+    clock[0] = 8.0
+    run.callback("[a] panel 1/2 conv2/3x3", "conv2/3x3")(progress.Progress(1, 2, 2, 0.0, 8.0, 0.0))
+    # 2 image-steps in 8 s: conv2 now costs 4 s each; inception_3a keeps its prior.
+    self.assertAlmostEqual(run.eta_s(), 2 * 4.0 + 4 * 2.0)
 
   def test_tap_macs(self):
     # By hand from deploy.prototxt at 224 px: conv1 112^2 * 7^2 * 3 * 64; conv2/3x3_reduce
     # 56^2 * 64 * 64; conv2/3x3 56^2 * 3^2 * 64 * 192.
     conv1 = 112 * 112 * 49 * 3 * 64
-    self.assertEqual(figures.tap_macs("conv1/7x7_s2", (224, 224)), conv1)
-    self.assertEqual(figures.tap_macs("pool1/norm1", (224, 224)), conv1)  # pooling and LRN are free
-    self.assertEqual(figures.tap_macs("conv2/3x3", (224, 224)), conv1 + 56 * 56 * 64 * 64 + 56 * 56 * 9 * 64 * 192)
+    self.assertEqual(progress.tap_macs("conv1/7x7_s2", (224, 224)), conv1)
+    self.assertEqual(progress.tap_macs("pool1/norm1", (224, 224)), conv1)  # pooling and LRN are free
+    self.assertEqual(progress.tap_macs("conv2/3x3", (224, 224)), conv1 + 56 * 56 * 64 * 64 + 56 * 56 * 9 * 64 * 192)
     # A branch needs only its own ancestors: inception_3a/1x1 (28^2 * 192 * 64) is not in 3x3_reduce.
-    base = figures.tap_macs("pool2/3x3_s2", (224, 224))
-    self.assertEqual(figures.tap_macs("inception_3a/1x1", (224, 224)) - base, 28 * 28 * 192 * 64)
-    self.assertEqual(figures.tap_macs("inception_3a/3x3_reduce", (224, 224)) - base, 28 * 28 * 192 * 96)
-    # The classifier: 1024 x 1000 on top of everything before it.
-    self.assertEqual(figures.tap_macs("loss3/classifier", (224, 224)) - figures.tap_macs("pool5/7x7_s1", (224, 224)),
+    base = progress.tap_macs("pool2/3x3_s2", (224, 224))
+    self.assertEqual(progress.tap_macs("inception_3a/1x1", (224, 224)) - base, 28 * 28 * 192 * 64)
+    self.assertEqual(progress.tap_macs("inception_3a/3x3_reduce", (224, 224)) - base, 28 * 28 * 192 * 96)
+    self.assertEqual(progress.tap_macs("loss3/classifier", (224, 224)) - progress.tap_macs("pool5/7x7_s1", (224, 224)),
                      1024 * 1000)
-
-  def test_format_seconds(self):
-    self.assertEqual([figures.format_seconds(s) for s in (0, 59.4, 60, 125, 3599, 3725)],
-                     ["0s", "59s", "1m00s", "2m05s", "59m59s", "1h02m"])
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """rfspec.plots image grids: the image is never drawn over, the RF drawing follows its rules in the
-margin (checked on hand-counted cases), and the title, labels and captions keep to their bands."""
+margin (checked on hand-counted cases: the clipped outline dashed, ticks solid), a small RF gets a
+nearest-neighbour inset at the zoom its label states, small images are enlarged to readable
+panels, and the title, labels and captions keep to their bands."""
 
 import numpy as np
 from absl.testing import absltest
@@ -77,15 +79,21 @@ class RfDrawingTest(parameterized.TestCase):
     np.testing.assert_array_equal(colour_mask(frame, plots.BORDER_COLOUR), ring())
     self.assertEqual(ring().sum(), 2 * (W + 2) + 2 * H)
 
-  def test_box_around_the_image_is_outlined_and_hatched_in_the_margin(self):
+  def test_box_around_the_image_is_dashed_and_hatched_in_the_margin(self):
     t, l, b, r = -5, -5, 15, 15
     frame, _ = render_one((t, l, b, r))
     y, x = frame_yx()
     red = colour_mask(frame, plots.RF_COLOUR)
-    # A 20 x 20 box with a 2 px border: 20^2 - 16^2 px, all in the margin; no ticks (the box
-    # reaches into every side margin).
-    self.assertEqual(red.sum(), 20 * 20 - 16 * 16)
-    self.assertTrue(red[(y == t) & (x >= l) & (x < r)].all() and red[(x == r - 1) & (y >= t) & (y < b)].all())
+    # A 20 x 20 box with a 2 px border, all of it in the margin (clipped), so all of it dashed:
+    # 6 px on, 6 off from the corner (t, l). Top and bottom bands (rows -5, -4, 13, 14) are on at
+    # x - l in 0..5 and 12..17: 4 rows x 12 px; the side bands (cols -5, -4, 13, 14) likewise by
+    # y: 4 x 12; the corners counted twice: the top-left 2 x 2. No ticks (the box reaches into
+    # every side margin).
+    self.assertEqual(red.sum(), 4 * 12 + 4 * 12 - 4)
+    self.assertTrue(red[(y == t) & (x >= l) & (x <= 0)].all())  # the first dash of the top edge
+    self.assertFalse(red[(y == t) & (x >= 1) & (x <= 6)].any())  # then a gap
+    self.assertTrue(red[(y == t) & (x >= 7) & (x <= 12)].all())
+    self.assertFalse(red[(x == r - 1) & (y >= 1) & (y <= 6)].any())  # a gap in the right side
     inner = (y >= t + 2) & (y < b - 2) & (x >= l + 2) & (x < r - 2) & ~((y >= 0) & (y < H) & (x >= 0) & (x < W))
     np.testing.assert_array_equal(colour_mask(frame, plots.HATCH_COLOUR),
                                   inner & ~ring() & ((y + x) % plots.HATCH_PERIOD == 0))
@@ -102,16 +110,17 @@ class RfDrawingTest(parameterized.TestCase):
 
   def test_box_over_the_top_edge(self):
     # Rows [-7, 4), cols [3, 7): only 4 px wide, so all of it is border band. In the margin: its
-    # part above the image (7 rows x 4 cols); ticks of its bottom band (rows 2, 3) left and right
-    # (8 px each: the margin); ticks of its column bands below the image (8 rows x 4 cols); no tick
-    # above (the box itself reaches into the top margin).
+    # part above the image, dashed from its corner (-7, 3): rows -7..-2 on, row -1 (the 7th) off;
+    # solid ticks of its bottom band (rows 2, 3) left and right (8 px each: the margin) and of its
+    # column bands below the image (8 rows x 4 cols); no tick above (the box itself reaches into
+    # the top margin).
     frame, _ = render_one((-7, 3, 4, 7))
     y, x = frame_yx()
     red = colour_mask(frame, plots.RF_COLOUR)
-    expected = ((y >= -7) & (y < 0) & (x >= 3) & (x < 7)) | (((y == 2) | (y == 3)) & ((x < 0) | (x >= W))) | \
+    expected = ((y >= -7) & (y < -1) & (x >= 3) & (x < 7)) | (((y == 2) | (y == 3)) & ((x < 0) | (x >= W))) | \
                ((x >= 3) & (x < 7) & (y >= H))
     np.testing.assert_array_equal(red, expected)
-    self.assertEqual(red.sum(), 7 * 4 + 2 * 2 * M + M * 4)
+    self.assertEqual(red.sum(), 6 * 4 + 2 * 2 * M + M * 4)
     self.assertFalse(colour_mask(frame, plots.HATCH_COLOUR).any())
 
   def test_bad_images_are_a_user_error(self):
@@ -168,6 +177,131 @@ class LayoutTest(absltest.TestCase):
     cols = np.nonzero(band.any(0))[0]
     self.assertNotEmpty(cols)
     self.assertLess(cols.max(), geo["label_w"] + geo["cell_w"] - geo["gap"])  # inside its own cell
+
+
+class InsetTest(absltest.TestCase):
+  """A 9 px RF on a 40 px image (under a quarter of its side) gets an inset at zoom 40 // 9 = 4."""
+
+  HW = (40, 40)
+  BOX = (-3, 10, 6, 19)  # 9 x 9, its top 3 rows off the image
+
+  def render(self, box=BOX, **kw):
+    image = np.asarray(jax_free_image(self.HW), np.float32)
+    args = dict(boxes=np.array([[box]]), margin=M, insets=True, **kw)
+    return plots.render_grid(image[None, None], **args), plots.grid_geometry(1, 1, self.HW, **args), image
+
+  def inset(self, canvas, geo, n):
+    m, s = geo["margin"], geo["scale"]
+    top = geo["title_h"] + geo["header_h"] + m
+    left = geo["col_left"][0] + m + self.HW[1] * s + m + plots.INSET_GAP + plots.RF_LINE_PX
+    k = plots.RF_LINE_PX
+    return canvas[top:top + n, left:left + n], canvas[top - k:top + n + k, left - k:left + n + k]
+
+  def test_zoom_is_nearest_neighbour_at_the_stated_scale(self):
+    canvas, geo, image = self.render()
+    self.assertEqual(geo["zoom"], [[4]])
+    self.assertEqual(plots.inset_label(4), "RF box x4")
+    pixels, _ = self.inset(canvas, geo, 9 * 4)
+    # The scale read off the pixels: every 4 x 4 block is one image pixel of the box.
+    want = files.to_uint8(image)[0:6, 10:19]  # the box's rows 3..8 are image rows 0..5
+    np.testing.assert_array_equal(pixels[12:], np.repeat(np.repeat(want, 4, 0), 4, 1))
+    clipped = pixels[:12]  # the 3 off-image rows: white, hatched, no image pixel
+    yy, xx = np.mgrid[0:12, 0:36]
+    np.testing.assert_array_equal(colour_mask(clipped, plots.HATCH_COLOUR), (yy + xx) % plots.HATCH_PERIOD == 0)
+    self.assertTrue((clipped[(yy + xx) % plots.HATCH_PERIOD != 0] == 255).all())
+    # Its label is drawn under it, in the inset's columns (beside the image's frame).
+    k, top = plots.RF_LINE_PX, geo["title_h"] + geo["header_h"] + M
+    left = geo["col_left"][0] + M + 40 + M + plots.INSET_GAP
+    self.assertTrue((canvas[top + 36 + k:top - M + geo["frame_h"], left:] < 128).any())
+    self.assertTrue((canvas[top - M + geo["frame_h"]:, left:] == 255).all())  # nothing in the caption band
+
+  def test_inset_outline_is_solid_on_the_image_and_dashed_where_clipped(self):
+    canvas, geo, _ = self.render()
+    _, framed = self.inset(canvas, geo, 36)
+    red = colour_mask(framed, plots.RF_COLOUR)
+    k = plots.RF_LINE_PX
+    self.assertTrue(red[-k:].all())  # the bottom edge lies on the image
+    self.assertTrue(red[k + 12:-k, :k].all() and red[k + 12:-k, -k:].all())  # the sides beside image rows
+    top = red[:k, k:-k]
+    self.assertTrue(top[:, :plots.DASH_PX - k].all() and not top.all())  # the clipped top edge: dashes
+
+  def test_no_inset_when_the_rf_is_a_quarter_of_the_image_or_more(self):
+    box = (5, 5, 15, 15)  # 10 px = a quarter of 40
+    with_flag, geo, image = self.render(box)
+    without = plots.render_grid(image[None, None], boxes=np.array([[box]]), margin=M)
+    self.assertEqual((geo["zoom"], geo["inset_w"]), ([[0]], [0]))
+    np.testing.assert_array_equal(with_flag, without)
+    self.assertEqual(plots.inset_zoom((0, 0, 9, 9), (40, 40)), 4)
+    self.assertEqual(plots.inset_zoom((0, 0, 0, 0), (40, 40)), 0)  # no box
+
+
+def jax_free_image(hw):
+  """A fixed test image whose neighbouring pixels differ (so a block size can be read off)."""
+  y, x = np.mgrid[0:hw[0], 0:hw[1]]
+  return np.stack([(y * 37 + x * 11) % 251, (y * 13 + x * 29) % 241, (y * 7 + x * 53) % 239], -1) / 255.0
+
+
+class PanelScaleTest(absltest.TestCase):
+
+  def test_small_images_are_shown_whole_times_larger(self):
+    self.assertEqual(plots.MIN_PANEL_PX, 119)  # 3 cm at 100 dpi is 118.1 px
+    image = np.asarray(jax_free_image((40, 40)), np.float32)
+    box = (-4, 12, 8, 24)
+    canvas = plots.render_grid(image[None, None], boxes=np.array([[box]]), margin=M, min_panel_px=plots.MIN_PANEL_PX)
+    geo = plots.grid_geometry(1, 1, (40, 40), margin=M, min_panel_px=plots.MIN_PANEL_PX)
+    self.assertEqual(geo["scale"], 3)  # 40 x 3 = 120 >= 119
+    frame = cell_frame(canvas, geo, 0, 0, 120, 120)
+    np.testing.assert_array_equal(frame[M:M + 120, M:M + 120], np.repeat(np.repeat(files.to_uint8(image), 3, 0), 3, 1))
+    # The box is drawn at 3x too: its left edge band starts at x = 36 in the shown image.
+    red = colour_mask(frame, plots.RF_COLOUR)
+    self.assertTrue(red[:M - 1, M + 36].any() and not red[:, M + 35].any())
+
+
+class PaperFigureTest(absltest.TestCase):
+  """A figure's labels, from made-up results (no net): positions with their (i, j) and RF share
+  per tap, seeds over the columns, the inset only beside the small RF."""
+
+  def test_labels_and_insets(self):
+    from rfspec import geometry
+    from rfspec.runs import figures
+
+    hw, seeds = (96, 96), np.array([0, 1])
+    panels = []
+    for tap in ("conv2/3x3", "inception_4c/5x5"):
+      rf = geometry.receptive_field(tap, hw)
+      named = rfspec_named(tap, hw)
+      pos = np.array([named["top"], named["bottom"]])
+      panels.append(figures.PanelResult(
+          tap=tap, channel=7, rank=0, rule="r", rf_size=rf.size, rf_stride=rf.stride, grid=rf.grid,
+          position_names=("top", "bottom"), positions=pos, boxes=np.array([rf.box(*p) for p in pos]),
+          inside=np.array([rf.inside_fraction(*p) for p in pos]), seeds=seeds,
+          images=np.full((2, 2, *hw, 3), 0.5, np.float32), final_activation=np.array([[1234.5, 2.0], [3.0, 4.0]]),
+          psi_auc=(), auc_id=(), vis_config={}, seconds=0.0, resumed=False))
+    fig = figures.FigureResult("fig1", "Figure 1", "claim", False, tuple(panels), "", "", 0.0, False)
+    canvas, layout = plots.paper_figure(fig, note="smoke")
+    conv2, deep = (geometry.receptive_field(t, hw) for t in ("conv2/3x3", "inception_4c/5x5"))
+    top2, top4 = rfspec_named("conv2/3x3", hw)["top"], rfspec_named("inception_4c/5x5", hw)["top"]
+    self.assertEqual(layout["row_labels"][0], (
+        f"top\nconv2/3x3: (i, j) = ({top2[0]}, {top2[1]})\n  RF {conv2.inside_fraction(*top2):.0%} inside\n"
+        f"4c/5x5: (i, j) = ({top4[0]}, {top4[1]})\n  RF {deep.inside_fraction(*top4):.0%} inside"))
+    self.assertEqual(layout["col_labels"], ["conv2/3x3 ch7\nRF 19 px\nseed 0", "conv2/3x3 ch7\nRF 19 px\nseed 1",
+                                            "inception_4c/5x5 ch7\nRF 299 px\nseed 0",
+                                            "inception_4c/5x5 ch7\nRF 299 px\nseed 1"])
+    self.assertEqual(layout["captions"][0][0], "activation 1,234")
+    self.assertEqual(layout["title"], "Figure 1\nsmoke")
+    geo = plots.grid_geometry(2, 4, **layout)
+    self.assertEqual(geo["scale"], 2)  # 96 px shown at 192 >= MIN_PANEL_PX
+    self.assertEqual([z > 0 for z in geo["zoom"][0]], [True, True, False, False])  # 19 px < 96 / 4 < 299 px
+    self.assertEqual(canvas.shape[:2], (geo["height"], geo["width"]))
+    ink = (canvas < 200).any(-1)
+    self.assertTrue(ink[:, :geo["label_w"]].any())  # row labels
+    self.assertTrue(ink[geo["title_h"]:geo["title_h"] + geo["header_h"], geo["label_w"]:].any())  # column labels
+
+
+def rfspec_named(tap, hw):
+  from rfspec import masks
+
+  return masks.named_positions(tap, hw)
 
 
 if __name__ == "__main__":

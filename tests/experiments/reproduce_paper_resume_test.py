@@ -1,8 +1,6 @@
-"""reproduce_paper's done-marker: it vouches only for intact outputs of the same config.
-
-The figure computation is replaced by a tiny fake `figures.make_figure`, so these tests exercise
-only the write order and the completion check (no weights, no optimisation).
-"""
+"""The figures run resumes through its Store: a run killed mid-way redoes only the panel it lost, and
+its images are bit for bit those of a run that was never killed; a finished run redoes nothing; a
+damaged unit is redone alone. Random params of the real shapes (tests/figures_test.py), 96 px, 2 steps."""
 
 import os
 from unittest import mock
@@ -10,71 +8,91 @@ from unittest import mock
 import numpy as np
 from absl.testing import absltest
 
-from experiments import reproduce_paper
-from rfspec import figures, files
+from rfspec import progress
+from rfspec.runs import figures
+from rfspec.runs.store import Store
+from tests.figures_test import LOW0, config, fig, tiny_params
 
-FIG = dict(title="t", claim="c", panels=[dict(tap="conv2/3x3", channel=1)], positions=["center"], seeds=[0])
-VIS = dict(recipe="deepdream", image_hw=(8, 8), steps=2)
-WEIGHTS = "w.caffemodel"
-
-
-def fake_figure(value: float):
-  images = np.full((1, 1, 8, 8, 3), value, np.float32)
-  return figures.Figure(images=images, boxes=np.array([[[0, 0, 4, 4]]]), objectives=np.array([[value]], np.float32),
-                        row_labels=["center"], col_labels=["seed 0"], records=[[{"seed": 0}]],
-                        panels=[figures.Panel("conv2/3x3", 1, 0)], captions=[["(1, 1)"]])
+# Grids of 2 positions x 2 seeds and 1 x 4, the shape tests/figures_test.py compiles too.
+SETTINGS = figures.settings_from_config(config({"a": fig([LOW0], seeds=(0, 1)),
+                                                "b": fig([LOW0], positions=(), seeds=(0, 1, 2, 3))}))
 
 
-class DoneMarkerTest(absltest.TestCase):
+class Killed(Exception):
+  pass
 
-  def setUp(self):
-    super().setUp()
-    self.workdir = self.create_tempdir().full_path
 
-  def run_figure(self, fig, value):
-    with mock.patch.object(figures, "make_figure", return_value=fake_figure(value)):
-      return reproduce_paper.run_figure(None, "fig2", fig, dict(VIS), WEIGHTS, self.workdir)
+class KillAt(progress.RunProgress):
+  """A run's progress that dies (like a SIGKILL, nothing after it runs) at the first chunk of the
+  first grid whose name starts with `prefix`."""
 
-  def hash_of(self, fig):
-    return reproduce_paper.config_hash(fig, VIS, WEIGHTS)
+  def __init__(self, prefix: str):
+    super().__init__(quiet=True)
+    self.prefix = prefix
 
-  def test_finished_figure_is_done_only_for_its_config(self):
-    self.run_figure(FIG, 0.25)
-    self.assertTrue(reproduce_paper.is_done(self.workdir, "fig2", self.hash_of(FIG)))
-    self.assertFalse(reproduce_paper.is_done(self.workdir, "fig2", self.hash_of(dict(FIG, seeds=[1]))))
-    # The manifest is still the figure's JSON (the report and regeneration read it).
-    meta = files.read_json(os.path.join(self.workdir, "fig2.json"))
-    self.assertEqual(meta["figure"], "fig2")
-    self.assertEqual(sorted(meta["files"]), ["npz", "png"])
+  def callback(self, name, tap=""):
+    report = super().callback(name, tap)
 
-  def test_truncated_npz_is_redone(self):
-    self.run_figure(FIG, 0.25)
-    npz = os.path.join(self.workdir, "fig2.npz")
-    with open(npz, "rb") as f:
-      data = f.read()
-    with open(npz, "wb") as f:
-      f.write(data[:-40])
-    self.assertFalse(reproduce_paper.is_done(self.workdir, "fig2", self.hash_of(FIG)))
+    def kill(info):
+      report(info)
+      if name.startswith(self.prefix):
+        raise Killed
+    return kill
 
-  def test_crash_after_new_png_leaves_no_done_marker(self):
-    self.run_figure(FIG, 0.25)
-    changed = dict(FIG, seeds=[7])
-    real_atomic_write = files.atomic_write
 
-    def crash_on_npz(path, data):
-      if path.endswith(".npz"):
-        raise KeyboardInterrupt  # the new PNG is on disk, the NPZ and JSON are not
-      return real_atomic_write(path, data)
+class ResumeTest(absltest.TestCase):
 
-    with mock.patch.object(files, "atomic_write", side_effect=crash_on_npz):
-      with self.assertRaises(KeyboardInterrupt):
-        self.run_figure(changed, 0.75)
-    # Neither the old nor the new config may count as done beside the mixed files.
-    self.assertFalse(reproduce_paper.is_done(self.workdir, "fig2", self.hash_of(FIG)))
-    self.assertFalse(reproduce_paper.is_done(self.workdir, "fig2", self.hash_of(changed)))
-    self.run_figure(changed, 0.75)
-    self.assertTrue(reproduce_paper.is_done(self.workdir, "fig2", self.hash_of(changed)))
-    np.testing.assert_array_equal(np.load(os.path.join(self.workdir, "fig2.npz"))["objectives"], [[0.75]])
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.params = tiny_params()
+
+  def run_figures(self, workdir, *, kill_at=None):
+    """(result, the seeds of each grid call made); kill_at: see `KillAt`."""
+    calls = []
+    real = figures.visualize_grid
+
+    def grid(params, seeds, masks, cfg, **kw):
+      calls.append(len(seeds))
+      return real(params, seeds, masks, cfg, **kw)
+
+    run = KillAt(kill_at) if kill_at else progress.RunProgress(quiet=True)
+    with Store(workdir, weights_sha256="test", schema=figures.SCHEMA) as store, \
+        mock.patch.object(figures, "visualize_grid", grid):
+      return figures.run_figures(self.params, SETTINGS, store, progress=run), calls
+
+  def images(self, result):
+    return [p.images for f in result.figures for p in f.panels]
+
+  def unit_mtimes(self, workdir):
+    root = os.path.join(workdir, "figures")
+    return {os.path.join(d, f): os.path.getmtime(os.path.join(d, f)) for d, _, fs in os.walk(root) for f in fs}
+
+  def test_killed_run_resumes_bit_identical_and_redoes_nothing_after(self):
+    never_killed, calls = self.run_figures(self.create_tempdir().full_path)
+    self.assertEqual(calls, [2, 4])  # one grid call per panel
+    workdir = self.create_tempdir().full_path
+    with self.assertRaises(Killed):
+      self.run_figures(workdir, kill_at="[b]")
+    resumed, calls = self.run_figures(workdir)
+    self.assertEqual(calls, [4])  # only b's panel, which the kill lost
+    self.assertEqual([f.resumed for f in resumed.figures], [True, False])
+    for a, b in zip(self.images(never_killed), self.images(resumed)):
+      np.testing.assert_array_equal(a, b)
+    before = self.unit_mtimes(workdir)
+    again, calls = self.run_figures(workdir)
+    self.assertEqual(calls, [])
+    self.assertEqual(self.unit_mtimes(workdir), before)  # nothing rewritten
+    self.assertTrue(all(f.resumed for f in again.figures))
+    for a, b in zip(self.images(never_killed), self.images(again)):
+      np.testing.assert_array_equal(a, b)
+    # A truncated unit fails its checksum and is redone alone, to the same pixels.
+    npz = os.path.join(workdir, "figures", "a", "panel_0.npz")
+    with open(npz, "r+b") as f:
+      f.truncate(os.path.getsize(npz) // 2)
+    fixed, calls = self.run_figures(workdir)
+    self.assertEqual(calls, [2])
+    np.testing.assert_array_equal(fixed.figures[0].panels[0].images, never_killed.figures[0].panels[0].images)
 
 
 if __name__ == "__main__":
