@@ -714,6 +714,34 @@ def _claim5(taps, realism: Realism | None, key: jax.Array, n_boot: int) -> Claim
                                 says=f"{len(realism.natural_slope)} photos ({', '.join(realism.natural_names[:4])}, ...)"))
 
 
+@functools.partial(jax.jit, static_argnames=("s_a", "u", "n_boot", "n_perm"))
+def _condition_draws(x, ids, uid, key, s_a: int, u: int, n_boot: int, n_perm: int):
+  """Per-channel psi_auc of `condition_psi`: the estimate [K], bootstrap [n_boot, K], permutations [n_perm, K]."""
+  k_n, n = x.shape[:2]
+  i, j = metrics.upper_pairs(n)
+  gt = metrics.compare(metrics.cosine(x, x)[..., i, j])
+  labels = jnp.concatenate([jnp.zeros(s_a, jnp.int32), jnp.ones(n - s_a, jnp.int32)])
+
+  def psi(k, counts, lab):
+    return metrics.psi_from(gt[k], ids[k], lab, counts[uid[k]])
+
+  est = jax.vmap(lambda k: psi(k, jnp.ones(u), labels))(jnp.arange(k_n))
+  kb, kp = jax.random.split(key)
+
+  def boot_draw(kk):
+    k1, k2 = jax.random.split(kk)
+    picks = jax.random.randint(k1, (k_n,), 0, k_n)
+    counts = jax.vmap(lambda q: jnp.bincount(jax.random.randint(q, (u,), 0, u), length=u).astype(jnp.float32))(
+        jax.random.split(k2, k_n))
+    return jax.vmap(lambda k, c: psi(k, c, labels))(picks, counts)
+
+  def perm_draw(kk):
+    return jax.vmap(lambda k, q: psi(k, jnp.ones(u), jax.random.permutation(q, labels)))(
+        jnp.arange(k_n), jax.random.split(kk, k_n))
+
+  return est, jax.lax.map(boot_draw, jax.random.split(kb, n_boot)), jax.lax.map(perm_draw, jax.random.split(kp, n_perm))
+
+
 def condition_psi(desc_a, desc_b, seeds_a, seeds_b, key: jax.Array, *, n_boot: int = 1000,
                   n_perm: int = 1000) -> dict:
   """psi_auc between two conditions of the same node types (an ablation): condition a's images vs
@@ -730,35 +758,12 @@ def condition_psi(desc_a, desc_b, seeds_a, seeds_b, key: jax.Array, *, n_boot: i
   """
   da, db = jnp.asarray(desc_a, jnp.float32), jnp.asarray(desc_b, jnp.float32)
   k_n, s_a = da.shape[:2]
-  ids = jnp.concatenate([jnp.asarray(seeds_a), jnp.asarray(seeds_b)], axis=1)  # [K, Sa + Sb]
-  x = jnp.concatenate([da, db], axis=1)
-  n = x.shape[1]
-  i, j = metrics.upper_pairs(n)
-  gt = metrics.compare(metrics.cosine(x, x)[..., i, j])
-  labels = jnp.concatenate([jnp.zeros(s_a, jnp.int32), jnp.ones(n - s_a, jnp.int32)])
-  uniq, inv = np.unique(np.asarray(ids), return_inverse=True)
-  uid = jnp.asarray(inv.reshape(ids.shape))
-  u = len(uniq)
-
-  def psi(k, counts, lab):
-    return metrics.psi_from(gt[k], ids[k], lab, counts[uid[k]])
-
-  est = float(_nanmean(np.asarray(jax.vmap(lambda k: psi(k, jnp.ones(u), labels))(jnp.arange(k_n))), 0))
-  kb, kp = jax.random.split(key)
-
-  def boot_draw(kk):
-    k1, k2 = jax.random.split(kk)
-    picks = jax.random.randint(k1, (k_n,), 0, k_n)
-    counts = jax.vmap(lambda q: jnp.bincount(jax.random.randint(q, (u,), 0, u), length=u).astype(jnp.float32))(
-        jax.random.split(k2, k_n))
-    return jax.vmap(lambda k, c: psi(k, c, labels))(picks, counts)
-
-  def perm_draw(kk):
-    return jax.vmap(lambda k, q: psi(k, jnp.ones(u), jax.random.permutation(q, labels)))(
-        jnp.arange(k_n), jax.random.split(kk, k_n))
-
-  boot = _nanmean(np.asarray(jax.lax.map(boot_draw, jax.random.split(kb, n_boot))), 1)
-  perm = _nanmean(np.asarray(jax.lax.map(perm_draw, jax.random.split(kp, n_perm))), 1)
+  ids = np.concatenate([np.asarray(seeds_a), np.asarray(seeds_b)], axis=1)  # [K, Sa + Sb]
+  n = ids.shape[1]
+  uniq, inv = np.unique(ids, return_inverse=True)
+  est, boot, perm = _condition_draws(jnp.concatenate([da, db], axis=1), jnp.asarray(ids),
+                                     jnp.asarray(inv.reshape(ids.shape)), key, s_a, len(uniq), n_boot, n_perm)
+  est, boot, perm = float(_nanmean(np.asarray(est), 0)), _nanmean(np.asarray(boot), 1), _nanmean(np.asarray(perm), 1)
   units = int(k_n * min(s_a, n - s_a))
   ci = metrics.interval(boot, units, bounds=(-1, 1))
   return dict(estimate=est, ci=[ci.lo, ci.hi], degenerate=ci.degenerate, p_value=_p_greater(perm, est), n=units,
