@@ -667,13 +667,13 @@ def spectrum_slope(images) -> np.ndarray:
   return np.asarray(out)
 
 
-def start_correlation(final, start) -> np.ndarray:
-  """Correlation of each final image's luminance with its start image's, over all pixels: how much of
-  the start noise is left (0 = none). final, start [N, H, W, 3]; returns float [N]."""
+def start_remnant_share(final, start, remnant: float) -> np.ndarray:
+  """How much of each final image is left-over start noise: the variance of the start's decayed copy
+  (`remnant` x its luminance deviation, e.g. (1 - decay)^steps under zipser2015, whose decay shrinks
+  every pixel's deviation from the mean colour each step, start included) over the variance of the
+  final image's luminance. 0 = none left. final, start [N, H, W, 3]; returns float [N]."""
   lum = np.array([0.299, 0.587, 0.114])
-  a = np.asarray(final, np.float64) @ lum
-  b = np.asarray(start, np.float64) @ lum
-  a = a.reshape(len(a), -1) - a.reshape(len(a), -1).mean(1, keepdims=True)
-  b = b.reshape(len(b), -1) - b.reshape(len(b), -1).mean(1, keepdims=True)
-  den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
-  return np.where(den > 0, (a * b).sum(1) / np.where(den > 0, den, 1), 0.0)
+  f = (np.asarray(final, np.float64) @ lum).reshape(len(final), -1)
+  s0 = (np.asarray(start, np.float64) @ lum).reshape(len(start), -1)
+  var_f = f.var(axis=1)
+  return np.where(var_f > 0, (remnant ** 2) * s0.var(axis=1) / np.where(var_f > 0, var_f, 1), np.inf)

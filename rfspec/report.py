@@ -312,13 +312,13 @@ def _pilot(summary) -> list[str]:
   for st in steps:
     v = pilot[st]
     for t in v["taps"]:
-      corr = [c for c in (t.get("single_start_corr") or []) + (t.get("tiled_start_corr") or []) if c is not None]
+      corr = [c for c in (t.get("single_start_share") or []) + (t.get("tiled_start_share") or []) if c is not None]  # shares
       rows.append([st, t["tap"], _per_position(t["psi_vs_centre"]), _per_position(t["auc_id"]),
                    _per_position(t["transfer"]), str(t["dead_runs"]),
                    _fmt(max(map(abs, corr)) if corr else None),
                    "; ".join(f"{c['claim'].split('.')[0]}: {_fmt(c['estimate'])} {c['verdict']}" for c in v["claims"])])
   return ["## Pilot: the numbers after each step count", "",
-          _table(["steps", "tap", "psi_auc vs centre", "auc_id", "transfer T", "dead", "max |start corr|", "claims"],
+          _table(["steps", "tap", "psi_auc vs centre", "auc_id", "transfer T", "dead", "start noise left (max share)", "claims"],
                  rows), ""]
 
 

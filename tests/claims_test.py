@@ -40,7 +40,7 @@ def _measures(sep: float, *, tap="t", rf_size=50, inside=(1.0, 0.8, 0.4), transf
       channels=np.arange(K), eligible=K, seeds=seeds, final_act=final, alive=~claims.dead_runs(final), desc=desc,
       null_desc=null_desc, transfer=transfer, null_transfer=null_transfer, mirror_desc=np.zeros((K, 0, S, C)),
       single_slope=np.asarray(r.get("single", empty)), tiled_slope=np.asarray(r.get("tiled", empty)),
-      single_start_corr=np.asarray(r.get("corr", empty)), tiled_start_corr=np.asarray(r.get("corr", empty)))
+      single_start_share=np.asarray(r.get("corr", empty)), tiled_start_share=np.asarray(r.get("corr", empty)))
 
 
 def _summary(m):
@@ -136,7 +136,7 @@ class DecideTest(absltest.TestCase):
     rng = np.random.default_rng(0)
     many = claims.Realism(-2.5 + 0.2 * rng.standard_normal(25), tuple(map(str, range(25))))
     self.assertEqual(self._decide([(m, s)], realism=many)[4].verdict, "supported")
-    noisy = m._replace(single_start_corr=np.full(S, 0.3))
+    noisy = m._replace(single_start_share=np.full(S, 0.3))
     self.assertIn("start noise", self._decide([(noisy, s)], realism=many)[4].why)
 
 

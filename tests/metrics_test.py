@@ -306,11 +306,13 @@ class RealismTest(absltest.TestCase):
     pink = (pink - pink.min()) / np.ptp(pink)
     self.assertAlmostEqual(float(metrics.spectrum_slope(np.repeat(pink[None, ..., None], 3, -1))[0]), -2.0, delta=0.35)
 
-  def test_start_correlation(self):
+  def test_start_remnant_share(self):
     rng = np.random.default_rng(1)
     start = rng.uniform(size=(1, 32, 32, 3))
-    self.assertAlmostEqual(float(metrics.start_correlation(start, start)[0]), 1.0)
-    self.assertLess(abs(float(metrics.start_correlation(rng.uniform(size=(1, 32, 32, 3)), start)[0])), 0.1)
+    self.assertAlmostEqual(float(metrics.start_remnant_share(start, start, 1.0)[0]), 1.0)
+    pattern = rng.uniform(size=(1, 32, 32, 3))
+    # The start decayed to 10 % of its amplitude under a pattern of the same spread: 1 % of the variance.
+    self.assertAlmostEqual(float(metrics.start_remnant_share(pattern, start, 0.1)[0]), 0.01, delta=0.002)
 
 
 if __name__ == "__main__":

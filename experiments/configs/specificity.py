@@ -16,7 +16,8 @@ Fields (see `rfspec.runs.sweep.SweepSettings`):
     whose node is on at the start for S of the first `seed_pool` seeds at every position
     (`rfspec.selection`), with `channel_key`.
   n_positions: positions along the diagonal from the centre node to the corner; mirror: add the
-    corner's true mirror about the image; tiled: the first channel also tiled (claim 5).
+    corner's true mirror about the image; tiled: the first channel also tiled (claim 5);
+    realism_steps: if > 0, claim 5's single and tiled images are a separate arm of this many steps.
   batch: elements per compiled batch (16 suits 2 CPU cores; a GPU takes hundreds).
   n_boot, n_perm: bootstrap draws and permutations.
   snapshot_steps: also score the images after these steps (the pilot).
@@ -45,6 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.n_positions = 5
   c.mirror = True
   c.tiled = True
+  c.realism_steps = 0
   c.batch = 256
   c.n_boot = 1000
   c.n_perm = 1000
@@ -56,9 +58,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.reference_images = ""
   c.smoke_test = False
   if arg == "cpu224":
-    # About 3 hours on 2 idle CPU cores at the pilot's step count (see experiments/results/README.md).
+    # About 3.5 hours on 2 idle CPU cores: 300 steps, where the pilot's numbers had settled
+    # (experiments/results/specificity_224_pilot.md), and claim 5's images at 1,000 steps, where the
+    # start noise has decayed (0.995^1000 = 0.7 % of its amplitude).
     c.taps = ("conv2/3x3", "inception_3b/output", "inception_4a/output", "inception_4c/5x5")
-    c.vis = dict(ZIPSER, steps=600, chunk=50)
+    c.vis = dict(ZIPSER, steps=300, chunk=50)
+    c.realism_steps = 1000
     c.channels_per_tap = 6
     c.seed_pool = 32
     c.n_positions = 4

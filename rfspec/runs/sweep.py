@@ -44,7 +44,7 @@ from rfspec.runs.store import Store
 __all__ = ["SCHEMA", "SweepResult", "SweepSettings", "TapRun", "natural_photos", "run_sweep", "settings_from_config"]
 
 SCHEMA = 1  # bump when a stored visual batch's format changes
-MEASURES_VERSION = 1  # bump when `measure_tap` changes: the measures are recomputed from the stored batches
+MEASURES_VERSION = 2  # bump when `measure_tap` changes: the measures are recomputed from the stored batches
 NATURAL_SIZE = 224
 
 
@@ -65,6 +65,9 @@ class SweepSettings:
     n_positions: positions along the diagonal, centre to corner.
     mirror: add the corner's true mirror position (the mirror ablation).
     tiled: also visualize the first channel tiled over every position (claim 5).
+    realism_steps: if > 0, claim 5's images (the first channel's centre node and the channel tiled,
+      S starts each) are a separate arm run for this many steps, so the start noise has decayed
+      (its share is checked); 0 takes them from the main grid.
     batch: grid elements per compiled batch (every batch has this shape).
     n_boot, n_perm: bootstrap draws and permutations.
     snapshot_steps: also measure the images after these step counts (the pilot).
@@ -83,6 +86,7 @@ class SweepSettings:
   n_positions: int = 4
   mirror: bool = True
   tiled: bool = True
+  realism_steps: int = 0
   batch: int = 16
   n_boot: int = 1000
   n_perm: int = 1000
@@ -160,7 +164,7 @@ def settings_from_config(config) -> SweepSettings:
   settings = SweepSettings(
       taps=taps, vis=vis, channels_per_tap=k, seeds_per_position=s, seed_pool=pool,
       channel_key=_int(config, "channel_key", 0, 2 ** 31 - 1), n_positions=n_pos, mirror=bool(get("mirror", True)),
-      tiled=bool(get("tiled", True)), batch=batch, n_boot=n_boot, n_perm=n_perm, snapshot_steps=snaps,
+      tiled=bool(get("tiled", True)), realism_steps=_int(config, "realism_steps", 0, 10 ** 7), batch=batch, n_boot=n_boot, n_perm=n_perm, snapshot_steps=snaps,
       input_size_taps=tuple(get("input_size_taps") or ()), padding_taps=tuple(get("padding_taps") or ()),
       ablation_channels=a_k, ablation_seeds=a_s, smoke_test=bool(get("smoke_test", False)),
       variant=str(get("variant", "")))
@@ -368,13 +372,14 @@ def _mirror_windows(plan: _Plan, windows: metrics.FrameWindows, rf_size: int) ->
 
 
 def measure_tap(params, cfg: VisConfig, plan: _Plan, choice: selection.ChannelChoice, images: np.ndarray,
-                final_act: np.ndarray, tiled: np.ndarray | None, *, erf_off: np.ndarray) -> claims.TapMeasures:
+                final_act: np.ndarray, realism: tuple | None, *, erf_off: np.ndarray) -> claims.TapMeasures:
   """The compact measurements of one tap (see `claims.TapMeasures`).
 
   Args:
     images: [K, P, S, H, W, 3] every (channel, position, start).
     final_act: [K, P, S] the node's value on each final image.
-    tiled: [S, H, W, 3] the first channel tiled (starts = its centre starts), or None.
+    realism: (single [S, H, W, 3], tiled [S, H, W, 3], steps): the first channel's centre node and the
+      channel tiled, from its centre starts, after `steps` steps; or None.
   """
   hw = cfg.image_hw
   k_n, p_n, s_n = images.shape[:3]
@@ -403,14 +408,15 @@ def measure_tap(params, cfg: VisConfig, plan: _Plan, choice: selection.ChannelCh
     r = np.broadcast_to(mirror_rects[None, :, None], (k_n, 4, s_n, 4))
     mirror_desc = np.asarray(metrics.describe(params, jnp.asarray(x), jnp.asarray(r)))
   empty = np.zeros((0,), np.float32)
-  if tiled is not None:
+  if realism is not None:
+    single, tiled, steps = realism
     starts = np.stack([np.asarray(initial_image(int(s), cfg)) for s in choice.seeds[0, 0]])
-    single = images[0, 0]
+    remnant = (1.0 - cfg.decay) ** steps  # the decay shrinks the start's deviation from the mean colour each step
     realism = dict(single_slope=metrics.spectrum_slope(single), tiled_slope=metrics.spectrum_slope(tiled),
-                   single_start_corr=metrics.start_correlation(single, starts),
-                   tiled_start_corr=metrics.start_correlation(tiled, starts))
+                   single_start_share=metrics.start_remnant_share(single, starts, remnant),
+                   tiled_start_share=metrics.start_remnant_share(tiled, starts, remnant))
   else:
-    realism = dict(single_slope=empty, tiled_slope=empty, single_start_corr=empty, tiled_start_corr=empty)
+    realism = dict(single_slope=empty, tiled_slope=empty, single_start_share=empty, tiled_start_share=empty)
   return claims.TapMeasures(
       tap=cfg.tap, image_hw=tuple(hw), rf_size=int(rf.size), positions=pos, roles=tuple(plan.roles), boxes=plan.boxes,
       inside=np.array([rf.inside_fraction(*p) for p in plan.positions]), erf_off=np.asarray(erf_off, np.float64),
@@ -437,6 +443,14 @@ def measures_from_arrays(arrays: dict, meta: dict) -> claims.TapMeasures:
 # ----------------------------------------------------------------------------- the sweep
 
 
+def _realism_elements(tap: str, choice: selection.ChannelChoice, plan: _Plan, hw):
+  """The first channel's centre node, then the channel tiled, each from its centre starts."""
+  seeds = np.asarray(choice.seeds[0, 0], np.int64)
+  single = masks_lib.node_mask(tap, int(choice.channels[0]), hw, plan.positions[0])
+  tiled = masks_lib.node_mask(tap, int(choice.channels[0]), hw, None)
+  return np.concatenate([seeds, seeds]), np.stack([single] * len(seeds) + [tiled] * len(seeds)).astype(np.float32)
+
+
 def _elements(tap: str, choice: selection.ChannelChoice, plan: _Plan, hw, tiled: bool):
   """Flat (seed, mask) elements: every (channel, position, start), then the first channel tiled."""
   k_n, p_n, s_n = choice.seeds.shape
@@ -458,7 +472,8 @@ def _elements(tap: str, choice: selection.ChannelChoice, plan: _Plan, hw, tiled:
 def _tap_key(settings: SweepSettings, tap: str) -> dict:
   d = settings.to_dict()
   return dict(tap=tap, vis=d["vis"], k=d["channels_per_tap"], s=d["seeds_per_position"], pool=d["seed_pool"],
-              channel_key=d["channel_key"], n_positions=d["n_positions"], mirror=d["mirror"], tiled=d["tiled"])
+              channel_key=d["channel_key"], n_positions=d["n_positions"], mirror=d["mirror"], tiled=d["tiled"],
+              **({"realism_steps": d["realism_steps"]} if d["realism_steps"] else {}))
 
 
 def planned_work(settings: SweepSettings) -> list[tuple[str, str, int]]:
@@ -467,10 +482,13 @@ def planned_work(settings: SweepSettings) -> list[tuple[str, str, int]]:
   grids = []
   for tap in settings.taps:
     n_p = len(_plan(tap, settings).positions)
-    n = settings.channels_per_tap * n_p * settings.seeds_per_position + (settings.seeds_per_position if settings.tiled else 0)
+    inline = settings.tiled and not settings.realism_steps
+    n = settings.channels_per_tap * n_p * settings.seeds_per_position + (settings.seeds_per_position if inline else 0)
     steps = settings.cfg(tap).steps
     unit = f"sweep/{geometry.tap_filename(tap)}"
     grids += [(f"{unit}/batch_{i:03d}", tap, settings.batch * steps) for i in range(-(-n // settings.batch))]
+    if settings.tiled and settings.realism_steps:
+      grids.append((f"{unit}/realism/batch_000", tap, 2 * settings.seeds_per_position * settings.realism_steps))
   return grids
 
 
@@ -515,24 +533,32 @@ def run_sweep(params, settings: SweepSettings, store: Store, *, natural: tuple[n
                                        key=jax.random.fold_in(jax.random.key(settings.channel_key), t))
     progress.note(f"[{tap}] channels {choice.channels.tolist()} ({len(choice.eligible)} eligible), "
                   f"{len(plan.positions)} positions x {settings.seeds_per_position} starts")
-    seeds, node_masks = _elements(tap, choice, plan, hw, settings.tiled)
+    inline = settings.tiled and not settings.realism_steps
+    seeds, node_masks = _elements(tap, choice, plan, hw, inline)
     images, snaps = _visualize(params, cfg, seeds, node_masks, settings, store, unit, tap_key, progress,
                                settings.snapshot_steps)
     k_n, p_n, s_n = choice.seeds.shape
     main = k_n * p_n * s_n
     nodes = np.array([plan.positions[p] for k in range(k_n) for p in range(p_n) for _ in range(s_n)])
     chans = np.repeat(choice.channels, p_n * s_n)
+    arm = None
+    if settings.tiled and settings.realism_steps:
+      r_cfg = dataclasses.replace(cfg, steps=settings.realism_steps)
+      r_seeds, r_masks = _realism_elements(tap, choice, plan, hw)
+      r_imgs, _ = _visualize(params, r_cfg, r_seeds, r_masks, dataclasses.replace(settings, batch=len(r_seeds)), store,
+                             f"{unit}/realism", dict(tap_key, arm="realism"), progress)
+      arm = (r_imgs[:s_n], r_imgs[s_n:], settings.realism_steps)
     erf_off = geometry.erf_off_share(params, tap, hw, plan.positions, key=jax.random.fold_in(key, 1000 + t))
 
-    def measure(imgs):
+    def measure(imgs, steps):
       final = _node_values(params, imgs[:main], cfg, nodes, chans).reshape(k_n, p_n, s_n)
-      tiled = imgs[main:] if settings.tiled else None
-      return measure_tap(params, cfg, plan, choice, imgs[:main].reshape(k_n, p_n, s_n, *imgs.shape[1:]), final, tiled,
+      realism = (imgs[0:s_n], imgs[main:], steps) if inline else arm
+      return measure_tap(params, cfg, plan, choice, imgs[:main].reshape(k_n, p_n, s_n, *imgs.shape[1:]), final, realism,
                          erf_off=erf_off)
 
-    m = measure(images)
+    m = measure(images, cfg.steps)
     for n_step, step in enumerate(settings.snapshot_steps):
-      pilot_measures.setdefault(step, []).append(measure(snaps[n_step]))
+      pilot_measures.setdefault(step, []).append(measure(snaps[n_step], step))
     ablations = _ablations(params, settings, tap, cfg, plan, choice, images[:main].reshape(
         k_n, p_n, s_n, *images.shape[1:]), store, unit, tap_key, progress, jax.random.fold_in(key, 2000 + t))
     arrays, meta = measures_to_arrays(m)
@@ -627,7 +653,7 @@ def _input_size(params, settings, cfg, plan, channels, pool, sa, store, unit, ta
   imgs = []
   for which, c_cfg, node in (("1x", cfg, c1), ("2x", big, c2)):
     m = np.stack([masks_lib.node_mask(cfg.tap, c, c_cfg.image_hw, node) for c in chans for _ in range(sa)])
-    s = SweepSettings(**{**settings.to_dict(), "batch": len(m)})
+    s = dataclasses.replace(settings, batch=len(m))
     ims, _ = _visualize(params, c_cfg, seeds.reshape(-1), m, s, store, f"{unit}/input_size_{which}",
                         dict(tap_key, ablation="input_size", size=which, channels=chans), progress)
     imgs.append(ims.reshape(len(chans), sa, *ims.shape[1:]))
@@ -672,7 +698,7 @@ def _padding(params, settings, cfg, plan, choice, images, ka, sa, store, unit, t
   seeds = np.array([[choice.seeds[k, p, s] for s in keep] for k, keep in zip(chans, idx_keep) for p in ps])
   m = np.stack([masks_lib.node_mask(cfg.tap, int(choice.channels[k]), cfg.image_hw, plan.positions[p])
                 for k in chans for p in ps for _ in range(sa)])
-  s = SweepSettings(**{**settings.to_dict(), "batch": len(m)})
+  s = dataclasses.replace(settings, batch=len(m))
   r_imgs, _ = _visualize(params, refl, seeds.reshape(-1), m, s, store, f"{unit}/padding_reflect",
                          dict(tap_key, ablation="padding", channels=[int(choice.channels[k]) for k in chans]), progress)
   r_imgs = r_imgs.reshape(len(chans), 2, sa, *r_imgs.shape[1:])
@@ -747,7 +773,7 @@ def tap_dict(m: claims.TapMeasures, s: claims.TapSummary, r: TapRun) -> dict:
                        "mirror positions alike)"),
       dead_runs=s.dead, runs=s.runs, final_activation_median=_num(np.median(m.final_act)),
       realism=dict(single_slope=_num(m.single_slope), tiled_slope=_num(m.tiled_slope),
-                   single_start_corr=_num(m.single_start_corr), tiled_start_corr=_num(m.tiled_start_corr)),
+                   single_start_share=_num(m.single_start_share), tiled_start_share=_num(m.tiled_start_share)),
       ablations=r.ablations, seconds=r.seconds, resumed=r.resumed)
 
 
@@ -771,8 +797,8 @@ def summary(result: SweepResult, *, weights: str = "", weights_sha256: str = "")
                                     taps=[dict(tap=m.tap, psi_vs_centre=_num(s.psi_centre), auc_id=_num(s.auc_id),
                                                transfer=_num(s.transfer), dead_runs=s.dead,
                                                single_slope=_num(m.single_slope), tiled_slope=_num(m.tiled_slope),
-                                               single_start_corr=_num(m.single_start_corr),
-                                               tiled_start_corr=_num(m.tiled_start_corr))
+                                               single_start_share=_num(m.single_start_share),
+                                               tiled_start_share=_num(m.tiled_start_share))
                                           for m, s in zip(result.measures, v["summaries"])])
                     for step, v in result.pilot.items()}
     last = str(st["vis"]["steps"])
