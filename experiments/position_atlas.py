@@ -58,7 +58,7 @@ def main(argv):
                                         result.cols, title=title, tile=settings.mosaic_tile)
     heat, cells = plots.atlas_psi_heatmap(plots.atlas_psi_figure(
         result.psi, result.psi_ci, result.psi_reason, result.window_share, result.rows, result.cols,
-        result.reference, title=f"{result.tap} channel {result.channel}"))
+        result.reference, title=f"{result.tap} channel {result.channel}", degenerate=result.psi_degenerate))
     summary.update(mosaic=layout, seconds=time.perf_counter() - t0)
     files.write_png(paths["atlas.png"], mosaic)
     files.write_png(paths["atlas_psi.png"], heat)

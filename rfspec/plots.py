@@ -517,16 +517,16 @@ def atlas_mosaic(images, boxes, inside, rows, cols, *, title: str = "", tile: in
   return np.asarray(pil), dict(g, title=title, scale=scale)
 
 
-def _psi_cell_text(value, ci, reason: str, share: float) -> str:
+def _psi_cell_text(value, ci, reason: str, share: float, degenerate: bool = False) -> str:
   if reason == "the reference itself":
     return "centre"
   if value is None or not np.isfinite(value):
     return f"n/a\nwindow {share:.0%}" if "window" in reason else "n/a"
   lo, hi = ci
-  return f"{value:.2f}\n[{lo:.2f}, {hi:.2f}]"
+  return f"{value:.2f}\n[{lo:.2f}, {hi:.2f}]" + ("*" if degenerate else "")
 
 
-def atlas_psi_figure(psi, psi_ci, reasons, share, rows, cols, reference, *, title: str = ""):
+def atlas_psi_figure(psi, psi_ci, reasons, share, rows, cols, reference, *, title: str = "", degenerate=None):
   """Heat maps of the atlas's measure, on the (i, j) = (row, col) grid of the tiles.
 
   Left: psi_auc of each tile against the centre tile on their common RF-frame window (diverging,
@@ -540,6 +540,8 @@ def atlas_psi_figure(psi, psi_ci, reasons, share, rows, cols, reference, *, titl
     rows, cols: the grid's i of each row and j of each column.
     reference: (r, c) of the centre tile.
     title: suptitle.
+    degenerate: optional bool [R, C]: every bootstrap draw gave the same value, so the interval is
+      `metrics.interval`'s exact bound for that many starts; marked "*" and explained under the panel.
 
   Returns:
     A matplotlib `Figure` (no pyplot state); its psi axes has the label "psi".
@@ -550,7 +552,8 @@ def atlas_psi_figure(psi, psi_ci, reasons, share, rows, cols, reference, *, titl
   psi, share = np.asarray(psi, np.float64), np.asarray(share, np.float64)
   ci = np.asarray(psi_ci, np.float64)
   n_r, n_c = psi.shape
-  cell = 0.62 if max(n_r, n_c) <= 6 else 0.42
+  degenerate = np.zeros((n_r, n_c), bool) if degenerate is None else np.asarray(degenerate, bool)
+  cell = 0.72 if max(n_r, n_c) <= 6 else 0.42
   fig = Figure(figsize=(2.6 + 2 * cell * n_c + 1.6, 1.5 + cell * n_r), layout="constrained")
   ax_psi, ax_share = fig.subplots(1, 2)
   ax_psi.set_label("psi")
@@ -564,7 +567,7 @@ def atlas_psi_figure(psi, psi_ci, reasons, share, rows, cols, reference, *, titl
       for c in range(n_c):
         v = values[r, c]
         if ax is ax_psi:
-          text = _psi_cell_text(v, ci[r, c], reasons[r][c], share[r, c])
+          text = _psi_cell_text(v, ci[r, c], reasons[r][c], share[r, c], degenerate[r, c])
           dark = np.isfinite(v) and abs(v) > 0.6
         else:
           text, dark = f"{v:.0%}", v < 0.5
@@ -577,6 +580,9 @@ def atlas_psi_figure(psi, psi_ci, reasons, share, rows, cols, reference, *, titl
     ax.set_ylabel("i (row)")
     ax.set_title(name, fontsize=9)
     fig.colorbar(im, ax=ax, shrink=0.8)
+  if np.any(degenerate & np.isfinite(psi)):
+    fig.supxlabel("* every bootstrap draw gave the same value: the interval is the exact bound for that many "
+                  "starts, not a spread", fontsize=8)
   if title:
     fig.suptitle(title, fontsize=10)
   return fig

@@ -39,7 +39,7 @@ def image_data_uri(image, *, fmt: str = "JPEG", quality: int = 92) -> str:
 
 # ----------------------------------------------------------------------------- position atlas
 
-ATLAS_REPORT_VERSION = 2  # bump when the atlas page or figures change (stored batches stay valid)
+ATLAS_REPORT_VERSION = 3  # bump when the atlas page or figures change (stored batches stay valid)
 
 _ATLAS_CSS = """
 body{font-family:system-ui,sans-serif;margin:1.2em 1.5em;color:#222}
@@ -175,7 +175,7 @@ function showPair(k){
     body.appendChild(row);
   });
   const ctx = el('div', {className: 'ctxs'});
-  ctx.appendChild(el('span', {textContent: 'Where the window lies in the whole image (first start of each):'}));
+  ctx.appendChild(el('span', {textContent: 'Where the window lies:'}));
   ctx.appendChild(context(D.images[k][0], r, pos + ' whole image, window outlined'));
   ctx.appendChild(context(D.images[D.reference][0], c, 'centre whole image, window outlined'));
   body.appendChild(ctx);
