@@ -240,6 +240,28 @@ class PositionAtlasTest(absltest.TestCase):
         rfspec.position_atlas(None, *args[:4], **kw)
 
 
+class PlanTest(absltest.TestCase):
+
+  def test_batches_have_one_shape_and_pad_with_their_own_first_position(self):
+    plan = atlas.plan_batches([(0, 0), (0, 1), (1, 0), (1, 1), (2, 0)], 2)
+    self.assertEqual([b.shape for b in plan], [(2, 2)] * 3)
+    np.testing.assert_array_equal(plan[2], [(2, 0), (2, 0)])
+
+  def test_batch_size_follows_the_memory_available(self):
+    class FakeGpu:
+      platform = "gpu"
+      id, device_kind = 0, "fake"
+
+      def memory_stats(self):
+        return {"bytes_limit": 16 * 2**30, "bytes_in_use": 0}
+
+    cfg = rfspec.VisConfig(tap="inception_4c/5x5", image_hw=(224, 224))
+    per_device = int(0.5 * 16 * 2**30 // atlas.bytes_per_element(cfg))  # half of each device's free memory
+    self.assertEqual(atlas.default_batch_positions(cfg, 4, 10_000, devices=[FakeGpu()] * 2), per_device * 2 // 4)
+    self.assertEqual(atlas.default_batch_positions(cfg, 4, 10, devices=[FakeGpu()] * 2), 10)  # at most the positions
+    self.assertEqual(atlas.default_batch_positions(cfg, 10**6, 10, devices=[FakeGpu()]), 1)  # at least 1
+
+
 class SettingsTest(parameterized.TestCase):
 
   @parameterized.named_parameters(

@@ -39,14 +39,13 @@ import dataclasses
 import functools
 import math
 import numbers
-import os
 from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rfspec import claims, geometry, metrics, objectives, selection
+from rfspec import claims, geometry, memory, metrics, objectives, selection
 from rfspec import masks as masks_lib
 from rfspec.engine import VisConfig, embed_canvas, initial_image, visualize_batch
 from rfspec.errors import UserError
@@ -64,13 +63,8 @@ MIN_TILE_PX = 160  # a mosaic tile smaller than this hides the pattern's structu
 
 Position = tuple[int, int]
 
-# Bytes per float32 activation value during one optimisation step: the forward activation (kept
-# for the backward pass), its gradient and XLA's temporaries. Calibrated on CPU against XLA's own
-# `compile().memory_analysis()` of the vmapped step for inception_4c/5x5: temp bytes per element
-# 43 MB at 128 px (this estimate: 42 MB) and 13 MB at 64 px (10.5 MB).
-_BYTES_PER_VALUE = 4 * 6
-# Share of a device's memory the atlas may plan for (params, compiled code and the host copy of
-# the results need the rest).
+# Share of the memory available that the atlas plans a batch for (the host copy of the results, the
+# judge and the figures need the rest).
 _MEMORY_SHARE = 0.5
 # On CPU, vmapped batches beyond a few elements per device are no faster (the cores are already
 # busy), and a smaller batch loses less work to a kill; accelerators get what memory allows.
@@ -219,49 +213,28 @@ def settings_from_config(config) -> AtlasSettings:
 
 
 def bytes_per_element(cfg: VisConfig) -> int:
-  """Estimated device memory (bytes) of one batch element (one image) during a step.
-
-  The estimate: every blob from the input up to `cfg.tap` at `cfg.net_hw` (the activations the
-  backward pass needs), times `_BYTES_PER_VALUE` = 4 bytes x 6 (value, gradient, temporaries;
-  calibrated against XLA's memory analysis). For inception_4c/5x5 at 224 px: about 130 MB.
-  """
-  hws = googlenet.blob_hws(tuple(cfg.net_hw))
-  needed = googlenet.ancestors((cfg.tap,))
-  values = 3 * cfg.net_hw[0] * cfg.net_hw[1]
-  for layer in googlenet.LAYERS:
-    if layer.name in needed:
-      h, w = hws[layer.name]
-      values += h * w * layer.channels
-  return int(values * _BYTES_PER_VALUE)
-
-
-def _device_memory(device: jax.Device) -> int:
-  """Bytes one device may use: its allocator's limit, or for CPU the host's physical memory
-  shared by all CPU devices."""
-  stats = None
-  try:
-    stats = device.memory_stats()
-  except Exception:  # some backends do not implement it
-    stats = None
-  if stats and stats.get("bytes_limit"):
-    return int(stats["bytes_limit"])
-  try:
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-  except (ValueError, OSError, AttributeError):
-    total = 8 << 30
-  return int(total) // max(1, len([d for d in jax.devices() if d.platform == device.platform]))
+  """Estimated memory (bytes) of one batch element (one image) during a step: `rfspec.memory`'s
+  estimate, the one the engine checks every grid call against."""
+  return memory.estimate_step_bytes(cfg, 2) - memory.estimate_step_bytes(cfg, 1)
 
 
 def default_batch_positions(cfg: VisConfig, n_seeds: int, n_positions: int,
                             devices: Sequence[jax.Device] | None = None) -> int:
-  """Positions per compiled batch, from the device count and memory.
+  """Positions per compiled batch, from the device count and the memory available.
 
-  elements per device = floor(`_MEMORY_SHARE` x device memory / `bytes_per_element(cfg)`) (at
-  least 1; on CPU at most `_CPU_MAX_ELEMENTS_PER_DEVICE`), times the number of devices; divided
-  by the seeds per position; at least 1 and at most `n_positions`.
+  elements per device = floor(`_MEMORY_SHARE` x `rfspec.memory.available_bytes` / `bytes_per_element`)
+  (at least 1; on CPU, whose devices share the host, the host's memory split over them and at most
+  `_CPU_MAX_ELEMENTS_PER_DEVICE`), times the number of devices; divided by the seeds per position;
+  at least 1 and at most `n_positions`. Unknown memory plans one element per device.
   """
   devices = list(jax.devices() if devices is None else devices)
-  per_device = max(1, int(_MEMORY_SHARE * _device_memory(devices[0]) // bytes_per_element(cfg)))
+  available, _ = memory.available_bytes(devices[0])
+  if available is None:
+    per_device = 1
+  else:
+    if devices[0].platform == "cpu":
+      available //= len(devices)
+    per_device = max(1, int(_MEMORY_SHARE * available // bytes_per_element(cfg)))
   if devices[0].platform == "cpu":
     per_device = min(per_device, _CPU_MAX_ELEMENTS_PER_DEVICE)
   return int(min(n_positions, max(1, per_device * len(devices) // n_seeds)))
