@@ -9,7 +9,7 @@ from rfspec.models.googlenet import TAPS, forward
 from rfspec.geometry import effective_rf, receptive_field
 from rfspec.engine import VisConfig, initial_image, visualize, visualize_grid
 from rfspec.weights.store import load_params, weights_sha256
-from rfspec.atlas import position_atlas
+from rfspec.runs.atlas import position_atlas
 
 __all__ = ["TAPS", "VisConfig", "effective_rf", "forward", "initial_image", "load_params", "node_mask", "position_atlas", "receptive_field",
            "visualize", "visualize_grid", "weights_sha256"]

@@ -397,87 +397,220 @@ def paper_figure(figure, *, note: str = "") -> tuple[np.ndarray, dict]:
 
 # ----------------------------------------------------------------------------- position atlas
 
+ATLAS_DASH_PX = (6, 4)  # dash and gap of the RF box's off-image part in the mosaic
+ATLAS_INSIDE_ALPHA = 0.7  # opacity of the RF edge where it crosses the image (the pattern stays visible)
 
-def atlas_mosaic(images, boxes, inside, rows, cols, *, title: str = "", tile: int = 0) -> tuple[np.ndarray, dict]:
-  """The position atlas as one picture: tile (r, c) at its grid position, via `render_grid`.
 
-  Each tile keeps its own pixels; its RF outline, ticks and the hatched off-image share of the RF
-  are drawn in the margin around it (see the module docstring), and its caption gives the share
-  of the RF inside the image ("in 0.42").
+def _dashed(draw, p0, p1, colour, width: int) -> None:
+  """A dashed straight line from p0 to p1 (x, y), axis-aligned."""
+  (x0, y0), (x1, y1) = p0, p1
+  length = abs(x1 - x0) + abs(y1 - y0)
+  dx, dy = np.sign(x1 - x0), np.sign(y1 - y0)
+  dash, gap = ATLAS_DASH_PX
+  t = 0
+  while t < length:
+    e = min(t + dash, length)
+    draw.line([(x0 + dx * t, y0 + dy * t), (x0 + dx * e, y0 + dy * e)], fill=colour, width=width)
+    t += dash + gap
 
-  Args:
-    images: [R, C, H, W, 3] RGB in [0, 1] (one seed), tile (r, c) = node (rows[r], cols[c]).
-    boxes: int [R, C, 4] RF boxes (top, left, bottom, right), half-open, image pixels (y, x).
-    inside: [R, C] share of each RF inside the image.
-    rows, cols: the grid's i (row) of each tile row and j (col) of each tile column.
-    title: drawn above the mosaic.
-    tile: resize each image so its longer side is `tile` px (boxes scaled alike); 0 keeps it.
+
+def _split_segment(a: float, b: float, lo: float, hi: float) -> tuple[list, list]:
+  """The parts of the interval [a, b] inside [lo, hi] and outside it: (inside, outside) lists."""
+  inside = [(max(a, lo), min(b, hi))] if min(b, hi) > max(a, lo) else []
+  outside = [(s, e) for s, e in ((a, min(b, lo)), (max(a, hi), b)) if e > s]
+  return inside, outside
+
+
+def atlas_layout(n_rows: int, n_cols: int, tile_hw: tuple[int, int], margin: int, *, title: str = "") -> dict:
+  """Pixel layout of `atlas_mosaic`'s canvas: where each tile's image lies.
 
   Returns:
-    (uint8 [height, width, 3], layout): layout = dict(title, row_labels, col_labels, captions,
-    margin, image_hw) -- with it, `grid_geometry(R, C, **layout)` says where each tile lies.
+    dict(title_h, header_h, label_w, caption_h, cell_h, cell_w, margin, height, width, tile_hw); tile
+    (r, c)'s image occupies rows [top, top + h) and cols [left, left + w) with
+    top = title_h + header_h + r * cell_h + margin and left = label_w + c * cell_w + margin.
   """
-  from PIL import Image
+  h, w = tile_hw
+  title_h = _text_hw(title, _BIG)[0] + 2 * _PAD if title else 0
+  header_h = _text_hw("j = 0", _SMALL)[0] + _PAD
+  label_w = _text_hw("i = 000", _SMALL)[1] + 2 * _PAD
+  caption_h = 2 * (_text_hw("(0, 0)", _SMALL)[0] + 2)
+  cell_h = h + 2 * margin + caption_h + _PAD
+  cell_w = w + 2 * margin + _PAD
+  return dict(title_h=title_h, header_h=header_h, label_w=label_w, caption_h=caption_h, cell_h=cell_h,
+              cell_w=cell_w, margin=margin, tile_hw=(h, w), height=title_h + header_h + n_rows * cell_h,
+              width=max(label_w + n_cols * cell_w, _text_hw(title, _BIG)[1] + 2 * _PAD))
+
+
+def atlas_mosaic(images, boxes, inside, rows, cols, *, title: str = "", tile: int = 160) -> tuple[np.ndarray, dict]:
+  """The position atlas as one picture: tile (r, c) at its place on the grid, each with its RF box.
+
+  Rows are labelled "i = ..." and columns "j = ..." (positions (i, j) = (row, col) of the tap's
+  grid); under each tile its (i, j) and the share of its RF inside the image. The RF box (red) is
+  drawn solid where its edges cross the image (at `ATLAS_INSIDE_ALPHA`, so the pattern under it
+  stays visible) and dashed where it lies off the image, in a white margin around the tile; a box
+  that runs past the margin is cut at the margin's edge (the caption gives the exact share).
+
+  Args:
+    images: [R, C, H, W, 3] RGB in [0, 1] (one start per tile), tile (r, c) = node (rows[r], cols[c]).
+    boxes: int [R, C, 4] full RF boxes (top, left, bottom, right), half-open, image px (y, x).
+    inside: [R, C] share of each RF inside the image.
+    rows, cols: the grid's i of each tile row and j of each tile column.
+    title: drawn above the mosaic.
+    tile: px of each tile's longer side (images resized with Lanczos; boxes scaled alike).
+
+  Returns:
+    (uint8 [height, width, 3], layout): `atlas_layout`'s dict plus title, scale and tile_hw.
+  """
+  from PIL import Image, ImageDraw
 
   images = np.asarray(images)
   n_r, n_c, h, w, _ = images.shape
-  boxes = np.asarray(boxes, np.float64)
-  if tile and tile != max(h, w):
-    scale = tile / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    small = np.empty((n_r, n_c, nh, nw, 3), np.uint8)
-    for r in range(n_r):
-      for c in range(n_c):
-        small[r, c] = np.asarray(Image.fromarray(to_uint8(images[r, c])).resize((nw, nh), Image.LANCZOS))
-    images, boxes, h, w = small, boxes * scale, nh, nw
-  layout = dict(title=title, row_labels=[f"i={i}" for i in rows], col_labels=[f"j={j}" for j in cols],
-                captions=[[f"in {float(inside[r][c]):.2f}" for c in range(n_c)] for r in range(n_r)],
-                margin=max(8, round(0.15 * max(h, w))))
-  canvas = render_grid(images, boxes=np.round(boxes).astype(np.int64), **layout)
-  return canvas, dict(layout, image_hw=(h, w))
+  scale = tile / max(h, w)
+  th, tw = max(1, round(h * scale)), max(1, round(w * scale))
+  b = np.asarray(boxes, np.float64) * scale
+  # The margin holds the box's overhang, up to 40 % of the tile side (then the box is cut there).
+  over = max(0.0, float(np.max(np.maximum.reduce([-b[..., 0], -b[..., 1], b[..., 2] - th, b[..., 3] - tw]))))
+  margin = int(np.clip(np.ceil(over) + 4, 12, round(0.4 * max(th, tw))))
+  g = atlas_layout(n_r, n_c, (th, tw), margin, title=title)
+  pil = Image.new("RGB", (g["width"], g["height"]), (255, 255, 255))
+  draw = ImageDraw.Draw(pil)
+  small, big = _font(_SMALL), _font(_BIG)
+  if title:
+    draw.multiline_text((_PAD, _PAD), str(title), fill=(0, 0, 0), font=big)
+  overlay = Image.new("RGBA", pil.size, (0, 0, 0, 0))
+  over_draw = ImageDraw.Draw(overlay)
+  alpha = int(round(255 * ATLAS_INSIDE_ALPHA))
+  for c, j in enumerate(cols):
+    draw.text((g["label_w"] + c * g["cell_w"] + margin, g["title_h"]), f"j = {j}", fill=(0, 0, 0), font=small)
+  for r, i in enumerate(rows):
+    top = g["title_h"] + g["header_h"] + r * g["cell_h"] + margin
+    draw.text((_PAD, top + th // 2 - _SMALL // 2), f"i = {i}", fill=(0, 0, 0), font=small)
+    for c, j in enumerate(cols):
+      left = g["label_w"] + c * g["cell_w"] + margin
+      im = images[r, c] if images.dtype == np.uint8 else to_uint8(images[r, c])
+      if (th, tw) != (h, w):
+        im = np.asarray(Image.fromarray(im).resize((tw, th), Image.LANCZOS))
+      pil.paste(Image.fromarray(im), (left, top))
+      draw.rectangle([left - 1, top - 1, left + tw, top + th], outline=BORDER_COLOUR)
+      t, l, bt, rt = (float(v) for v in b[r, c])
+      # Each edge is cut to the cell (image + margin) and split into its on-image and off-image parts.
+      lo_y, hi_y, lo_x, hi_x = -margin, th + margin - 1, -margin, tw + margin - 1
+      edges = [("h", t, l, rt - 1), ("h", bt - 1, l, rt - 1), ("v", l, t, bt - 1), ("v", rt - 1, t, bt - 1)]
+      for kind, at, a, e in edges:
+        fixed_lo, fixed_hi, run_lo, run_hi = (lo_y, hi_y, lo_x, hi_x) if kind == "h" else (lo_x, hi_x, lo_y, hi_y)
+        if not fixed_lo <= at <= fixed_hi:
+          continue
+        a, e = max(a, run_lo), min(e, run_hi)
+        if e < a:
+          continue
+        on_image = 0 <= at < (th if kind == "h" else tw)
+        span = (0, (tw if kind == "h" else th) - 1)
+        ins, outs = _split_segment(a, e, *span) if on_image else ([], [(a, e)])
+        point = (lambda v: (left + v, top + at)) if kind == "h" else (lambda v: (left + at, top + v))
+        for s0, s1 in ins:
+          over_draw.line([point(s0), point(s1)], fill=(*RF_COLOUR, alpha), width=1)
+        for s0, s1 in outs:
+          _dashed(draw, point(s0), point(s1), RF_COLOUR, RF_LINE_PX)
+      cap = f"({i}, {j})\nRF {100 * float(inside[r][c]):.0f}% inside"
+      draw.multiline_text((left, top + th + margin), cap, fill=(0, 0, 0), font=small)
+  pil = Image.alpha_composite(pil.convert("RGBA"), overlay).convert("RGB")
+  return np.asarray(pil), dict(g, title=title, scale=scale)
 
 
-def atlas_psi_figure(psi, inside, rows, cols, reference, *, title: str = "", space: str = ""):
-  """Heat maps of the position atlas: PSI of each position against the reference, and the share of
-  each position's RF inside the image, side by side on the (i, j) = (row, col) grid.
+def _psi_cell_text(value, ci, reason: str, share: float, degenerate: bool = False) -> str:
+  if reason == "the reference itself":
+    return "centre"
+  if value is None or not np.isfinite(value):
+    return f"n/a\nwindow {share:.0%}" if "window" in reason else "n/a"
+  lo, hi = ci
+  return f"{value:.2f}\n[{lo:.2f}, {hi:.2f}]" + ("*" if degenerate else "")
+
+
+def atlas_psi_figure(psi, psi_ci, reasons, share, rows, cols, reference, *, title: str = "", degenerate=None):
+  """Heat maps of the atlas's measure, on the (i, j) = (row, col) grid of the tiles.
+
+  Left: psi_auc of each tile against the centre tile on their common RF-frame window (diverging,
+  -1..1, 0 white = indistinguishable), each cell with its value and 95 % interval; "n/a" (grey) where
+  undefined, with the window's share when it is too small; the centre tile framed in black and
+  marked "centre". Right: the common window's share of the RF area (what the measure compares).
 
   Args:
-    psi: [R, C] PSI vs the reference position (NaN: undefined, drawn grey with "n/a").
-    inside: [R, C] inside fraction of each RF.
+    psi: [R, C] psi_auc (NaN where undefined); psi_ci: [R, C, 2]; reasons: [R][C] str ("" if defined).
+    share: [R, C] the common window's area / the RF's area.
     rows, cols: the grid's i of each row and j of each column.
-    reference: (r, c) index of the reference tile (marked with a star).
-    title: suptitle; space: the similarity space PSI was measured in (shown in the panel title).
+    reference: (r, c) of the centre tile.
+    title: suptitle.
+    degenerate: optional bool [R, C]: every bootstrap draw gave the same value, so the interval is
+      `metrics.interval`'s exact bound for that many starts; marked "*" and explained under the panel.
 
   Returns:
-    A matplotlib `Figure` (no pyplot state).
+    A matplotlib `Figure` (no pyplot state); its psi axes has the label "psi".
   """
   from matplotlib.figure import Figure
+  from matplotlib.patches import Rectangle
 
-  psi, inside = np.asarray(psi, np.float64), np.asarray(inside, np.float64)
+  psi, share = np.asarray(psi, np.float64), np.asarray(share, np.float64)
+  ci = np.asarray(psi_ci, np.float64)
   n_r, n_c = psi.shape
-  fig = Figure(figsize=(4.2 + 0.45 * 2 * n_c, 1.6 + 0.45 * n_r), layout="constrained")
-  axes = fig.subplots(1, 2)
-  panels = ((psi, f"PSI vs centre ({space or 'pixel'})", "viridis", (0.0, max(1.0, np.nanmax(psi, initial=1.0)))),
-            (inside, "RF share inside the image", "cividis", (0.0, 1.0)))
-  for ax, (values, name, cmap, (lo, hi)) in zip(axes, panels):
-    masked = np.ma.masked_invalid(values)
-    im = ax.imshow(masked, cmap=cmap, vmin=min(lo, np.nanmin(values, initial=0.0)), vmax=hi)
-    ax.set_facecolor("#cccccc")
+  degenerate = np.zeros((n_r, n_c), bool) if degenerate is None else np.asarray(degenerate, bool)
+  cell = 0.72 if max(n_r, n_c) <= 6 else 0.42
+  fig = Figure(figsize=(2.6 + 2 * cell * n_c + 1.6, 1.5 + cell * n_r), layout="constrained")
+  ax_psi, ax_share = fig.subplots(1, 2)
+  ax_psi.set_label("psi")
+  size = 8 if max(n_r, n_c) <= 6 else 6
+  for ax, values, name, cmap, (lo, hi) in (
+      (ax_psi, psi, "psi_auc vs the centre tile\n(common RF-frame window, 95 % CI)", "RdBu_r", (-1.0, 1.0)),
+      (ax_share, share, "common window / RF area", "cividis", (0.0, 1.0))):
+    im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=lo, vmax=hi)
+    ax.set_facecolor("#d0d0d0")
     for r in range(n_r):
       for c in range(n_c):
         v = values[r, c]
-        ax.text(c, r, "n/a" if not np.isfinite(v) else f"{v:.2f}", ha="center", va="center", fontsize=7,
-                color="white" if np.isfinite(v) and v < (lo + hi) / 2 else "black")
-    ax.plot([reference[1]], [reference[0]], marker="*", color="red", markersize=9, linestyle="none")
-    ax.set_xticks(range(n_c), [str(j) for j in cols], fontsize=7)
-    ax.set_yticks(range(n_r), [str(i) for i in rows], fontsize=7)
+        if ax is ax_psi:
+          text = _psi_cell_text(v, ci[r, c], reasons[r][c], share[r, c], degenerate[r, c])
+          dark = np.isfinite(v) and abs(v) > 0.6
+        else:
+          text, dark = f"{v:.0%}", v < 0.5
+        ax.text(c, r, text, ha="center", va="center", fontsize=size, color="white" if dark else "black")
+    r0, c0 = reference
+    ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2.5))
+    ax.set_xticks(range(n_c), [str(j) for j in cols], fontsize=8)
+    ax.set_yticks(range(n_r), [str(i) for i in rows], fontsize=8)
     ax.set_xlabel("j (col)")
     ax.set_ylabel("i (row)")
     ax.set_title(name, fontsize=9)
     fig.colorbar(im, ax=ax, shrink=0.8)
+  if np.any(degenerate & np.isfinite(psi)):
+    fig.supxlabel("* every bootstrap draw gave the same value: the interval is the exact bound for that many "
+                  "starts, not a spread", fontsize=8)
   if title:
     fig.suptitle(title, fontsize=10)
   return fig
+
+
+def atlas_psi_heatmap(fig, *, dpi: int = 110) -> tuple[np.ndarray, np.ndarray]:
+  """`atlas_psi_figure`'s figure as pixels, and where each psi cell lies in them (for a clickable page).
+
+  Returns:
+    (uint8 [height, width, 3], cells float [R, C, 4]): cell (r, c) of the psi panel as (left, top,
+    right, bottom) fractions of the image's width and height.
+  """
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+  fig.set_dpi(dpi)
+  canvas = FigureCanvasAgg(fig)
+  canvas.draw()
+  width, height = canvas.get_width_height()
+  pixels = np.asarray(canvas.buffer_rgba())[..., :3].copy()
+  ax = next(a for a in fig.axes if a.get_label() == "psi")
+  n_r, n_c = ax.get_images()[0].get_array().shape
+  cells = np.zeros((n_r, n_c, 4))
+  for r in range(n_r):
+    for c in range(n_c):
+      (x0, y0), (x1, y1) = ax.transData.transform([(c - 0.5, r - 0.5), (c + 0.5, r + 0.5)])
+      # Display coordinates grow upwards; image rows grow downwards.
+      cells[r, c] = (min(x0, x1) / width, 1 - max(y0, y1) / height, max(x0, x1) / width, 1 - min(y0, y1) / height)
+  return pixels, cells
 
 
 # ----------------------------------------------------------------------------- specificity sweep

@@ -39,164 +39,281 @@ def image_data_uri(image, *, fmt: str = "JPEG", quality: int = 92) -> str:
 
 # ----------------------------------------------------------------------------- position atlas
 
+ATLAS_REPORT_VERSION = 3  # bump when the atlas page or figures change (stored batches stay valid)
+
 _ATLAS_CSS = """
-body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
-h1{font-size:1.3em;margin:.2em 0}.meta{font-size:.9em;color:#444;max-width:70em}
-#mosaic{display:grid;gap:3px;margin:1em 0;align-items:center;justify-content:start}
-#mosaic .lab{font-size:.75em;color:#555;text-align:center}
-.tile{position:relative;display:block;line-height:0;border:2px solid transparent;cursor:pointer}
-.tile:hover,.tile.sel{border-color:#1a5fd0}.tile img{width:100%;height:auto}
-.tile .rf{position:absolute;border:1px solid rgba(230,40,40,.9);box-sizing:border-box;pointer-events:none}
-.tile .cap{position:absolute;left:2px;bottom:2px;font-size:10px;line-height:12px;padding:0 3px;
- background:rgba(0,0,0,.55);color:#fff}
-#detail{border-top:1px solid #ccc;padding-top:.8em}#detail[hidden]{display:none}
-.seeds{display:flex;flex-wrap:wrap;gap:12px}.frame{position:relative;overflow:hidden;background:#fff;
- outline:1px solid #ddd}.frame img{position:absolute;z-index:1}
-.frame .rf{position:absolute;z-index:0;border:2px solid #dc1e1e;box-sizing:border-box;
- background:repeating-linear-gradient(45deg,#f09696 0 1px,transparent 1px 6px)}
-.frame .rfin{position:absolute;z-index:2;border:2px solid #dc1e1e;box-sizing:border-box;pointer-events:none}
+body{font-family:system-ui,sans-serif;margin:1.2em 1.5em;color:#222}
+h1{font-size:1.3em;margin:.2em 0}h2{font-size:1.1em;margin:1em 0 .3em}h3{font-size:1em;margin:.2em 0}
+.meta{font-size:.9em;color:#444;max-width:75em;margin:.3em 0}.small{font-size:.8em;color:#555}
+.smoke{background:#fff3cd;border:1px solid #e0c060;padding:.5em 1em;font-weight:bold}
+.top{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}
+.heat{position:relative;display:inline-block;line-height:0;max-width:100%}.heat img{max-width:100%;height:auto}
+.heat a.cell{position:absolute;display:block;box-sizing:border-box}
+.heat a.cell:hover,.heat a.cell.sel{outline:3px solid #1a5fd0;outline-offset:-3px}
+#pair{min-width:24em;max-width:60em;flex:1}#pair .hint{color:#555;font-style:italic}
+.lab2{font-size:.85em;margin:.5em 0 .2em}.cuts{display:flex;gap:8px;align-items:flex-end}
+.cut{position:relative;overflow:hidden;outline:1px solid #888;flex:none}
+.cut img,.big img{position:absolute;max-width:none;image-rendering:pixelated}
+.ctxs{display:flex;gap:12px;align-items:flex-start;font-size:.8em;color:#555}
+.ctx{position:relative;display:block}.ctx img{display:block}
+.ctx .win{position:absolute;border:2px solid #1a5fd0;box-sizing:border-box}
+#mosaic{display:grid;gap:4px;margin:.6em 0;align-items:center;justify-content:start}
+#mosaic .lab{font-size:.8em;color:#555;text-align:center}
+.tile{display:block;text-decoration:none;color:#222;border:2px solid transparent;cursor:pointer}
+.tile:hover,.tile.sel{border-color:#1a5fd0}
+.frame{position:relative;overflow:hidden;background:#fff}
+.frame img{position:absolute;z-index:1;outline:1px solid #999}
+.frame .rf{position:absolute;z-index:0;border:2px dashed #dc1e1e;box-sizing:border-box}
+.frame .clip{position:absolute;z-index:2;overflow:hidden;pointer-events:none}
+.frame .rfin{position:absolute;border:1px solid rgba(220,30,30,.75);box-sizing:border-box}
+.tile .cap{display:block;font-size:.8em;text-align:center;margin-top:2px}
+#detail{position:fixed;inset:3%;z-index:10;background:#fff;overflow:auto;padding:1em 1.5em;
+ border:1px solid #999;box-shadow:0 4px 24px rgba(0,0,0,.35)}#detail[hidden],#pairbody[hidden]{display:none}
+#detail .close{float:right;font-size:1.1em}
+.seeds{display:flex;flex-wrap:wrap;gap:12px}.big .rf{background:repeating-linear-gradient(45deg,#f3b0b0 0 1px,transparent 1px 7px)}
 figure{margin:0}figcaption{font-size:.85em;margin-top:.3em}
 table{border-collapse:collapse;font-size:.9em;margin:.6em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}
 """
 
-_ATLAS_JS = r"""
+_ATLAS_PAGE = string.Template("""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>$title</title><style>$css</style></head><body>
+$smoke<h1>$title</h1>
+<p class="meta">$facts</p>
+<details class="meta"><summary>How the channel and the starts were chosen</summary><p>$rule</p></details>
+<h2>psi_auc of every position against the centre</h2>
+<p class="meta">$measure</p>
+<div class="top">
+<div class="heat"><img id="heatmap" src="$heat_src" alt="$heat_alt" width="$heat_w" height="$heat_h">$cells</div>
+<section id="pair"><p class="hint" id="pairhint">Click a cell of the heat map (or open this page with
+<code>?cell=I,J</code>) to see that position's images and the centre's side by side, each cut to the common
+RF-frame window the measure compares.</p><div id="pairbody" hidden></div></section>
+</div>
+<h2>The mosaic</h2>
+<p class="meta">$mosaic_legend</p>
+<div id="mosaic" style="grid-template-columns:max-content repeat($n_cols, max-content)">$mosaic</div>
+<section id="detail" hidden><a class="close" href="#">close (Esc)</a><h3 id="dtitle"></h3>
+<div class="seeds" id="dseeds"></div><table id="dinfo"></table></section>
+<p class="small">Files beside this page: <a href="atlas.json">atlas.json</a> (every number, and how to remake any
+tile bit for bit), <a href="atlas.png">atlas.png</a> (the mosaic), <a href="atlas_psi.png">atlas_psi.png</a> (the
+heat map); atlas.npz holds the exact images.</p>
+<noscript><p>The heat map and mosaic work without JavaScript; the detail views need it.</p></noscript>
+<script type="application/json" id="atlas-data">$payload</script>
+<script>$js</script>
+</body></html>
+""")
+
+_ATLAS_TILE = string.Template("""<a class="tile" id="tile-link-$i-$j" href="#tile-$i-$j" title="$label">\
+<div class="frame" style="width:${fw}px;height:${fh}px"><div class="rf" style="$box"></div>\
+<img src="$src" alt="$alt" style="left:${m}px;top:${m}px;width:${tw}px;height:${th}px">\
+<div class="clip" style="left:${m}px;top:${m}px;width:${tw}px;height:${th}px"><div class="rfin" style="$inbox"></div></div>\
+</div><span class="cap">$cap</span></a>""")
+
+# Which view a URL asks for; kept apart so tests can run it (in Node) without a browser.
+ATLAS_VIEW_JS = r"""
+// The view a URL addresses: #cell-I-J or #tile-I-J (the page's links), else ?cell=I,J or ?tile=I,J (a page
+// opened from disk or by a screenshot tool). Returns {kind: 'cell' | 'tile', i, j} or null.
+function atlasView(search, hash){
+  let m = /^#(cell|tile)-(\d+)-(\d+)$/.exec(hash || '');
+  if (m) return {kind: m[1], i: Number(m[2]), j: Number(m[3])};
+  const q = new URLSearchParams(search || '');
+  for (const kind of ['cell', 'tile']) {
+    m = /^(\d+),(\d+)$/.exec(q.get(kind) || '');
+    if (m) return {kind: kind, i: Number(m[1]), j: Number(m[2])};
+  }
+  return null;
+}
+"""
+
+_ATLAS_JS = ATLAS_VIEW_JS + r"""
 (function(){
 const D = JSON.parse(document.getElementById('atlas-data').textContent);
 const H = D.image_hw[0], W = D.image_hw[1];
 const byKey = {};
 D.tiles.forEach((t, k) => { byKey[t.position[0] + '-' + t.position[1]] = k; });
 const fmt = v => (v === null || v === undefined) ? 'n/a' : (Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3));
-function pct(v, n){ return (100 * v / n) + '%'; }
-// The mosaic: a header row of j labels, then one row per i.
-const m = document.getElementById('mosaic');
-m.style.gridTemplateColumns = 'max-content repeat(' + D.cols.length + ', ' + D.tile_px + 'px)';
-m.appendChild(Object.assign(document.createElement('div'), {className: 'lab', textContent: 'i \\ j'}));
-D.cols.forEach(j => m.appendChild(Object.assign(document.createElement('div'), {className: 'lab', textContent: j})));
-D.rows.forEach((i, r) => {
-  m.appendChild(Object.assign(document.createElement('div'), {className: 'lab', textContent: i}));
-  D.cols.forEach((j, c) => {
-    const k = byKey[i + '-' + j], t = D.tiles[k];
-    const a = document.createElement('a');
-    a.className = 'tile'; a.href = '#tile-' + i + '-' + j; a.id = 'tile-link-' + i + '-' + j;
-    a.title = '(i, j) = (' + i + ', ' + j + '), RF inside ' + t.inside_fraction.toFixed(2);
-    const img = document.createElement('img'); img.src = D.images[k][0]; img.alt = a.title; a.appendChild(img);
-    // The part of the RF box inside the image, as a thin outline over the thumbnail.
-    const b = t.box, top = Math.max(b[0], 0), left = Math.max(b[1], 0), bot = Math.min(b[2], H), right = Math.min(b[3], W);
-    if (bot > top && right > left) {
-      const rf = document.createElement('div'); rf.className = 'rf';
-      Object.assign(rf.style, {top: pct(top, H), left: pct(left, W), height: pct(bot - top, H), width: pct(right - left, W)});
-      a.appendChild(rf);
-    }
-    a.appendChild(Object.assign(document.createElement('span'), {className: 'cap', textContent: 'in ' + t.inside_fraction.toFixed(2)}));
-    m.appendChild(a);
+const el = (tag, props) => Object.assign(document.createElement(tag), props || {});
+const px = v => v + 'px';
+const ref = D.tiles[D.reference];
+// A cut: image `src` shown only inside rect (top, left, bottom, right), scaled by k.
+function cut(src, rect, k, alt){
+  const d = el('div', {className: 'cut'});
+  Object.assign(d.style, {width: px((rect[3] - rect[1]) * k), height: px((rect[2] - rect[0]) * k)});
+  const img = el('img', {src: src, alt: alt});
+  Object.assign(img.style, {left: px(-rect[1] * k), top: px(-rect[0] * k), width: px(W * k), height: px(H * k)});
+  d.appendChild(img); return d;
+}
+// A small whole image with the window outlined.
+function context(src, rect, alt){
+  const k = 112 / Math.max(H, W), d = el('span', {className: 'ctx'});
+  const img = el('img', {src: src, alt: alt}); Object.assign(img.style, {width: px(W * k), height: px(H * k)});
+  const w = el('span', {className: 'win'});
+  Object.assign(w.style, {top: px(rect[0] * k), left: px(rect[1] * k), height: px((rect[2] - rect[0]) * k), width: px((rect[3] - rect[1]) * k)});
+  d.appendChild(img); d.appendChild(w); return d;
+}
+function showPair(k){
+  const t = D.tiles[k], body = document.getElementById('pairbody');
+  document.getElementById('pairhint').hidden = true; body.hidden = false; body.textContent = '';
+  document.querySelectorAll('a.cell.sel').forEach(e => e.classList.remove('sel'));
+  const a = document.getElementById('cell-' + t.position.join('-')); if (a) a.classList.add('sel');
+  const pos = '(' + t.position.join(', ') + ')', rp = '(' + ref.position.join(', ') + ')';
+  body.appendChild(el('h3', {textContent: 'Position ' + pos + ' vs the centre ' + rp}));
+  const r = t.rect, c = t.centre_rect, wh = (r[2] - r[0]) + ' x ' + (r[3] - r[1]) + ' px';
+  let what = t.psi === null ? 'psi_auc n/a: ' + t.reason :
+    'psi_auc ' + t.psi.toFixed(2) + ' [' + t.ci.map(v => v.toFixed(2)).join(', ') + ']' + (t.degenerate ? ' (collapsed interval)' : '') +
+    ', permutation p = ' + fmt(t.p);
+  body.appendChild(el('p', {textContent: what + '. Common RF-frame window: ' + wh + ', ' + Math.round(100 * t.share) + ' % of the RF area. ' +
+    'Each row is one position\'s starts, cut to that window; psi_auc asks whether the images within a row are more alike than images across the rows.'}));
+  const empty = r[2] <= r[0] || r[3] <= r[1];
+  if (empty) return;
+  // As large as 4x or 220 px a side allow, with every start of a row side by side in the panel.
+  const room = (body.clientWidth - 8 * t.seeds.length) / (t.seeds.length * (r[3] - r[1]));
+  const k2 = Math.max(0.25, Math.min(4, 220 / Math.max(r[2] - r[0], r[3] - r[1]), room));
+  [[t, r, 'position ' + pos], [ref, c, 'the centre ' + rp]].forEach(([tt, rect, name]) => {
+    body.appendChild(el('div', {className: 'lab2', textContent: name + ', starts ' + tt.seeds.join(', ') + ':'}));
+    const row = el('div', {className: 'cuts'});
+    D.images[D.tiles.indexOf(tt)].forEach((src, s) => row.appendChild(cut(src, rect, k2, name + ' start ' + tt.seeds[s] + ', cut to the common window')));
+    body.appendChild(row);
   });
-});
-// The detail view of one tile: every seed large, in a margin that shows the off-image RF.
-function show(){
-  const hit = /^#tile-(\d+)-(\d+)$/.exec(location.hash);
-  const det = document.getElementById('detail');
-  document.querySelectorAll('.tile.sel').forEach(e => e.classList.remove('sel'));
-  if (!hit || byKey[hit[1] + '-' + hit[2]] === undefined) { det.hidden = true; return; }
-  const k = byKey[hit[1] + '-' + hit[2]], t = D.tiles[k];
-  document.getElementById('tile-link-' + hit[1] + '-' + hit[2]).classList.add('sel');
+  const ctx = el('div', {className: 'ctxs'});
+  ctx.appendChild(el('span', {textContent: 'Where the window lies:'}));
+  ctx.appendChild(context(D.images[k][0], r, pos + ' whole image, window outlined'));
+  ctx.appendChild(context(D.images[D.reference][0], c, 'centre whole image, window outlined'));
+  body.appendChild(ctx);
+}
+function showTile(k){
+  const t = D.tiles[k], det = document.getElementById('detail');
+  document.getElementById('tile-link-' + t.position.join('-')).classList.add('sel');
   det.hidden = false;
-  document.getElementById('dtitle').textContent =
-    'Position (i, j) = (' + t.position[0] + ', ' + t.position[1] + ')';
+  document.getElementById('dtitle').textContent = 'Position (i, j) = (' + t.position.join(', ') + '): every start';
   const mg = Math.round(0.25 * Math.max(H, W));
-  // As large as detail_px allows, but every seed side by side in the window.
-  const fit = (window.innerWidth - 60) / (D.seeds.length * (W + 2 * mg + 12));
-  const scale = Math.max(0.25, Math.min(D.detail_px / Math.max(H, W), fit));
+  const fit = (0.94 * window.innerWidth - 80) / (t.seeds.length * (W + 2 * mg + 12));
+  const k2 = Math.max(0.25, Math.min(D.detail_px / Math.max(H, W), fit));
   const seeds = document.getElementById('dseeds'); seeds.textContent = '';
-  D.seeds.forEach((s, n) => {
-    const fig = document.createElement('figure');
-    const fr = document.createElement('div'); fr.className = 'frame';
-    Object.assign(fr.style, {width: (W + 2 * mg) * scale + 'px', height: (H + 2 * mg) * scale + 'px'});
-    const b = t.box, px = v => (v * scale) + 'px';
-    const box = {top: px(b[0] + mg), left: px(b[1] + mg), height: px(b[2] - b[0]), width: px(b[3] - b[1])};
-    const rf = document.createElement('div'); rf.className = 'rf'; Object.assign(rf.style, box); fr.appendChild(rf);
-    const img = document.createElement('img'); img.src = D.images[k][n];
-    img.alt = 'seed ' + s;
-    Object.assign(img.style, {left: px(mg), top: px(mg), width: px(W), height: px(H)}); fr.appendChild(img);
-    const line = document.createElement('div'); line.className = 'rfin'; Object.assign(line.style, box); fr.appendChild(line);
+  t.seeds.forEach((s, n) => {
+    const fig = el('figure'), fr = el('div', {className: 'frame big'});
+    Object.assign(fr.style, {width: px((W + 2 * mg) * k2), height: px((H + 2 * mg) * k2)});
+    const b = t.box, box = {top: px((b[0] + mg) * k2), left: px((b[1] + mg) * k2), height: px((b[2] - b[0]) * k2), width: px((b[3] - b[1]) * k2)};
+    const rf = el('div', {className: 'rf'}); Object.assign(rf.style, box); fr.appendChild(rf);
+    const img = el('img', {src: D.images[k][n], alt: 'position (' + t.position.join(', ') + '), start ' + s});
+    Object.assign(img.style, {left: px(mg * k2), top: px(mg * k2), width: px(W * k2), height: px(H * k2)}); fr.appendChild(img);
     fig.appendChild(fr);
-    fig.appendChild(Object.assign(document.createElement('figcaption'), {textContent:
-      'seed ' + s + ': activation ' + fmt(t.start_activation[n]) + ' at the start \u2192 ' + fmt(t.final_activation[n]) + ' final'}));
+    fig.appendChild(el('figcaption', {textContent: 'start ' + s + ': activation ' + fmt(t.start_activation[n]) + ' at the start \u2192 ' + fmt(t.final_activation[n]) + ' final'}));
     seeds.appendChild(fig);
   });
   const rows = [['RF box (top, left, bottom, right), px', '(' + t.box.join(', ') + ')'],
-                ['RF share inside the image', t.inside_fraction.toFixed(3)],
-                ['final activation per seed', t.final_activation.map(fmt).join(', ')],
-                ['start activation per seed', t.start_activation.map(fmt).join(', ')],
-                ['PSI vs centre (' + D.psi_space + ')', fmt(t.psi_vs_reference)],
-                ['seed ceiling of that pair', fmt(t.seed_ceiling)]];
+                ['RF share inside the image', t.inside.toFixed(3)],
+                ['psi_auc vs the centre', t.psi === null ? 'n/a (' + t.reason + ')' : t.psi.toFixed(3) + ' [' + t.ci.map(v => v.toFixed(3)).join(', ') + ']'],
+                ['common window with the centre', Math.round(100 * t.share) + ' % of the RF area']];
   const tb = document.getElementById('dinfo'); tb.textContent = '';
   rows.forEach(([a, v]) => { const tr = tb.insertRow(); tr.insertCell().textContent = a; tr.insertCell().textContent = v; });
 }
-window.addEventListener('hashchange', show);
+function route(){
+  document.querySelectorAll('.tile.sel').forEach(e => e.classList.remove('sel'));
+  document.getElementById('detail').hidden = true;
+  const v = atlasView(location.search, location.hash);
+  if (!v || byKey[v.i + '-' + v.j] === undefined) return;
+  if (v.kind === 'cell') showPair(byKey[v.i + '-' + v.j]); else showTile(byKey[v.i + '-' + v.j]);
+}
+window.addEventListener('hashchange', route);
 document.addEventListener('keydown', e => { if (e.key === 'Escape') location.hash = ''; });
-show();
+route();
 })();
 """
 
 
-def atlas_html(meta: Mapping[str, Any], images, *, tile_px: int = 96, detail_px: int = 448) -> str:
-  """The position atlas page: a clickable mosaic and a detail view per tile, self-contained.
+def _css_box(box, margin: float, k: float) -> str:
+  """CSS position of a box (top, left, bottom, right) in image px, inside a frame with `margin`, scaled by k."""
+  t, l, b, r = box
+  return (f"top:{(t + margin) * k:.1f}px;left:{(l + margin) * k:.1f}px;"
+          f"height:{(b - t) * k:.1f}px;width:{(r - l) * k:.1f}px")
 
-  The mosaic shows each tile (first seed) at its grid position with the part of its RF box inside
-  the image outlined and its inside fraction; a click (or a URL ending in `#tile-I-J`) opens the
-  tile's images for every seed, large, each in a margin where the RF box continues off the image
-  (hatched), with the start and final activation, the RF box, inside fraction and PSI. Images are
-  embedded once each as JPEG data URIs (quality 92; the exact values are in atlas.npz); vanilla
-  JavaScript builds the page, nothing is loaded from the network.
+
+def atlas_html(summary: Mapping[str, Any], images, *, heatmap, heatmap_cells, detail_px: int = 448) -> str:
+  """The position atlas page (`atlas.html`), self-contained: images are embedded, nothing is fetched.
+
+  Top: the heat map of psi_auc of every tile against the centre tile (`plots.atlas_psi_heatmap`),
+  each cell a link: a click (or `?cell=I,J` in the URL) shows the two positions' starts side by side,
+  each cut to the common RF-frame window the measure compared, with the number, its interval and
+  where the window lies. Below: the mosaic, each tile (first start, `tile` px) at its grid place in a
+  margin where its RF box continues off the image (dashed), with its inside share; a click (or
+  `?tile=I,J`) shows every start large with its RF box. A smoke-test run says so at the top.
 
   Args:
-    meta: the atlas.json dict written by `experiments.position_atlas` (tap, channel, seeds, rows,
-      cols, image_hw, tiles [{position, box, inside_fraction, start_activation,
-      final_activation, psi_vs_reference, seed_ceiling}], psi {space}, ...).
-    images: float [R, C, S, H, W, 3] RGB in [0, 1], tile order as meta["tiles"] (row-major).
-    tile_px: width of a mosaic tile in CSS px; detail_px: about how large the detail images are.
-
-  Returns:
-    The HTML document.
+    summary: `rfspec.runs.atlas.summary(...)` (tiles in row-major order).
+    images: float [R, C, S, H, W, 3] RGB in [0, 1] (JPEG q92 on the page; atlas.npz has the exact values).
+    heatmap: uint8 [h, w, 3], the heat map; heatmap_cells: [R, C, 4] (left, top, right, bottom)
+      fractions of it for each psi cell.
+    detail_px: about how large the enlarged images are.
   """
   images = np.asarray(images)
-  n_r, n_c, n_s = images.shape[:3]
-  tiles = list(meta["tiles"])
+  n_r, n_c, n_s, h, w = images.shape[:5]
+  tiles = list(summary["tiles"])
   if len(tiles) != n_r * n_c:
-    raise ValueError(f"meta has {len(tiles)} tiles but images hold {n_r}x{n_c} positions.")
-  data = dict(
-      rows=list(meta["rows"]), cols=list(meta["cols"]), seeds=list(meta["seeds"]),
-      image_hw=list(images.shape[3:5]), tile_px=int(tile_px), detail_px=int(detail_px),
-      psi_space=str(meta.get("psi", {}).get("space", "")),
-      tiles=[{k: t[k] for k in ("position", "box", "inside_fraction", "start_activation", "final_activation",
-                                "psi_vs_reference", "seed_ceiling")} for t in tiles],
-      images=[[image_data_uri(images[t["r"], t["c"], s]) for s in range(n_s)] for t in tiles])
+    raise ValueError(f"summary has {len(tiles)} tiles but images hold {n_r}x{n_c} positions.")
   esc = html.escape
-  vis = meta.get("vis_config", {})
-  title = f"Position atlas: {meta['tap']} channel {meta['channel']}"
-  ref = meta.get("reference", {}).get("position")
-  facts = (f"{len(data['rows'])} x {len(data['cols'])} positions of the {meta['grid'][0]} x {meta['grid'][1]} grid, "
-           f"seeds {data['seeds']}, {vis.get('image_hw', ['?'])[0]} px, {vis.get('steps', '?')} steps, "
-           f"recipe {meta.get('recipe')}. RF {meta['rf']['size']} px, stride {meta['rf']['stride']} px. "
-           f"Channel rule: {meta.get('channel_rule', '')}. PSI against the centre {ref} "
-           f"({meta.get('psi', {}).get('function', '')}, {data['psi_space']} space; n/a where the seed ceiling "
-           f"is below {meta.get('psi', {}).get('min_ceiling', '')}).")
+  st = summary["settings"]
+  t_px = int(st["mosaic_tile"])
+  k = t_px / max(h, w)
+  over = max(max(-t["box"][0], -t["box"][1], t["box"][2] - h, t["box"][3] - w, 0) for t in tiles)
+  margin = float(min(over + 4, 0.3 * max(h, w)))  # image px of margin around each tile: room for the off-image RF
+  uris = [[image_data_uri(images[t["r"], t["c"], s]) for s in range(n_s)] for t in tiles]
+  cells, mosaic = [], ["<div class='lab'>i \\ j</div>"] + [f"<div class='lab'>j = {j}</div>" for j in summary["cols"]]
+  for n, t in enumerate(tiles):
+    i, j = t["position"]
+    if t["c"] == 0:
+      mosaic.append(f"<div class='lab'>i = {i}</div>")
+    psi = "n/a (" + t["psi_reason"] + ")" if t["psi_auc"] is None else f"{t['psi_auc']:.2f}"
+    left, top, right, bottom = (100 * float(v) for v in heatmap_cells[t["r"]][t["c"]])
+    cells.append(f"<a class='cell' id='cell-{i}-{j}' href='#cell-{i}-{j}' title='({i}, {j}): psi_auc {esc(psi)}' "
+                 f"aria-label='position ({i}, {j}) against the centre: psi_auc {esc(psi)}' style='left:{left:.3f}%;"
+                 f"top:{top:.3f}%;width:{right - left:.3f}%;height:{bottom - top:.3f}%'></a>")
+    inside = f"RF {100 * t['inside_fraction']:.0f}% inside"
+    b = t["box"]
+    mosaic.append(_ATLAS_TILE.substitute(
+        i=i, j=j, label=esc(f"(i, j) = ({i}, {j}): {inside}; click for every start"),
+        fw=f"{(w + 2 * margin) * k:.0f}", fh=f"{(h + 2 * margin) * k:.0f}", box=_css_box(b, margin, k),
+        inbox=_css_box(b, 0, k), src=uris[n][0], m=f"{margin * k:.1f}", tw=f"{w * k:.1f}", th=f"{h * k:.1f}",
+        alt=esc(f"position (i, j) = ({i}, {j}), start {t['seeds'][0]}, {inside} the image"),
+        cap=esc(f"({i}, {j}) · {inside}")))
+  ref = summary["reference"]
+  data = dict(image_hw=[h, w], detail_px=int(detail_px), reference=ref["r"] * n_c + ref["c"], images=uris,
+              tiles=[dict(position=t["position"], seeds=t["seeds"], box=t["box"], inside=t["inside_fraction"],
+                          start_activation=t["start_activation"], final_activation=t["final_activation"],
+                          psi=t["psi_auc"], ci=t["psi_ci"], p=t["psi_p_value"], degenerate=t["psi_degenerate"],
+                          reason=t["psi_reason"], share=t["window_share"], rect=t["window_rect"],
+                          centre_rect=t["centre_window_rect"]) for t in tiles])
+  m = summary["measure"]
+  title = f"Position atlas: {summary['tap']} channel {summary['channel']}"
+  facts = (f"{n_r} x {n_c} positions of the {summary['grid'][0]} x {summary['grid'][1]} grid, {n_s} starts each "
+           f"(each position its own), {summary['image_hw'][0]} x {summary['image_hw'][1]} px, recipe "
+           f"{summary['recipe']}, {summary['steps']} steps. RF {summary['rf']['size']} px, stride "
+           f"{summary['rf']['stride']} px. Positions are (i, j) = (row, col) of the tap's grid.")
+  measure = (f"{m['what']}. The interval is a {m['ci_level']:.0%} bootstrap over the starts ({m['n_boot']} draws). "
+             f"n/a where the common window is below {m['min_window_share']:.0%} of the RF area, at the centre "
+             "itself, or with too few starts. The right panel gives each window's share of the RF.")
+  legend = (f"Each tile is the first start at its position, {t_px} px, in a white margin: the red RF box is dashed "
+            "where it lies off the image and a thin solid line where its edge crosses the image; the margin cuts "
+            "what lies further off. Click a tile to see every start large.")
+  heat_alt = (f"Heat map of psi_auc of each of the {n_r} x {n_c} positions against the centre position "
+              f"({ref['position'][0]}, {ref['position'][1]}), on their common RF-frame window, with 95 % intervals; "
+              "and the window's share of the RF")
+  smoke = f"<p class='smoke'>{esc(SMOKE_TEST)}</p>\n" if summary.get("smoke_test") else ""
   payload = json.dumps(data).replace("</", "<\\/")  # never close the script element early
-  return "\n".join([
-      "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-      f"<title>{esc(title)}</title><style>{_ATLAS_CSS}</style></head><body>",
-      f"<h1>{esc(title)}</h1><p class='meta'>{esc(facts)}</p>",
-      "<p class='meta'>Click a tile (or add <code>#tile-I-J</code> to the URL) to see every seed large with its "
-      "RF box; the hatched part of the box lies off the image. Tiles show the first seed; the outline on a tile "
-      "is the part of its RF inside the image. Esc closes.</p>",
-      "<noscript><p>This page needs JavaScript to draw the atlas; the images are also in atlas.png and atlas.npz."
-      "</p></noscript>",
-      "<div id='mosaic'></div>",
-      "<section id='detail' hidden><h2 id='dtitle'></h2><div class='seeds' id='dseeds'></div>"
-      "<table id='dinfo'></table><p><a href='#'>close</a></p></section>",
-      f"<script type='application/json' id='atlas-data'>{payload}</script>",
-      f"<script>{_ATLAS_JS}</script>",
-      "</body></html>"])
+  return _ATLAS_PAGE.substitute(
+      title=esc(title), css=_ATLAS_CSS, smoke=smoke, facts=esc(facts), rule=esc(summary["channel_rule"]),
+      measure=esc(measure), heat_src=image_data_uri(heatmap, fmt="PNG"), heat_alt=esc(heat_alt),
+      heat_w=heatmap.shape[1], heat_h=heatmap.shape[0], cells="".join(cells), mosaic_legend=esc(legend),
+      n_cols=n_c, mosaic="".join(mosaic), payload=payload, js=_ATLAS_JS)
+
+
+def atlas_summary_line(summary: Mapping[str, Any]) -> str:
+  """The atlas in one line (the binary's stdout): smoke-test flag, node type, psi_auc range."""
+  psi = [t["psi_auc"] for t in summary["tiles"] if t["psi_auc"] is not None]
+  spread = f"psi_auc vs the centre {min(psi):.2f}..{max(psi):.2f} over {len(psi)} tiles" if psi else "psi_auc n/a everywhere"
+  head = SMOKE_TEST + "; " if summary.get("smoke_test") else ""
+  return (f"{head}{summary['tap']} channel {summary['channel']}, {len(summary['rows'])} x {len(summary['cols'])} "
+          f"positions x {summary['seeds_per_position']} starts, {spread}, {summary['batches']} batches "
+          f"({summary['resumed_batches']} resumed)")
 
 
 # ----------------------------------------------------------------------------- the claims sweep

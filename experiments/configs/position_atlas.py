@@ -1,65 +1,68 @@
 """Config of the position atlas (`experiments/position_atlas.py`): one node type at every position.
 
-  # full: the paper's driver -- inception_4c/5x5, all 14 x 14 positions, 2 seeds, 224 px,
-  # zipser2015 at 2,000 steps (a GPU or TPU)
+  # full (default): the paper's driver -- inception_4c/5x5, all 14 x 14 positions, 224 px, zipser2015
+  # at 2,000 steps, 4 starts per position (a GPU or TPU)
   python -m experiments.position_atlas --workdir=/tmp/atlas
-  # cpu: a 3 x 3 lattice of positions (corners, edge midpoints, centre), 300 steps, ~30 min on 2 cores
+  # cpu: a 3 x 3 lattice (corners, edge midpoints, centre), 224 px, 4 starts, 600 steps (2 CPU cores)
   python -m experiments.position_atlas --workdir=/tmp/atlas_cpu --config=experiments/configs/position_atlas.py:cpu
-  # quick: CI smoke run, 96 px, a 3 x 3 lattice of the 6 x 6 grid, a few steps (< 1 min)
+  # quick: a smoke test (64 px, a shallow tap, 4 steps): checks the pipeline, not the science
   python -m experiments.position_atlas --workdir=/tmp/atlas_quick --config=experiments/configs/position_atlas.py:quick
 
 Add `--weights=../shared/weights/bvlc_googlenet.caffemodel` to read the weights from a file.
-Override any field, e.g. `--config.channel=7 --config.lattice=5 --config.vis.steps=600`.
+Override any field, e.g. `--config.channel=7 --config.lattice=5 --config.vis.steps=1000`.
 
-Fields:
+Fields (see `rfspec.runs.atlas.AtlasSettings`):
   tap: a spatial tap (the paper's driver: inception_4c/5x5, RF 299 px).
-  channel: the node type; -1 picks it by rule (`rfspec.atlas.active_channel`, i.e.
-    `rfspec.selection`'s rule: the channel whose weakest start activation over every seed's start
-    image at every position shown is strongest; if none is active at all of them, the one active
-    at the most). The zipser2015 objective (1/2 Σ mask · relu(z)^2) never moves a node that is 0
-    at the start, so the rule keeps the tiles meaningful.
-  seeds: S seeds; PSI (the heat map) compares pairs of different seeds, so S >= 2.
+  channel: the node type; -1 lets THE channel rule pick it (`rfspec.selection.choose_channels`,
+    ranked: the channel whose node is most robustly on at the start at every position).
+  seeds: candidate start seeds, in order; each position takes the first `seeds_per_position` whose
+    start image drives its node (zipser2015 never moves a node that is 0 at the start).
+  seeds_per_position: S starts per position, at least 3 (psi_auc compares pairs of starts).
   lattice: 0 for every position of the grid, or n for an n x n lattice (`rfspec.masks.lattice`:
     evenly spaced, borders included; odd n contains the centre).
-  batch_positions: positions per compiled batch; 0 sizes it from device memory and count
-    (`rfspec.atlas.default_batch_positions`).
-  mosaic_tile: px of each tile in atlas.png (images are resized; 0 keeps their size).
-  vis: `VisConfig` fields, "recipe" included (any recipe works).
+  batch_positions: positions per compiled batch; 0 sizes it from device memory and count.
+  mosaic_tile: px of each tile in atlas.png and on the page (at least 160).
+  n_boot, n_perm, psi_key: the bootstrap and permutation draws of psi_auc, and their key.
+  vis: `VisConfig` fields, "recipe" included.
+  smoke_test: the page and the summary line say the run checks the pipeline, not the science.
 """
 
 import ml_collections
 
 FULL_VIS = dict(recipe="zipser2015", image_hw=(224, 224), steps=2000, chunk=100)
-# 224 px like the paper, a 3 x 3 lattice, 300 of the 2,000 steps: 9 x 2 x 300 = 5,400 image-steps,
-# at the ~0.25 s per image-step of 2 idle cores about 25 min (PROCEDURE.md: 600 steps already give
-# an RF-filling pattern at the centre, so 300 shows where the pattern forms, not its final detail).
-CPU_VIS = dict(FULL_VIS, steps=300, chunk=25)
-QUICK_VIS = dict(FULL_VIS, image_hw=(96, 96), steps=6, chunk=3)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """The atlas config; arg "quick" (CI) or "cpu" (a lattice for 2 CPU cores), else the full atlas."""
-  variants = {None: "full", "": "full", "full": "full", "cpu": "cpu", "quick": "quick"}
-  if arg not in variants:
-    raise ValueError(f"Unknown config variant {arg!r}; use one of: full, cpu, quick.")
-  variant = variants[arg]
-  config = ml_collections.ConfigDict()
-  config.variant = variant
-  config.tap = "inception_4c/5x5"
-  config.channel = -1
-  config.seeds = (0, 1)
-  config.lattice = 0
-  config.batch_positions = 0
-  config.mosaic_tile = 112
-  config.vis = dict(FULL_VIS)
-  if variant == "cpu":
-    config.lattice = 3
-    config.batch_positions = 1
-    config.mosaic_tile = 0
-    config.vis = dict(CPU_VIS)
-  elif variant == "quick":
-    config.lattice = 3
-    config.batch_positions = 3
-    config.mosaic_tile = 0
-    config.vis = dict(QUICK_VIS)
-  return config
+  """arg: "cpu", "quick", or None / "full"."""
+  if arg not in (None, "", "full", "cpu", "quick"):
+    raise ValueError(f"Unknown position_atlas config variant {arg!r}; use one of: full, cpu, quick.")
+  c = ml_collections.ConfigDict()
+  c.variant = arg or "full"
+  c.tap = "inception_4c/5x5"
+  c.channel = -1
+  c.seeds = tuple(range(32))
+  c.seeds_per_position = 4
+  c.lattice = 0
+  c.batch_positions = 0
+  c.mosaic_tile = 160
+  c.n_boot = 1000
+  c.n_perm = 1000
+  c.psi_key = 0
+  c.vis = dict(FULL_VIS)
+  c.smoke_test = False
+  if arg == "cpu":
+    # 9 positions x 4 starts x 600 steps = 21,600 image-steps, one position per batch.
+    c.seeds = tuple(range(16))
+    c.lattice = 3
+    c.vis = dict(FULL_VIS, steps=600, chunk=50)
+  elif arg == "quick":
+    c.tap = "inception_3b/output"
+    c.seeds = tuple(range(8))
+    c.seeds_per_position = 3
+    c.lattice = 3
+    c.batch_positions = 3
+    c.n_boot = 50
+    c.n_perm = 50
+    c.vis = dict(recipe="zipser2015", image_hw=(64, 64), steps=4, chunk=4)
+    c.smoke_test = True
+  return c

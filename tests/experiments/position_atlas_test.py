@@ -1,19 +1,27 @@
-"""experiments.position_atlas in quick mode on the real weights: kill and resume, outputs, user errors."""
+"""experiments.position_atlas on the real weights: outputs, the page, sealed outputs redone, user errors.
 
+One run of the quick variant shrunk further (conv2/3x3 at 32 px, a 2 x 2 lattice: two psi_auc values
+and one undefined), then its page truncated and its JSON edited and the run repeated (both are
+redone, no batch is), then once more (nothing to do). Resume after a kill is tested on the library
+(tests/atlas_test.py).
+"""
+
+import hashlib
+import html.parser
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
 
 import numpy as np
-from absl.testing import absltest, parameterized
+from absl.testing import absltest
 
-from rfspec import files
+from rfspec import files, report
 from tests.conftest import CAFFEMODEL, REPO, shared_file
 
-QUICK = "--config=experiments/configs/position_atlas.py:quick"
+QUICK = ["--config=experiments/configs/position_atlas.py:quick", "--config.tap=conv2/3x3",
+         "--config.vis.image_hw=(32, 32)", "--config.lattice=2"]
 
 
 def run_binary(*args, timeout=600):
@@ -26,136 +34,139 @@ def weights_flag():
 
 
 def mtimes(folder):
-  return {f: os.path.getmtime(os.path.join(folder, f)) for f in sorted(os.listdir(folder))}
+  return {os.path.relpath(os.path.join(root, f), folder): os.stat(os.path.join(root, f)).st_mtime_ns
+          for root, _, fs in os.walk(folder) for f in fs if not f.startswith(".")}
 
 
-class KilledThenResumedRunTest(absltest.TestCase):
-  """One quick atlas (3 x 3 positions x 2 seeds, one position per batch), SIGKILLed after its
-  second batch is saved and then rerun to completion; the other tests read its outputs."""
+class PageParser(html.parser.HTMLParser):
+  """Every tag with its attributes, in order."""
+
+  def __init__(self):
+    super().__init__()
+    self.tags = []
+
+  def handle_starttag(self, tag, attrs):
+    self.tags.append((tag, dict(attrs)))
+
+
+class QuickRunTest(absltest.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
     cls.workdir = tempfile.mkdtemp(prefix="atlas_")
-    args = [f"--workdir={cls.workdir}", QUICK, weights_flag(), "--config.batch_positions=1"]
-    proc = subprocess.Popen([sys.executable, "-m", "experiments.position_atlas", *args], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    cls.killed_log = []
-    # Wait on the binary's own line (printed after the batch's file and manifest are written).
-    for line in proc.stderr:
-      cls.killed_log.append(line)
-      if line.startswith("[atlas] batch 2 saved"):
-        break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    proc.stderr.close()
-    batches = os.path.join(cls.workdir, "batches")
-    cls.after_kill = mtimes(batches) if os.path.isdir(batches) else {}
-    cls.outputs_after_kill = [f for f in os.listdir(cls.workdir) if f.startswith("atlas")]
-    cls.rerun = run_binary(*args)
+    args = [f"--workdir={cls.workdir}", *QUICK, weights_flag()]
+    cls.first = run_binary(*args)
+    assert cls.first.returncode == 0, cls.first.stderr[-3000:]
+    cls.page = open(os.path.join(cls.workdir, "atlas.html")).read()
     cls.meta = files.read_json(os.path.join(cls.workdir, "atlas.json"))
-    cls.npz = dict(np.load(os.path.join(cls.workdir, "atlas.npz")))
+    cls.npz = files.read_npz(os.path.join(cls.workdir, "atlas.npz"))
+    cls.units = mtimes(os.path.join(cls.workdir, "atlas"))
+    # A truncated page and a hand-edited JSON: the seal no longer vouches for them.
+    with open(os.path.join(cls.workdir, "atlas.html"), "r+") as f:
+      f.truncate(len(cls.page) // 2)
+    edited = dict(cls.meta, channel=cls.meta["channel"] + 1)
+    files.write_json(os.path.join(cls.workdir, "atlas.json"), edited)
+    cls.second = run_binary(*args)
+    cls.after_second = mtimes(cls.workdir)
+    cls.third = run_binary(*args)
+    cls.after_third = mtimes(cls.workdir)
 
-  def test_kill_leaves_finished_batches_and_no_outputs(self):
-    self.assertIn("batch_0000.npz", self.after_kill, "".join(self.killed_log)[-2000:])
-    self.assertIn("batch_0001.done.json", self.after_kill)
-    self.assertEqual(self.outputs_after_kill, [])
+  def test_stdout_is_one_line_that_says_smoke_test(self):
+    self.assertEqual(self.first.stdout.count("\n"), 1, self.first.stdout)
+    self.assertTrue(self.first.stdout.startswith(f"position_atlas: {report.SMOKE_TEST}; conv2/3x3 channel "),
+                    self.first.stdout)
+    self.assertIn("2 x 2 positions x 3 starts", self.first.stdout)
+    self.assertRegex(self.first.stderr, r"whole run \d+% of [\d,]+ image-steps, ETA")
 
-  def test_rerun_resumes_without_redoing_finished_batches(self):
-    self.assertEqual(self.rerun.returncode, 0, self.rerun.stderr[-3000:])
-    done = sorted(f for f in self.after_kill if f.endswith(".done.json"))
-    self.assertGreaterEqual(len(done), 2)
-    for f in done:
-      k = int(re.search(r"batch_(\d+)", f).group(1)) + 1
-      self.assertIn(f"[atlas] batch {k} resumed", self.rerun.stderr)
-      self.assertNotIn(f"[atlas] batch {k} saved", self.rerun.stderr)
-    now = mtimes(os.path.join(self.workdir, "batches"))
-    for f, t in self.after_kill.items():  # finished batches were not rewritten
-      if f.startswith("batch_") and f[:10] + ".done.json" in self.after_kill:
-        self.assertEqual(now[f], t, f)
-    self.assertLen([f for f in now if f.endswith(".done.json")], 9)
-    self.assertIn(f"9 batches ({len(done)} resumed)", self.rerun.stdout)
-    self.assertEqual([f for root, _, fs in os.walk(self.workdir) for f in fs if f.endswith(".tmp")], [])
+  def test_json_records_the_weights_and_every_tile(self):
+    digest = hashlib.sha256(open(shared_file(CAFFEMODEL), "rb").read()).hexdigest()
+    self.assertEqual(self.meta["weights_sha256"], digest)
+    self.assertTrue(self.meta["smoke_test"])
+    self.assertLen(self.meta["tiles"], 4)
+    self.assertEqual([t["position"] for t in self.meta["tiles"]], [[0, 0], [0, 7], [7, 0], [7, 7]])
+    self.assertTrue(np.all(self.npz["start_activation"] > 0))  # the channel rule's promise, on the real net
+    psi = {tuple(t["position"]): (t["psi_auc"], t["psi_reason"]) for t in self.meta["tiles"]}
+    self.assertEqual(psi[(0, 0)], (None, "the reference itself"))
+    self.assertIsNone(psi[(7, 7)][0])
+    self.assertIn("below the minimum", psi[(7, 7)][1])
+    for p in ((0, 7), (7, 0)):
+      self.assertTrue(-1 <= psi[p][0] <= 1, psi)
+    self.assertEqual(self.npz["images"].shape, (2, 2, 3, 32, 32, 3))
 
-  def test_result_is_complete(self):
-    self.assertEqual(self.npz["images"].shape, (3, 3, 2, 96, 96, 3))
-    self.assertTrue(np.all(np.isfinite(self.npz["images"])))
-    np.testing.assert_array_equal(self.npz["rows"], [0, 2, 5])  # lattice(3) of the 6 x 6 grid
-    np.testing.assert_array_equal(self.npz["cols"], [0, 2, 5])
-    self.assertIsNotNone(files.check_manifest(os.path.join(self.workdir, "atlas.done.json")))
-    self.assertIn("step", self.rerun.stderr)
-    self.assertRegex(self.rerun.stderr, r"ETA \d+s")
+  def test_page_parses_references_only_what_exists_and_describes_every_image(self):
+    parser = PageParser()
+    parser.feed(self.page)
+    self.assertTrue(self.page.rstrip().endswith("</html>"))
+    self.assertNotRegex(self.page, r"https?://")  # nothing from the network
+    images = [a for tag, a in parser.tags if tag == "img"]
+    self.assertLen(images, 1 + 4)  # the heat map and one mosaic tile per position
+    for a in images:
+      self.assertTrue(a.get("alt", "").strip(), a.get("src", "")[:40])
+    refs = [a.get("href") or a.get("src") for tag, a in parser.tags if tag in ("a", "img", "script", "link")]
+    local = [r for r in refs if r and not r.startswith(("data:", "#"))]
+    self.assertNotEqual(local, [])
+    for r in local:
+      self.assertTrue(os.path.isfile(os.path.join(self.workdir, r)), r)
+    self.assertFalse([tag for tag, a in parser.tags if tag == "script" and a.get("src")])  # inline scripts only
 
-  def test_json_describes_every_tile(self):
-    import rfspec
+  def test_heat_map_is_on_the_page_with_a_link_per_cell(self):
+    parser = PageParser()
+    parser.feed(self.page)
+    heat = [a for tag, a in parser.tags if tag == "img" and a.get("id") == "heatmap"]
+    self.assertLen(heat, 1)
+    self.assertTrue(heat[0]["src"].startswith("data:image/png;base64,"))
+    self.assertIn("Heat map of psi_auc", heat[0]["alt"])
+    cells = {a["id"]: a["href"] for tag, a in parser.tags if tag == "a" and a.get("class") == "cell"}
+    self.assertEqual(cells, {f"cell-{i}-{j}": f"#cell-{i}-{j}" for i in (0, 7) for j in (0, 7)})
 
-    rf = rfspec.receptive_field(self.meta["tap"], tuple(self.meta["image_hw"]))
-    self.assertLen(self.meta["tiles"], 9)
-    for t in self.meta["tiles"]:
-      self.assertEqual(t["box"], list(rf.box(*t["position"])))
-      self.assertAlmostEqual(t["inside_fraction"], rf.inside_fraction(*t["position"]))
-      np.testing.assert_allclose(t["final_activation"], self.npz["final_activation"][t["r"], t["c"]], rtol=1e-6)
-    # The channel rule's promise: the node is on at the start at every tile and seed.
-    self.assertTrue(np.all(self.npz["start_activation"] > 0))
+  def test_smoke_test_line_comes_first(self):
+    body = self.page[self.page.index("<body>"):]
+    self.assertLess(body.index(report.SMOKE_TEST), body.index("<h1>"))
 
-  def test_json_regenerates_a_tile_exactly(self):
-    import rfspec
-    from tests.conftest import real_params
-
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in self.meta["vis_config"].items()}
-    cfg = rfspec.VisConfig(**fields)
-    t = self.meta["tiles"][6]  # (i, j) = (5, 0), bottom left
-    self.assertEqual(self.meta["batch_plan"][t["batch"]][t["index_in_batch"]], t["position"])
-    masks = np.stack([rfspec.node_mask(self.meta["tap"], self.meta["channel"], cfg.net_hw, tuple(p))
-                      for p in self.meta["batch_plan"][t["batch"]]])
-    grid = rfspec.visualize_grid(real_params(), self.meta["seeds"], masks, cfg, progress=lambda _: None)
-    np.testing.assert_array_equal(grid[t["index_in_batch"], 1], self.npz["images"][t["r"], t["c"], 1])
-
-  def test_html_is_self_contained_and_holds_every_image(self):
-    page = open(os.path.join(self.workdir, "atlas.html")).read()
-    self.assertEqual(page.count("data:image/jpeg;base64,"), 9 * 2)
-    self.assertNotRegex(page, r"(src|href)\s*=\s*['\"]?(https?:)?//")  # nothing from the network
-    self.assertIn("#tile-", page)
-    self.assertIn(self.meta["tap"], page)
-
-  def test_mosaic_holds_each_tile_at_its_position(self):
+  def test_mosaic_png_has_the_layout_the_json_records(self):
     from PIL import Image
 
-    from rfspec import plots
-
-    png = np.asarray(Image.open(os.path.join(self.workdir, "atlas.png")).convert("RGB"))
+    png = Image.open(os.path.join(self.workdir, "atlas.png"))
     layout = self.meta["mosaic"]
-    g = plots.grid_geometry(3, 3, (96, 96), title=layout["title"], row_labels=layout["row_labels"],
-                            col_labels=layout["col_labels"], captions=layout["captions"], margin=layout["margin"])
-    self.assertEqual(png.shape[:2], (g["height"], g["width"]))
-    for r in range(3):
-      for c in range(3):
-        top = g["title_h"] + g["header_h"] + r * g["cell_h"] + g["margin"]
-        left = g["label_w"] + c * g["cell_w"] + g["margin"]
-        np.testing.assert_array_equal(png[top:top + 96, left:left + 96], files.to_uint8(self.npz["images"][r, c, 0]))
+    self.assertEqual((png.height, png.width), (layout["height"], layout["width"]))
+    self.assertEqual(layout["tile_hw"], [160, 160])
+
+  def test_a_truncated_page_and_an_edited_json_are_redone_without_redoing_batches(self):
+    self.assertEqual(self.second.returncode, 0, self.second.stderr[-3000:])
+    self.assertIn("2 batches (2 resumed)", self.second.stdout)
+    page = open(os.path.join(self.workdir, "atlas.html")).read()
+    self.assertEqual(page, self.page)
+    meta = files.read_json(os.path.join(self.workdir, "atlas.json"))
+    self.assertEqual(meta["channel"], self.meta["channel"])
+    units = {k: v for k, v in self.after_second.items() if k.startswith("atlas" + os.sep)}
+    self.assertEqual(units, {os.path.join("atlas", k): v for k, v in self.units.items()})
 
   def test_third_run_does_no_work(self):
-    before = mtimes(self.workdir)
-    again = run_binary(f"--workdir={self.workdir}", QUICK, weights_flag(), "--config.batch_positions=1")
-    self.assertEqual(again.returncode, 0, again.stderr[-2000:])
-    self.assertIn("up to date", again.stdout)
-    self.assertEqual(mtimes(self.workdir), before)
+    self.assertEqual(self.third.returncode, 0, self.third.stderr[-2000:])
+    self.assertIn("up to date", self.third.stdout)
+    self.assertNotIn("loading weights", self.third.stderr)
+    self.assertEqual(self.after_third, self.after_second)
 
 
-class BadInputTest(parameterized.TestCase):
+class BadSettingsTest(absltest.TestCase):
 
-  @parameterized.named_parameters(
-      ("unknown_tap", "--config.tap=inception_4c/5x6", r"Unknown tap 'inception_4c/5x6'.*inception_4c/5x5"),
-      ("channel_out_of_range", "--config.channel=64", r"channel=64 is out of range.*64 channels"),
-      ("non_spatial_tap", "--config.tap=prob", r"'prob' has no spatial grid"),
-  )
-  def test_one_paragraph_and_exit_1(self, flag, pattern):
-    proc = run_binary(f"--workdir={self.create_tempdir().full_path}", QUICK, weights_flag(), flag)
+  def test_every_bad_field_in_one_paragraph_and_exit_1(self):
+    proc = run_binary(f"--workdir={self.create_tempdir().full_path}", *QUICK, weights_flag(),
+                      "--config.mosaic_tile=-5", "--config.batch_positions=-1", "--config.seeds=(0, 1.5)")
     self.assertEqual(proc.returncode, 1, proc.stderr[-2000:])
     self.assertNotIn("Traceback", proc.stderr)
-    self.assertRegex(proc.stderr, pattern)
-    error = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     self.assertLen(error, 1)
+    for field in ("config.mosaic_tile", "config.batch_positions", "config.seeds"):
+      self.assertIn(field, error[0])
+    self.assertNotIn("loading weights", proc.stderr)  # settings are checked before the weights load
+
+  def test_seeds_that_are_not_a_list_is_one_paragraph(self):
+    proc = run_binary(f"--workdir={self.create_tempdir().full_path}", *QUICK, weights_flag(), "--config.seeds=abc")
+    self.assertEqual(proc.returncode, 1, proc.stderr[-2000:])
+    self.assertNotIn("Traceback", proc.stderr)
+    self.assertRegex(proc.stderr, re.compile(r"^error: .*seeds", re.M))
 
 
 if __name__ == "__main__":
