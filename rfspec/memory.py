@@ -41,7 +41,7 @@ __all__ = ["ENV_LIMIT", "FORWARD_LIVE_BLOBS", "STEP_BYTES_PER_VALUE", "available
 # bytes per value: CPU 7.3 at 512 px up to inception_4c/output (batch 4 and 8), 7.4 at 224 px
 # (batch 32), 8.2 at 128 px to inception_4c/5x5, 10.0 at 1024 px to conv2/3x3; H200 GPU (jax
 # 0.11) 5.2-7.1 for the same shapes; and against peak RSS on CPU (8.4 per value per added image
-# at 512 px). 12 covers these with a margin. (rfspec.atlas's 24 predates the engine's custom
+# at 512 px). 12 covers these with a margin. (the old atlas estimate's 24 predates the engine's custom
 # max-pool and conv+ReLU gradients, which halved the step's memory.)
 STEP_BYTES_PER_VALUE = 12
 # XLA's temporaries of a forward, in units of its largest blob (memory_analysis): CPU 1.0-2.25
