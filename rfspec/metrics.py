@@ -26,7 +26,7 @@ Two measures, one question:
 A pair whose window is smaller than `MIN_WINDOW_SHARE` of the RF's area is undefined, with that
 reason, not a number.
 
-Indices are computed from similarity matrices and labels (`pair_psi`, `position_auc_id`,
+Indices are computed from similarity matrices and labels (`pair_psi`, `auc_id_from`,
 `pair_transfer`), so the same code gives the estimate, the hierarchical bootstrap (weights on
 channels and seeds) and the permutation null (labels swapped within seeds). The claims layer
 (`rfspec.claims`) pools them. Numbers only; images are RGB in [0, 1], [..., H, W, 3], pixels

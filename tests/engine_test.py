@@ -103,7 +103,7 @@ class VisualizeTest(parameterized.TestCase):
     on = (start > 0).all(axis=(0, 1))
     self.assertTrue(on.any())
     channel = int(np.argmin(np.where(on, start.max(axis=(0, 1)), np.inf)))
-    images, traces = vis.visualize_grid(self.params, seeds, masks.node_masks(tap, channel, hw, positions),
+    images, traces, _ = vis.visualize_grid(self.params, seeds, masks.node_masks(tap, channel, hw, positions),
                                         cfg, return_trace=True, **QUIET)
     self.assertEqual(images.shape, (2, 2, 48, 48, 3))
     self.assertEqual(traces.shape, (2, 2, 40))
@@ -138,7 +138,7 @@ class VisualizeTest(parameterized.TestCase):
 
   def test_make_grid_fn_is_the_same_computation(self):
     seeds, ms = np.array([3, 11], np.int32), _masks()
-    images, traces = vis.visualize_grid(self.params, seeds, ms, SMALL, return_trace=True, **QUIET)
+    images, traces, _ = vis.visualize_grid(self.params, seeds, ms, SMALL, return_trace=True, **QUIET)
     fn = vis.make_grid_fn(SMALL)
     compiled = fn.lower(self.params, np.tile(seeds, 2), np.repeat(ms, 2, axis=0)).compile()
     out = compiled(self.params, np.tile(seeds, 2), np.repeat(ms, 2, axis=0))

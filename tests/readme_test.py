@@ -1,6 +1,8 @@
 """README.md tells the truth: its tour runs, and the values it shows in comments are what it gets."""
 
+import os
 import re
+from unittest import mock
 
 import numpy as np
 from absl.testing import absltest
@@ -21,10 +23,12 @@ class ReadmeTourTest(absltest.TestCase):
     code = tour_code()
     self.assertIn("steps=60)", code)
     # Same code, fewer steps, and the shared weights instead of a download.
-    code = code.replace("steps=60)", "steps=2, chunk=2)").replace(
-        'rfspec.load_params("bvlc_googlenet")', f'rfspec.load_params({str(shared_file(CAFFEMODEL))!r})')
+    code = code.replace("steps=60)", "steps=2, chunk=2)")
+    self.assertIn('rfspec.load_params("bvlc_googlenet")', code)
     scope = {}
-    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 -- our own README
+    # Offline, as a newcomer without internet runs it: RFSPEC_WEIGHTS names the caffemodel.
+    with mock.patch.dict(os.environ, {"RFSPEC_WEIGHTS": str(shared_file(CAFFEMODEL))}):
+      exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 -- our own README
     self.assertEqual(scope["acts"]["inception_4c/output"].shape, (2, 14, 14, 512))
     rf = scope["rf"]
     self.assertEqual((rf.size, rf.stride, rf.offset, rf.grid), (299, 16, 14.0, (14, 14)))
@@ -33,9 +37,11 @@ class ReadmeTourTest(absltest.TestCase):
     self.assertEqual(scope["grid"].shape, (3, 3, 224, 224, 3))
     self.assertEqual(scope["x0"].shape, (224, 224, 3))
     self.assertEqual(scope["tiled"].shape, (224, 224, 3))
-    psi = np.asarray(scope["spec"].psi)
-    self.assertEqual(psi.shape, (3, 3))
-    np.testing.assert_allclose(np.diag(psi), 0.0, atol=1e-6)
+    spec = scope["spec"]
+    self.assertEqual(spec.psi_auc.shape, (3, 3))
+    self.assertEqual(spec.psi_auc_ci.shape, (3, 3, 2))
+    np.testing.assert_allclose(np.diag(spec.psi_auc), 0.0, atol=1e-6)
+    self.assertTrue(np.all((spec.window_share >= 0) & (spec.window_share <= 1)))
 
 
 if __name__ == "__main__":

@@ -118,7 +118,7 @@ class Zipser2015RecipeTest(absltest.TestCase):
     channel = int(np.argmax(start[h // 2, w // 2]))
     mask = np.asarray(masks.node_mask(tap, channel, hw, position=(h // 2, w // 2)))
     want = _script_step(self.params, tap, x0, mask, oy, ox)
-    got = _data(rfspec.visualize(self.params, seed, mask, cfg, progress=False))
+    got = _data(rfspec.visualize(self.params, seed, mask, cfg, progress=None))
     self.assertGreater(np.abs(want - x0).max(), 5.0)  # the step did something
     np.testing.assert_allclose(got / 255.0, want / 255.0, rtol=0, atol=1e-5)
 
@@ -130,7 +130,7 @@ class Zipser2015RecipeTest(absltest.TestCase):
     start = rfspec.forward(self.params, rfspec.initial_image(0, cfg)[None], taps=tap)[tap][0]
     channel = int(np.argmax(start[i, j]))
     mask = masks.node_mask(tap, channel, hw, position=(i, j))
-    image = rfspec.visualize(self.params, 0, mask, cfg, progress=False)
+    image = rfspec.visualize(self.params, 0, mask, cfg, progress=None)
     # The gradient reaches the node's RF box, moved by up to the 1 px roll.
     top, left, bottom, right = rf.box(i, j)
     reach = np.zeros(hw, bool)
@@ -148,7 +148,7 @@ class Zipser2015RecipeTest(absltest.TestCase):
     off = np.flatnonzero(start[h // 2, w // 2] == 0)
     self.assertNotEmpty(off)
     mask = masks.node_mask(tap, int(off[0]), hw, position=(h // 2, w // 2))
-    image, trace = rfspec.visualize(self.params, 0, mask, cfg, return_trace=True, progress=False)
+    image, trace = rfspec.visualize(self.params, 0, mask, cfg, return_trace=True, progress=None)
     np.testing.assert_array_equal(trace, np.zeros(steps, np.float32))
     end = rfspec.forward(self.params, image[None], taps=tap)[tap][0]
     self.assertEqual(float(end[h // 2, w // 2, off[0]]), 0.0)
@@ -163,7 +163,7 @@ class Zipser2015RecipeTest(absltest.TestCase):
     start = np.asarray(rfspec.forward(self.params, rfspec.initial_image(0, cfg)[None], taps=tap)[tap][0])
     channel = int(np.argmax(start[h // 2, w // 2]))
     mask = masks.node_mask(tap, channel, hw, position=(h // 2, w // 2))
-    _, trace = rfspec.visualize(self.params, 0, mask, cfg, return_trace=True, progress=False)
+    _, trace = rfspec.visualize(self.params, 0, mask, cfg, return_trace=True, progress=None)
     self.assertGreater(trace[-1], 10 * trace[0])
 
 

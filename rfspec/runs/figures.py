@@ -437,12 +437,13 @@ def _seeds_why(n_seeds: int) -> str:
 def _auc_id_draws(desc, labels, ids, unit, own, key, *, n_units: int, n_boot: int):
   """(estimate, bootstrap draws [n_boot]) of auc_id for label `own`; a draw resamples the n_units
   start seeds (unit [N]: each image's seed index) with replacement."""
-  sims = metrics.cosine(desc, desc)
-  est = metrics.position_auc_id(sims, labels, ids, jnp.ones(len(ids)), own)
+  i, j = metrics.upper_pairs(desc.shape[0])
+  cmp = metrics.compare(metrics.cosine(desc, desc)[i, j])
+  est = metrics.auc_id_from(cmp, ids, labels, jnp.ones(len(ids)), own)
 
   def draw(k):
     counts = jnp.bincount(jax.random.randint(k, (n_units,), 0, n_units), length=n_units).astype(jnp.float32)
-    return metrics.position_auc_id(sims, labels, ids, counts[unit], own)
+    return metrics.auc_id_from(cmp, ids, labels, counts[unit], own)
 
   return est, jax.vmap(draw)(jax.random.split(key, n_boot))
 
