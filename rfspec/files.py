@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io as _io
 import json
+import math
 import os
 import re
 import tempfile
@@ -208,6 +209,15 @@ def invalidate_manifest(path: str | os.PathLike) -> None:
     os.unlink(path)
   except FileNotFoundError:
     pass
+
+
+def plain_numbers(x):
+  """A number or array -> a float or nested lists of floats for JSON; NaN and inf -> None."""
+  arr = np.asarray(x, np.float64)
+  if arr.ndim == 0:
+    v = float(arr)
+    return v if math.isfinite(v) else None
+  return [plain_numbers(v) for v in arr]
 
 
 def _to_jsonable(obj: Any):

@@ -49,6 +49,7 @@ from rfspec import claims, geometry, memory, metrics, objectives, selection
 from rfspec import masks as masks_lib
 from rfspec.engine import VisConfig, embed_canvas, initial_image, visualize_batch
 from rfspec.errors import UserError
+from rfspec.files import plain_numbers as _num  # JSON numbers: NaN/inf -> None
 from rfspec.models import googlenet
 from rfspec.progress import RunProgress
 from rfspec.runs.store import Store
@@ -720,13 +721,6 @@ def run_atlas(params, settings: AtlasSettings, store: Store, *, progress: RunPro
 # ----------------------------------------------------------------------------- plain numbers
 
 
-def _num(x):
-  """numpy -> JSON-friendly Python; NaN/inf -> None."""
-  arr = np.asarray(x, np.float64)
-  if arr.ndim == 0:
-    v = float(arr)
-    return v if math.isfinite(v) else None
-  return [_num(v) for v in arr]
 
 
 def summary(result: AtlasResult, *, weights: str = "", weights_sha256: str = "") -> dict:

@@ -25,7 +25,6 @@ boxes (top, left, bottom, right) px, half-open, may extend past the image.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from typing import Any, NamedTuple, Sequence
 
@@ -37,6 +36,7 @@ from rfspec import claims, geometry, metrics, objectives, selection
 from rfspec import masks as masks_lib
 from rfspec.engine import VisConfig, initial_image, visualize_batch
 from rfspec.errors import UserError
+from rfspec.files import plain_numbers as _num  # JSON numbers: NaN/inf -> None
 from rfspec.models import googlenet
 from rfspec.progress import RunProgress
 from rfspec.runs.store import Store
@@ -727,13 +727,6 @@ def _padding(params, settings, cfg, plan, choice, images, ka, sa, store, unit, t
 # ----------------------------------------------------------------------------- plain numbers
 
 
-def _num(x):
-  """numpy -> JSON-friendly Python; NaN/inf -> None."""
-  arr = np.asarray(x, np.float64)
-  if arr.ndim == 0:
-    v = float(arr)
-    return v if math.isfinite(v) else None
-  return [_num(v) for v in arr]
 
 
 def claim_dict(c: claims.Claim) -> dict:
