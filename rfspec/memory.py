@@ -7,8 +7,8 @@ and `check_forward_fits` (`rfspec.forward`) refuse such a call up front with a `
 names the estimate, the limit and the fix. They are pure arithmetic on static shapes plus one
 look-up of the memory available, so they cost microseconds and are safe at trace time.
 
-The estimates count float32 activation values with `googlenet.blob_hws`, the same layer table
-the model is built from:
+The estimates count float32 activation values with `rfspec.models.layers.blob_hws`, the same layer
+table the model is built from:
 
 * a step keeps every blob from the input up to the tap for the backward pass and needs their
   gradients and XLA's temporaries: `STEP_BYTES_PER_VALUE` per value of that chain, per image;
@@ -31,7 +31,7 @@ from typing import Sequence
 import jax
 
 from rfspec.errors import UserError
-from rfspec.models import googlenet
+from rfspec.models import layers as googlenet  # the layer table only (no model code)
 
 __all__ = ["ENV_LIMIT", "FORWARD_LIVE_BLOBS", "STEP_BYTES_PER_VALUE", "available_bytes", "check_fits",
            "check_forward_fits", "estimate_forward_bytes", "estimate_step_bytes"]
