@@ -567,12 +567,12 @@ class NonFiniteError(FloatingPointError, ValueError):
 
 
 class GridResult(NamedTuple):
-  """`visualize_grid(..., return_trace=True)`.
+  """`visualize_batch`'s result: B (seed, mask) elements on a flat leading axis.
 
   Attributes:
-    images: float32 [P, S, H, W, 3] RGB in [0, 1].
-    traces: float32 [P, S, steps], Σ mask · act per step (see `VisResult`).
-    snapshots: float32 [K, P, S, H, W, 3], the images after each of `snapshot_steps` (K = 0
+    images: float32 [B, H, W, 3] RGB in [0, 1].
+    traces: float32 [B, steps], Σ mask · act per step (see `VisResult`).
+    snapshots: float32 [K, B, H, W, 3], the images after each of `snapshot_steps` (K = 0
       without them): the same run seen part-way, e.g. to see when a result settles.
   """
 
@@ -674,10 +674,9 @@ def _run_grid(params, seeds: np.ndarray, masks: np.ndarray, cfg: VisConfig, prog
   return final, traces, snapshots
 
 
-def visualize_grid(params, seeds, masks, cfg: VisConfig, *, return_trace: bool = False,
+def visualize_grid(params, seeds, masks, cfg: VisConfig, *,
                    progress: Callable[[Progress], None] | None = print_progress,
-                   devices: Sequence[jax.Device] | None = None,
-                   snapshot_steps: Sequence[int] = ()) -> np.ndarray | GridResult:
+                   devices: Sequence[jax.Device] | None = None, return_trace: bool = False) -> np.ndarray:
   """Visualises every (mask, seed) pair of a grid in one compiled, sharded computation.
 
   Element (p, s) is `visualize(params, seeds[s], masks[p], cfg)`. The flattened grid
@@ -694,33 +693,39 @@ def visualize_grid(params, seeds, masks, cfg: VisConfig, *, return_trace: bool =
     masks: float [P, h, w, C] node masks for `cfg.tap` at `cfg.image_hw`, nodes at
       (i, j) = (row, col) of the tap's grid (see `rfspec.node_mask`, `rfspec.masks.node_masks`).
     cfg: `VisConfig`.
-    return_trace: also return the objective per step.
     progress: called with a `rfspec.progress.Progress` after each chunk; default
       `print_progress` (a line on stderr); None for silence; `rfspec.progress.log_progress` logs.
     devices: devices to shard over; default `jax.devices()`.
-    snapshot_steps: step counts after which to keep a copy of the images (each a multiple of
-      `cfg.chunk`, or `cfg.steps`); they come back as `GridResult.snapshots` (return_trace=True).
+    return_trace: removed (a UserError if true): the objective per step and snapshots come from
+      `visualize_batch`, which returns a `GridResult`; this function always returns the images.
 
   Returns:
-    float32 [P, S, H, W, 3] RGB in [0, 1]; or `GridResult(images, traces [P, S, steps],
-    snapshots)` with return_trace=True.
+    float32 [P, S, H, W, 3] RGB in [0, 1], element (p, s) indexed (y, x).
 
   Raises:
     ValueError: masks of the wrong shape, an all-zero mask, bad seeds.
     NonFiniteError: an element went NaN/inf; the message names its (p, s).
   """
+  _refuse_trace("visualize_grid", return_trace)
   seeds = check_seeds(seeds)
   masks = masks_lib.check_mask(masks, cfg.tap, cfg.net_hw, batched=True)
-  snapshot_steps = check_snapshot_steps(snapshot_steps, cfg)
   n_p, n_s = len(masks), len(seeds)
   flat_seeds = np.tile(seeds, n_p)
   flat_masks = np.repeat(masks, n_s, axis=0)
   describe = lambda b: f"(p, s) = ({b // n_s}, {b % n_s}) [seed {seeds[b % n_s]}]"
-  images, traces, snaps = _run_grid(params, flat_seeds, flat_masks, cfg, progress, devices, describe, snapshot_steps)
-  images = images.reshape(n_p, n_s, *images.shape[1:])
-  traces = traces.reshape(n_p, n_s, -1)
-  snaps = snaps.reshape(len(snapshot_steps), n_p, n_s, *images.shape[2:])
-  return GridResult(images, traces, snaps) if return_trace else images
+  images, _, _ = _run_grid(params, flat_seeds, flat_masks, cfg, progress, devices, describe)
+  return images.reshape(n_p, n_s, *images.shape[1:])
+
+
+def _refuse_trace(name: str, return_trace) -> None:
+  """visualize / visualize_grid return images only (one type); traces come from elsewhere."""
+  if return_trace:
+    raise UserError(
+        f"{name} returns the images only (return_trace was removed so that it always returns one type). "
+        "For the objective per step (and snapshots) call rfspec.engine.visualize_batch(params, seeds, masks, cfg), "
+        "which returns GridResult(images, traces, snapshots) for B (seed, mask) pairs (for a grid pass "
+        "np.tile(seeds, P) and np.repeat(masks, S, axis=0)), or rfspec.engine.optimize(...) under jit for "
+        "VisResult(image, trace).")
 
 
 def visualize_batch(params, seeds, masks, cfg: VisConfig, *,
@@ -773,9 +778,9 @@ def _is_traced(*trees) -> bool:
   return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(trees))
 
 
-def visualize(params, seed, node_mask, cfg: VisConfig, *, return_trace: bool = False,
+def visualize(params, seed, node_mask, cfg: VisConfig, *,
               progress: Callable[[Progress], None] | None = print_progress,
-              devices: Sequence[jax.Device] | None = None) -> np.ndarray | VisResult:
+              devices: Sequence[jax.Device] | None = None, return_trace: bool = False) -> np.ndarray | jax.Array:
   """The preferred input of the chosen nodes, by gradient ascent from a random start.
 
   A pure function of (params, seed, node_mask, cfg): the same seed gives bit-identical output.
@@ -789,25 +794,24 @@ def visualize(params, seed, node_mask, cfg: VisConfig, *, return_trace: bool = F
     node_mask: float [h, w, C] for `cfg.tap` at `cfg.image_hw`, nodes at (i, j) = (row, col) of
       the tap's grid, e.g. `rfspec.node_mask(tap, channel, image_hw, position=(i, j))`.
     cfg: `VisConfig`, e.g. `VisConfig(tap="inception_4c/output", image_hw=(224, 224))`.
-    return_trace: also return the objective per step.
     progress: called with a `rfspec.progress.Progress` after each chunk; default
       `print_progress` (a line on stderr); None for silence; `rfspec.progress.log_progress` logs.
     devices: where to run; default the first local device.
+    return_trace: removed (a UserError if true): `optimize` returns `VisResult(image, trace)`,
+      `visualize_batch` a `GridResult` with traces; this function always returns the image.
 
   Returns:
-    float32 [H, W, 3] RGB in [0, 1], indexed (y, x); or `VisResult(image, trace [steps])` with
-    return_trace=True.
+    float32 [H, W, 3] RGB in [0, 1], indexed (y, x) (a jax.Array when traced).
 
   Raises:
     ValueError: a mask of the wrong shape (the message gives the expected one) or all zero.
     NonFiniteError: the run went NaN/inf.
   """
+  _refuse_trace("visualize", return_trace)
   if _is_traced(params, seed, node_mask):
-    result = optimize(params, seed, node_mask, cfg)
-    return result if return_trace else result.image
+    return optimize(params, seed, node_mask, cfg).image
   seed = check_seeds([seed])
   mask = masks_lib.check_mask(node_mask, cfg.tap, cfg.net_hw)
   devices = [jax.local_devices()[0]] if devices is None else devices
-  image, trace, _ = _run_grid(params, seed, mask[None], cfg, progress, devices,
-                              lambda b: f"the run [seed {seed[0]}]")
-  return VisResult(image[0], trace[0]) if return_trace else image[0]
+  image, _, _ = _run_grid(params, seed, mask[None], cfg, progress, devices, lambda b: f"the run [seed {seed[0]}]")
+  return image[0]

@@ -13,6 +13,7 @@ from absl.testing import absltest, parameterized
 
 import rfspec.engine
 from rfspec import masks, objectives
+from rfspec.errors import UserError
 from rfspec.geometry import receptive_field
 from tests.conftest import real_params
 
@@ -103,9 +104,9 @@ class VisualizeTest(parameterized.TestCase):
     on = (start > 0).all(axis=(0, 1))
     self.assertTrue(on.any())
     channel = int(np.argmin(np.where(on, start.max(axis=(0, 1)), np.inf)))
-    images, traces, _ = vis.visualize_grid(self.params, seeds, masks.node_masks(tap, channel, hw, positions),
-                                        cfg, return_trace=True, **QUIET)
-    self.assertEqual(images.shape, (2, 2, 48, 48, 3))
+    node_masks = masks.node_masks(tap, channel, hw, positions)
+    res = vis.visualize_batch(self.params, np.tile(seeds, 2), np.repeat(node_masks, 2, axis=0), cfg, **QUIET)
+    images, traces = res.images.reshape(2, 2, 48, 48, 3), res.traces.reshape(2, 2, -1)
     self.assertEqual(traces.shape, (2, 2, 40))
     a1 = act(images.reshape(-1, 48, 48, 3)).reshape(2, 2, *a0.shape[1:])
     end = np.stack([a1[p, :, i, j, channel] for p, (i, j) in enumerate(positions)])
@@ -138,7 +139,8 @@ class VisualizeTest(parameterized.TestCase):
 
   def test_make_grid_fn_is_the_same_computation(self):
     seeds, ms = np.array([3, 11], np.int32), _masks()
-    images, traces, _ = vis.visualize_grid(self.params, seeds, ms, SMALL, return_trace=True, **QUIET)
+    images = vis.visualize_grid(self.params, seeds, ms, SMALL, **QUIET)
+    traces = vis.visualize_batch(self.params, np.tile(seeds, 2), np.repeat(ms, 2, axis=0), SMALL, **QUIET).traces
     fn = vis.make_grid_fn(SMALL)
     compiled = fn.lower(self.params, np.tile(seeds, 2), np.repeat(ms, 2, axis=0)).compile()
     out = compiled(self.params, np.tile(seeds, 2), np.repeat(ms, 2, axis=0))
@@ -194,7 +196,8 @@ class VisualizeTest(parameterized.TestCase):
   def test_trace_starts_at_the_initial_objective(self):
     cfg = dataclasses.replace(SMALL, jitter=0, steps=3)
     m = _masks(cfg)[0]
-    image, trace = vis.visualize(self.params, 4, m, cfg, return_trace=True, **QUIET)
+    res = vis.visualize_batch(self.params, [4], m[None], cfg, **QUIET)
+    image, trace = res.images[0], res.traces[0]
     self.assertEqual(trace.shape, (3,))
     act = objectives.tap_activation(self.params, vis.initial_image(4, cfg)[None], TAP)
     self.assertAlmostEqual(float(trace[0]), float(objectives.node_objective(act, m)[0]), places=3)
@@ -225,6 +228,13 @@ class VisualizeTest(parameterized.TestCase):
     for seeds in ([], [[0, 1]], [0.5]):
       with self.assertRaisesRegex(ValueError, "seeds"):
         vis.visualize_grid(self.params, seeds, good, SMALL)
+
+  def test_visualize_returns_one_type(self):
+    # return_trace is gone: asking for it names where traces come from, before any work.
+    for call in (lambda: vis.visualize(self.params, 0, _masks()[0], SMALL, return_trace=True),
+                 lambda: vis.visualize_grid(self.params, [0], _masks(), SMALL, return_trace=True)):
+      with self.assertRaisesRegex(UserError, r"returns the images only.*visualize_batch.*GridResult"):
+        call()
 
   def test_non_finite_names_the_elements(self):
     ms = _masks()

@@ -35,8 +35,9 @@ _SCRIPT = textwrap.dedent("""
     assert jax.device_count() == 4 and jax.local_device_count() == (2 if process_id >= 0 else 4)
     cfg = rfspec.VisConfig(tap="conv2/3x3", image_hw=(40, 40), steps=4, chunk=2, jitter=3)
     ms = masks.node_masks(cfg.tap, 11, cfg.image_hw, [(2, 3), (7, 6), (5, 5)])
-    result = rfspec.visualize_grid(real_params(), [0, 7], ms, cfg, return_trace=True, progress=lambda _: None)
-    np.savez(out, images=result.images, traces=result.traces)
+    result = rfspec.engine.visualize_batch(real_params(), np.tile([0, 7], 3), np.repeat(ms, 2, axis=0), cfg,
+                                           progress=lambda _: None)
+    np.savez(out, images=result.images.reshape(3, 2, 40, 40, 3), traces=result.traces.reshape(3, 2, -1))
     print("DONE", process_id, jax.process_count())
 """)
 

@@ -148,7 +148,8 @@ class Zipser2015RecipeTest(absltest.TestCase):
     off = np.flatnonzero(start[h // 2, w // 2] == 0)
     self.assertNotEmpty(off)
     mask = masks.node_mask(tap, int(off[0]), hw, position=(h // 2, w // 2))
-    image, trace = rfspec.visualize(self.params, 0, mask, cfg, return_trace=True, progress=None)
+    res = rfspec.engine.visualize_batch(self.params, [0], mask[None], cfg, progress=None)
+    image, trace = res.images[0], res.traces[0]
     np.testing.assert_array_equal(trace, np.zeros(steps, np.float32))
     end = rfspec.forward(self.params, image[None], taps=tap)[tap][0]
     self.assertEqual(float(end[h // 2, w // 2, off[0]]), 0.0)
@@ -163,7 +164,7 @@ class Zipser2015RecipeTest(absltest.TestCase):
     start = np.asarray(rfspec.forward(self.params, rfspec.initial_image(0, cfg)[None], taps=tap)[tap][0])
     channel = int(np.argmax(start[h // 2, w // 2]))
     mask = masks.node_mask(tap, channel, hw, position=(h // 2, w // 2))
-    _, trace = rfspec.visualize(self.params, 0, mask, cfg, return_trace=True, progress=None)
+    trace = rfspec.engine.visualize_batch(self.params, [0], mask[None], cfg, progress=None).traces[0]
     self.assertGreater(trace[-1], 10 * trace[0])
 
 

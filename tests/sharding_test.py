@@ -39,13 +39,15 @@ _SCRIPT = textwrap.dedent("""
     assert state.z.addressable_shards[0].data.shape[0] == 2
 
     quiet = lambda info: None
-    sharded = vis.visualize_grid(params, seeds, ms, cfg, return_trace=True, progress=quiet)
-    single = vis.visualize_grid(params, seeds, ms, cfg, return_trace=True, progress=quiet,
-                                devices=jax.devices()[:1])
-    assert sharded.images.shape == (3, 2, 40, 40, 3), sharded.images.shape
+    flat = (np.tile(seeds, 3), np.repeat(ms, 2, axis=0))  # the grid's (p, s) pairs, b = p * S + s
+    sharded = vis.visualize_batch(params, *flat, cfg, progress=quiet)
+    single = vis.visualize_batch(params, *flat, cfg, progress=quiet, devices=jax.devices()[:1])
+    assert sharded.images.shape == (6, 40, 40, 3), sharded.images.shape
+    grid = vis.visualize_grid(params, seeds, ms, cfg, progress=quiet)
+    np.testing.assert_array_equal(grid.reshape(6, 40, 40, 3), sharded.images)
     np.testing.assert_allclose(sharded.images, single.images, atol=1e-5)
     np.testing.assert_allclose(sharded.traces, single.traces, rtol=1e-5, atol=1e-3)
-    assert not np.allclose(sharded.images[0, 0], sharded.images[0, 1])
+    assert not np.allclose(sharded.images[0], sharded.images[1])
     print("SHARDING-OK")
 """)
 
