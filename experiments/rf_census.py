@@ -6,13 +6,14 @@
       --config=experiments/configs/rf_census.py:quick --weights=../shared/weights/bvlc_googlenet.caffemodel
   python -m experiments.rf_census --workdir=/tmp/rf_geom --config.erf=False   # no weights needed
 
-Writes to --workdir:
+Flags -> `rfspec.runs.census.run_census` -> report / plots -> files. Writes to --workdir:
   rf_census.json              every tap at every size: RF size, stride, offset, grid, % of positions
                               whose RF lies fully inside, mean inside fraction; and the ERF summary
   rf_census.md                the same as markdown tables
   pct_inside_vs_depth.png     % fully inside against depth, one line per input size
   inside_fraction_<tap>.png   per-node inside-fraction heatmaps for the config's heatmap taps
-  erf_cache.json              per-tap ERF results, reused by a rerun with the same settings
+  erf/                        one Store unit per ERF tap (keyed on the settings and the weights'
+                              sha256), reused by a rerun
 
 With `config.erf` (the default) it also measures effective RFs (mean |d act / d input| over noise)
 at the centre, edge and corner nodes of each ERF tap, which needs weights.
@@ -30,96 +31,44 @@ _WEIGHTS = _cli.define_weights_flag()
 _CONFIG = _cli.define_config_flag("rf_census")
 
 
-def _progress(msg: str) -> None:
+def _log(msg: str) -> None:
   print(msg, file=sys.stderr, flush=True)
-
-
-def _sizes(config) -> list[tuple[int, int]]:
-  sizes = []
-  for s in config.sizes:
-    hw = (s, s) if isinstance(s, int) else tuple(s)
-    if len(hw) != 2 or not all(isinstance(v, int) and v > 0 for v in hw):
-      raise _cli.UserError(f"config.sizes must hold positive ints (square sides) or (H, W) pairs; got {s!r}.")
-    sizes.append(hw)
-  if not sizes:
-    raise _cli.UserError("config.sizes is empty; give at least one input size, e.g. --config.sizes='(224,)'.")
-  return sizes
-
-
-def _erf_rows(config, workdir: str) -> dict:
-  """ERF summary for `config.erf_taps`, reusing per-tap results cached in the workdir."""
-  import jax
-
-  from rfspec import files
-  from rfspec.geometry import branch_tap, erf_summary, probe_positions
-
-  hw = (config.erf_image_size, config.erf_image_size)
-  channel = None if config.erf_channel < 0 else int(config.erf_channel)
-  for tap in config.erf_taps:  # validate everything before the slow weight load
-    probe_positions(tap, hw)
-    if channel is not None:
-      branch_tap(tap, channel)
-  if config.erf_samples < 1 or config.erf_batch < 1:
-    raise _cli.UserError("config.erf_samples and config.erf_batch must be >= 1.")
-  settings = {"weights": _WEIGHTS.value, "image_hw": list(hw), "samples": config.erf_samples,
-              "channel": channel, "seed": config.seed}
-  cache_path = os.path.join(workdir, "erf_cache.json")
-  cache = files.read_json(cache_path) if os.path.exists(cache_path) else {}
-  if cache.get("settings") != settings:
-    cache = {"settings": settings, "taps": {}}
-  todo = [t for t in config.erf_taps if t not in cache["taps"]]
-  if todo:
-    from rfspec.weights.store import load_params
-
-    _progress(f"loading weights {_WEIGHTS.value!r}")
-    params = load_params(_WEIGHTS.value)
-    key = jax.random.key(config.seed)
-    for n, tap in enumerate(todo):
-      _progress(f"ERF {n + 1}/{len(todo)}: {tap} at {hw[0]}x{hw[1]}, {config.erf_samples} noise images")
-      cache["taps"][tap] = erf_summary(params, (tap,), hw, key=key, num_samples=config.erf_samples,
-                                       channel=channel, batch_size=config.erf_batch)
-      files.write_json(cache_path, cache)  # an interrupted run resumes from here
-  else:
-    _progress(f"ERF: all {len(config.erf_taps)} taps cached in {cache_path}")
-  return {**settings, "rows": [r for t in config.erf_taps for r in cache["taps"][t]]}
 
 
 def main(argv):
   if len(argv) > 1:
     raise _cli.UserError(f"Unexpected arguments {argv[1:]}; rf_census takes only flags.")
-  config = _CONFIG.value
-  workdir = _cli.ensure_workdir(_WORKDIR.value)
+  from rfspec.runs import census
 
+  config = _CONFIG.value
+  settings = census.settings_from_config(config)  # the whole config, before any weights load
+  workdir = _cli.ensure_workdir(_WORKDIR.value)
   import matplotlib
 
   matplotlib.use("Agg")
-  from rfspec import files
-  from rfspec.geometry import (census, census_markdown, plot_inside_fractions, plot_pct_inside,
-                                      spatial_taps, tap_filename)
-  from rfspec.models import googlenet
+  from rfspec import files, geometry, plots, report
+  from rfspec.runs.store import Store
 
-  sizes = _sizes(config)
-  for tap in config.heatmap_taps:
-    googlenet.check_tap(tap)
-    if tap not in spatial_taps():
-      raise _cli.UserError(f"Heatmap tap {tap!r} has no spatial grid; pick one of the spatial taps.")
-
-  _progress(f"census: {len(spatial_taps())} taps x {len(sizes)} sizes")
-  rows = census(sizes)
-  erf = _erf_rows(config, workdir) if config.erf else None
-
+  digest = _cli.weights_digest(_WEIGHTS.value) if settings.erf else ""
+  _log(f"census: {len(geometry.spatial_taps())} taps x {len(settings.sizes)} sizes")
+  with Store(workdir, weights_sha256=digest, schema=census.SCHEMA) as store:
+    result = census.run_census(lambda: _cli.load_params(_WEIGHTS.value), settings, store, log=_log)
+  rows, erf = result.rows, result.erf
+  if erf is not None:
+    erf = dict(erf, weights=_WEIGHTS.value, weights_sha256=digest)
   files.write_json(os.path.join(workdir, "rf_census.json"), {
-      "sizes": [list(hw) for hw in sizes], "census": rows, "erf": erf, "config": config})
+      "sizes": [list(hw) for hw in settings.sizes], "census": rows, "erf": erf, "config": config})
   files.write_text(os.path.join(workdir, "rf_census.md"),
-                census_markdown(rows, erf["rows"] if erf else None, erf["image_hw"] if erf else None))
-  files.save_figure(os.path.join(workdir, "pct_inside_vs_depth.png"), plot_pct_inside(rows))
-  for tap in config.heatmap_taps:
-    _progress(f"heatmap: {tap}")
-    files.save_figure(os.path.join(workdir, f"inside_fraction_{tap_filename(tap)}.png"), plot_inside_fractions(tap, sizes))
+                   report.census_markdown(rows, erf["rows"] if erf else None, erf["image_hw"] if erf else None))
+  files.save_figure(os.path.join(workdir, "pct_inside_vs_depth.png"), plots.plot_pct_inside(rows))
+  for tap in settings.heatmap_taps:
+    _log(f"heatmap: {tap}")
+    files.save_figure(os.path.join(workdir, f"inside_fraction_{geometry.tap_filename(tap)}.png"),
+                      plots.plot_inside_fractions(tap, settings.sizes))
 
   key_row = next((r for r in rows if r["tap"] == "inception_4c/output"), rows[-1])
-  erf_note = f"; ERF at {len(config.erf_taps)} taps" if erf else ""
-  print(f"rf_census: {len(rows)} rows ({len(sizes)} sizes) -> {os.path.join(workdir, 'rf_census.json')}; "
+  erf_note = f"; ERF at {len(settings.erf_taps)} taps" if erf else ""
+  print(f"rf_census: {len(rows)} rows ({len(settings.sizes)} sizes) -> {os.path.join(workdir, 'rf_census.json')}; "
         f"{key_row['tap']} at {key_row['image_hw'][0]}x{key_row['image_hw'][1]}: RF {key_row['rf_size']} px, "
         f"{key_row['pct_fully_inside']:.1f} % of positions fully inside{erf_note}")
 

@@ -25,15 +25,18 @@ framed by the RF outline: solid where the box's edge lies on the image, dashed w
 from __future__ import annotations
 
 import math
+from typing import Any, Sequence
 
 import numpy as np
 
+from rfspec import geometry
 from rfspec.errors import UserError
 from rfspec.files import to_uint8
 
 __all__ = ["BORDER_COLOUR", "DASH_PX", "DEFAULT_DPI", "HATCH_COLOUR", "HATCH_PERIOD", "INSET_MAX_RF_SHARE",
            "MIN_PANEL_PX", "RF_COLOUR", "RF_LINE_PX", "RF_TICK_PX", "atlas_mosaic", "atlas_psi_figure", "grid_geometry",
-           "inset_label", "inset_zoom", "paper_figure", "render_grid", "specificity_figure"]
+           "inset_label", "inset_zoom", "paper_figure", "plot_inside_fractions", "plot_pct_inside", "render_grid",
+           "specificity_figure"]
 
 RF_COLOUR = (220, 30, 30)
 BORDER_COLOUR = (150, 150, 150)
@@ -667,3 +670,56 @@ def specificity_figure(summary):
   fig.suptitle(title, fontsize=10)
   return fig
 
+
+# ----------------------------------------------------------------------------- RF census
+
+
+def _census_hw_label(hw) -> str:
+  return f"{hw[0]}" if hw[0] == hw[1] else f"{hw[0]}x{hw[1]}"
+
+
+def plot_pct_inside(rows: Sequence[dict[str, Any]], taps: Sequence[str] | None = None):
+  """Figure: % of positions whose RF lies fully inside the image vs. depth, one line per input size.
+
+  Depth is the tap's rank among `taps` (default: the trunk taps present in `rows`), labelled by name.
+  Returns a matplotlib `Figure` (no pyplot state, no display).
+  """
+  from matplotlib.figure import Figure
+
+  present = {r["tap"] for r in rows}
+  taps = [t for t in (geometry.trunk_taps() if taps is None else taps) if t in present]
+  fig = Figure(figsize=(9, 4.5), layout="constrained")
+  ax = fig.add_subplot()
+  for hw in dict.fromkeys(tuple(r["image_hw"]) for r in rows):
+    by_tap = {r["tap"]: r for r in rows if tuple(r["image_hw"]) == hw}
+    ax.plot(range(len(taps)), [by_tap[t]["pct_fully_inside"] for t in taps], marker="o", label=f"{_census_hw_label(hw)} px")
+  ax.set_xticks(range(len(taps)))
+  ax.set_xticklabels(taps, rotation=60, ha="right", fontsize=7)
+  ax.set_ylabel("% of positions with RF fully inside")
+  ax.set_xlabel("depth")
+  ax.set_ylim(-3, 103)
+  ax.grid(alpha=0.3)
+  ax.legend(title="input")
+  ax.set_title("Share of nodes whose receptive field lies wholly inside the image")
+  return fig
+
+
+def plot_inside_fractions(tap: str, sizes: Sequence[int | Sequence[int]]):
+  """Figure: heatmaps of every node's inside fraction for `tap`, one panel per input size.
+
+  Panel axes are the tap's grid, j (column) across and i (row) down. Returns a `Figure`.
+  """
+  from matplotlib.figure import Figure
+
+  fig = Figure(figsize=(3.2 * len(sizes) + 1.0, 3.6), layout="constrained")
+  axes = fig.subplots(1, len(sizes), squeeze=False)[0]
+  for n, (ax, size) in enumerate(zip(axes, sizes)):
+    rf = geometry.receptive_field(tap, size)
+    im = ax.imshow(rf.inside_fractions(), vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
+    ax.set_title(f"{_census_hw_label(rf.image_hw)} px: grid {rf.grid[0]}x{rf.grid[1]}, RF {rf.size}", fontsize=8)
+    ax.set_xlabel("j (column)")
+    if n == 0:
+      ax.set_ylabel("i (row)")
+  fig.colorbar(im, ax=list(axes), shrink=0.8, label="inside fraction")
+  fig.suptitle(f"{tap}: share of each node's RF inside the image")
+  return fig

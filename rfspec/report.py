@@ -11,13 +11,13 @@ import base64
 import html
 import io as _io
 import json
+import math
 import string
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["atlas_html", "estimate_text", "image_data_uri", "paper_html", "specificity_markdown",
-           "specificity_section_html"]
+__all__ = ["atlas_html", "census_markdown", "estimate_text", "image_data_uri", "paper_html", "specificity_markdown"]
 
 
 def image_data_uri(image, *, fmt: str = "JPEG", quality: int = 92) -> str:
@@ -681,3 +681,49 @@ def _judge() -> str:
   from rfspec import metrics
 
   return metrics.JUDGE_TAP
+
+
+# ----------------------------------------------------------------------------- RF census
+
+
+def _census_num(v: float | None, spec: str = ".1f") -> str:
+  """Formats a statistic; None / NaN (a dead node's all-zero ERF) prints as a dash."""
+  return "–" if v is None or not math.isfinite(v) else format(v, spec)
+
+
+def _census_hw_label(hw: Sequence[int]) -> str:
+  return f"{hw[0]}" if hw[0] == hw[1] else f"{hw[0]}x{hw[1]}"
+
+
+def census_markdown(rows: Sequence[dict[str, Any]], erf_rows: Sequence[dict[str, Any]] | None = None,
+                    erf_image_hw: Sequence[int] | None = None) -> str:
+  """The census (and optional ERF summary) as markdown tables, one census table per input size."""
+  out = ["# Receptive-field census", "",
+         "RF boxes are exact (box ∩ image = the pixels that can influence a node). *Offset* is the "
+         "centre (y = x) of node (0, 0)'s RF in pixels; *fully inside* is the share of grid "
+         "positions whose whole RF lies in the image.", ""]
+  for hw in dict.fromkeys(tuple(r["image_hw"]) for r in rows):
+    out += [f"## Input {hw[0]}x{hw[1]}", "",
+            "| tap | RF (px) | stride | offset | grid | % fully inside | mean inside fraction |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+      if tuple(r["image_hw"]) == hw:
+        out.append(f"| `{r['tap']}` | {r['rf_size']} | {r['stride']} | {r['offset']:g} | "
+                   f"{r['grid'][0]}x{r['grid'][1]} | {r['pct_fully_inside']:.1f} | {r['mean_inside_fraction']:.3f} |")
+    out.append("")
+  if erf_rows:
+    size = f" at {erf_image_hw[0]}x{erf_image_hw[1]}" if erf_image_hw is not None else ""
+    out += [f"## Effective RF{size}", "",
+            "Mean |∂act/∂input| over noise images (Luo et al. 2016). *Shift*: distance from the analytic "
+            "RF centre to the ERF centroid; *r95*: radius around the centroid holding 95 % of the "
+            "gradient mass. Positions are (row, col); pixels (y, x).", "",
+            "| tap | node | position | RF (px) | inside fraction | centre (y, x) | centroid (y, x) | shift (px) "
+            "| r95 (px) |",
+            "| --- | --- | --- | ---: | ---: | --- | --- | ---: | ---: |"]
+    for r in erf_rows:
+      c, m = r["centre"], r["centroid"]
+      out.append(f"| `{r['tap']}` | {r['node']} | ({r['position'][0]}, {r['position'][1]}) | {r['rf_size']} | "
+                 f"{r['inside_fraction']:.3f} | ({c[0]:.1f}, {c[1]:.1f}) | ({_census_num(m[0])}, {_census_num(m[1])}) | "
+                 f"{_census_num(r['centroid_shift'])} | {_census_num(r['radius95'])} |")
+    out.append("")
+  return "\n".join(out)

@@ -14,7 +14,8 @@ import numpy as np
 
 import rfspec
 from rfspec.models import googlenet
-from rfspec.geometry import (ReceptiveField, _erf_maps, branch_tap, census, census_markdown, effective_rf,
+from rfspec.report import census_markdown
+from rfspec.geometry import (ReceptiveField, _erf_maps, branch_tap, census, effective_rf,
                                     erf_stats, geometry, nearest_node, probe_positions, receptive_field, spatial_taps,
                                     trunk_taps)
 from tests.conftest import real_params

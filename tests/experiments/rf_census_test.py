@@ -8,6 +8,7 @@ import tempfile
 
 from absl.testing import absltest
 
+from rfspec.locking import LOCK_FILE
 from tests.conftest import CAFFEMODEL, REPO, shared_file
 
 QUICK = "--config=experiments/configs/rf_census.py:quick"
@@ -22,7 +23,7 @@ def run_binary(*args, timeout=600):
 
 def stray_files(workdir):
   """Temporary or hidden files an atomic writer might leave behind."""
-  return [f for f in os.listdir(workdir) if f.startswith(".") or f.endswith(".tmp")]
+  return [f for f in os.listdir(workdir) if f != LOCK_FILE and (f.startswith(".") or f.endswith(".tmp"))]
 
 
 class GeometryOnlyTest(absltest.TestCase):
@@ -75,7 +76,7 @@ class GeometryOnlyTest(absltest.TestCase):
     with open(json_path) as f:
       self.assertEqual(json.load(f), before)
     self.assertEqual(stray_files(self.workdir), [])
-    self.assertEqual(sorted(os.listdir(self.workdir)), sorted(OUTPUTS))
+    self.assertEqual(sorted(set(os.listdir(self.workdir)) - {LOCK_FILE}), sorted(OUTPUTS))
 
 
 class WithWeightsTest(absltest.TestCase):
