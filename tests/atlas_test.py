@@ -240,6 +240,16 @@ class PositionAtlasTest(absltest.TestCase):
         rfspec.position_atlas(None, *args[:4], **kw)
 
 
+  def test_progress_false_is_silence_and_other_values_are_one_paragraph(self):
+    cfg = atlas.settings_from_config(CONFIG).cfg()
+    with self.assertRaisesRegex(UserError, r"progress must be a rfspec.progress.RunProgress.*got 'yes'"):
+      rfspec.position_atlas(None, TAP, 7, [0, 1, 2], cfg, positions=[(0, 0)], progress="yes")
+    # progress=False used to fail deep in the first batch (a bool has no .callback).
+    a = rfspec.position_atlas(tiny_params(), TAP, 7, [0, 1, 2], cfg, positions=[(0, 0)], batch_positions=1,
+                              progress=False)
+    self.assertEqual(a.images.shape, (1, 1, 3, *HW, 3))
+
+
 class PlanTest(absltest.TestCase):
 
   def test_batches_have_one_shape_and_pad_with_their_own_first_position(self):

@@ -40,7 +40,7 @@ from rfspec import progress as progress_lib
 from rfspec.engine import VisConfig, visualize_grid
 from rfspec.errors import UserError
 from rfspec.models import googlenet
-from rfspec.progress import RunProgress
+from rfspec.progress import RunProgress, check_run_progress
 from rfspec.runs.store import Store
 
 __all__ = ["CHANNEL_RULE_POSITIONS", "CHANNEL_RULE_SEEDS", "Estimate", "FigureResult", "FigureSpec", "FiguresResult",
@@ -572,14 +572,15 @@ def run_figures(params, settings: FiguresSettings, store: Store, *,
     settings: `settings_from_config(...)`.
     store: where panels and numbers are kept and resumed from (`Store(None)` keeps nothing).
     progress: the run's `RunProgress`; default one that prints on stderr with `step_prior`'s ETA
-      (pass `RunProgress(..., quiet=True)` for silence). Its first line, before any step, gives
+      (False, or `RunProgress(..., quiet=True)`, for silence). Its first line, before any step, gives
       the ETA of the work left.
 
   Returns:
     `FiguresResult`.
   """
   t_run = time.perf_counter()
-  progress = progress or RunProgress(planned_work(settings), label="figures", prior_s=step_prior(settings))
+  progress = check_run_progress(progress, lambda: RunProgress(planned_work(settings), label="figures",
+                                                              prior_s=step_prior(settings)))
   hw = settings.image_hw
   # Restored panels first, so the ETA before the first step prices only the work left.
   work = {name: n for name, _, n in planned_work(settings)}
