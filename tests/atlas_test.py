@@ -7,6 +7,7 @@ Kept small: each psi_auc costs a `claims.condition_psi` call (about a second, mo
 
 import functools
 import os
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -292,6 +293,12 @@ class SettingsTest(parameterized.TestCase):
     with self.assertRaisesRegex(UserError, pattern) as e:
       atlas.settings_from_config({**CONFIG, **overrides})
     self.assertNotIn("\n", str(e.exception))
+
+  def test_a_size_that_cannot_fit_is_refused_before_the_weights_load(self):
+    with mock.patch.dict(os.environ, {"RFSPEC_MEMORY_LIMIT": "1G"}):
+      with self.assertRaisesRegex(UserError, r"config.vis.image_hw / config.batch_positions: VisConfig\(tap='conv2/3x3', "
+                                             r"image_hw=\(6000, 6000\)\) on a batch of 9 image\(s\) needs about"):
+        atlas.settings_from_config({**CONFIG, "vis": dict(CONFIG["vis"], image_hw=(6000, 6000))})
 
   def test_every_bad_field_in_one_paragraph(self):
     with self.assertRaises(UserError) as e:

@@ -203,6 +203,11 @@ def settings_from_config(config) -> AtlasSettings:
   n_boot = whole("n_boot", 20, 100_000)
   n_perm = whole("n_perm", 20, 100_000)
   psi_key = whole("psi_key", 0, 2 ** 31 - 1)
+  if cfg is not None and not bad:  # one batch (batch_positions x S images; at least one position) must fit
+    try:
+      memory.check_fits(cfg, max(batch_positions, 1) * s)
+    except UserError as e:
+      bad.append(f"config.vis.image_hw / config.batch_positions: {' '.join(str(e).split())}")
   if bad:
     raise UserError(" ".join([f"The atlas config has {len(bad)} bad field(s):"] + bad))
   return AtlasSettings(tap=tap, vis=vis, channel=channel, seeds=seeds, seeds_per_position=s, lattice=lattice,

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rfspec import claims, geometry, metrics, objectives, selection
+from rfspec import claims, geometry, memory, metrics, objectives, selection
 from rfspec import masks as masks_lib
 from rfspec.engine import VisConfig, initial_image, visualize_batch
 from rfspec.errors import UserError
@@ -203,6 +203,12 @@ def settings_from_config(config) -> SweepSettings:
       settings.cfg(tap)
     except (TypeError, ValueError) as e:  # UserError is a ValueError
       bad.append(f"config.vis does not work for tap {tap!r}: {' '.join(str(e).split())}")
+      break
+  for tap in good_taps if cfg is not None and not bad else ():  # every compiled batch has `batch` images
+    try:
+      memory.check_fits(settings.cfg(tap), batch)
+    except UserError as e:
+      bad.append(f"config.vis.image_hw / config.batch: {' '.join(str(e).split())}")
       break
   if cfg is not None and snaps:
     from rfspec.engine import check_snapshot_steps

@@ -1,6 +1,9 @@
 """rfspec.runs.sweep.settings_from_config: a sweep config is validated as a whole, before any weights
 load or compile, and every bad field is named in ONE UserError paragraph (issue 20 item 7)."""
 
+import os
+from unittest import mock
+
 from absl.testing import absltest, parameterized
 
 from experiments.configs import specificity as configs
@@ -55,9 +58,16 @@ class SweepSettingsTest(parameterized.TestCase):
       self.assertIn(needle, text)
     self.assertNotIn("\n", text)
 
+  def test_a_size_that_cannot_fit_is_refused_before_the_weights_load(self):
+    with mock.patch.dict(os.environ, {"RFSPEC_MEMORY_LIMIT": "1G"}):
+      with self.assertRaisesRegex(UserError, r"config.vis.image_hw / config.batch: VisConfig\(tap='conv2/3x3', "
+                                             r"image_hw=\(6000, 6000\)\) on a batch of 24 image\(s\) needs about"):
+        sweep.settings_from_config(quick(vis=dict(image_hw=(6000, 6000))))
+
   def test_the_configs_variants_are_valid(self):
     for variant in ("full", "cpu224", "pilot224", "quick"):
-      s = sweep.settings_from_config(configs.get_config(variant))
+      with mock.patch.dict(os.environ, {"RFSPEC_MEMORY_LIMIT": "1T"}):  # full's batch of 256 is for a GPU
+        s = sweep.settings_from_config(configs.get_config(variant))
       self.assertGreaterEqual(s.channels_per_tap, 2, variant)
 
 
