@@ -12,7 +12,8 @@ Writes to --workdir:
   rf_census.md                the same as markdown tables
   pct_inside_vs_depth.png     % fully inside against depth, one line per input size
   inside_fraction_<tap>.png   per-node inside-fraction heatmaps for the config's heatmap taps
-  erf_cache.json              per-tap ERF results, reused by a rerun with the same settings
+  erf/                        per-tap ERF results (units of rfspec.runs.Store, keyed on the settings
+                              and the weights' sha256, verified by checksum), reused by a rerun
 
 With `config.erf` (the default) it also measures effective RFs (mean |d act / d input| over noise)
 at the centre, edge and corner nodes of each ERF tap, which needs weights.
@@ -28,6 +29,8 @@ from experiments import _cli
 _WORKDIR = _cli.define_workdir_flag()
 _WEIGHTS = _cli.define_weights_flag()
 _CONFIG = _cli.define_config_flag("rf_census")
+
+ERF_SCHEMA = 1  # bump when a stored ERF unit's format changes
 
 
 def _progress(msg: str) -> None:
@@ -50,8 +53,7 @@ def _erf_rows(config, workdir: str) -> dict:
   """ERF summary for `config.erf_taps`, reusing per-tap results cached in the workdir."""
   import jax
 
-  from rfspec import files
-  from rfspec.geometry import branch_tap, erf_summary, probe_positions
+  from rfspec.geometry import branch_tap, erf_summary, probe_positions, tap_filename
 
   hw = (config.erf_image_size, config.erf_image_size)
   channel = None if config.erf_channel < 0 else int(config.erf_channel)
@@ -61,27 +63,31 @@ def _erf_rows(config, workdir: str) -> dict:
       branch_tap(tap, channel)
   if config.erf_samples < 1 or config.erf_batch < 1:
     raise _cli.UserError("config.erf_samples and config.erf_batch must be >= 1.")
-  settings = {"weights": _WEIGHTS.value, "image_hw": list(hw), "samples": config.erf_samples,
-              "channel": channel, "seed": config.seed}
-  cache_path = os.path.join(workdir, "erf_cache.json")
-  cache = files.read_json(cache_path) if os.path.exists(cache_path) else {}
-  if cache.get("settings") != settings:
-    cache = {"settings": settings, "taps": {}}
-  todo = [t for t in config.erf_taps if t not in cache["taps"]]
-  if todo:
-    from rfspec.weights.store import load_params
+  # Keyed on the weights' content (sha256), not their path: replacing the file at --weights redoes the
+  # ERFs. Each tap is a unit of a Store, vouched for by checksum, so a hand-edited one is recomputed.
+  from rfspec.runs.store import Store
 
-    _progress(f"loading weights {_WEIGHTS.value!r}")
-    params = load_params(_WEIGHTS.value)
-    key = jax.random.key(config.seed)
-    for n, tap in enumerate(todo):
-      _progress(f"ERF {n + 1}/{len(todo)}: {tap} at {hw[0]}x{hw[1]}, {config.erf_samples} noise images")
-      cache["taps"][tap] = erf_summary(params, (tap,), hw, key=key, num_samples=config.erf_samples,
-                                       channel=channel, batch_size=config.erf_batch)
-      files.write_json(cache_path, cache)  # an interrupted run resumes from here
-  else:
-    _progress(f"ERF: all {len(config.erf_taps)} taps cached in {cache_path}")
-  return {**settings, "rows": [r for t in config.erf_taps for r in cache["taps"][t]]}
+  digest = _cli.weights_digest(_WEIGHTS.value)
+  settings = {"image_hw": list(hw), "samples": config.erf_samples, "channel": channel, "seed": config.seed}
+  rows = {}
+  with Store(workdir, weights_sha256=digest, schema=ERF_SCHEMA) as store:
+    for tap in config.erf_taps:
+      unit = store.load(f"erf/{tap_filename(tap)}", dict(settings, tap=tap))
+      if unit is not None:
+        rows[tap] = unit[1]["rows"]
+    todo = [t for t in config.erf_taps if t not in rows]
+    if todo:
+      params = _cli.load_params(_WEIGHTS.value)
+      key = jax.random.key(config.seed)
+      for n, tap in enumerate(todo):
+        _progress(f"ERF {n + 1}/{len(todo)}: {tap} at {hw[0]}x{hw[1]}, {config.erf_samples} noise images")
+        rows[tap] = erf_summary(params, (tap,), hw, key=key, num_samples=config.erf_samples,
+                                channel=channel, batch_size=config.erf_batch)
+        store.save(f"erf/{tap_filename(tap)}", dict(settings, tap=tap), {}, {"rows": rows[tap]})  # resume from here
+    else:
+      _progress(f"ERF: all {len(config.erf_taps)} taps cached in {os.path.join(workdir, 'erf')}")
+  return {"weights": _WEIGHTS.value, "weights_sha256": digest, **settings,
+          "rows": [r for t in config.erf_taps for r in rows[t]]}
 
 
 def main(argv):
