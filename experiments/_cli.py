@@ -103,7 +103,35 @@ def _config_message(e: BaseException) -> str:
     return (f"{override}: the config has no field {field!r}{hint} Its fields are fixed by the "
             "config file (locked), so a mistyped override is an error rather than a new field.")
   msg = lines[-1] if lines else type(e).__name__
+  bad = _bad_override(text)
+  if bad is not None:
+    return bad
   return f"--config: {msg}" if msg.startswith(type(e).__name__) else f"--config: {type(e).__name__}: {msg}"
+
+
+_KINDS = (("invalid literal for int()", "a whole number", "500"),
+          ("could not convert string to float", "a number", "0.5"),
+          ("int too large", "a whole number that fits", "500"),
+          ("cannot convert float", "a finite whole number", "500"))
+
+
+def _bad_override(text: str) -> str | None:
+  """One paragraph for a --config.FIELD=VALUE whose value does not parse as the field's type (e.g.
+  --config.vis.steps=1e12 on an int field), naming the override and what it takes; None when the
+  error names no override on the command line."""
+  for arg in sys.argv[1:]:
+    if not arg.startswith("--config.") or "=" not in arg:
+      continue
+    name, value = arg.split("=", 1)
+    if f"'{value}'" not in text and f'"{value}"' not in text:
+      continue
+    for needle, kind, example in _KINDS:
+      if needle in text:
+        return (f"{name}={value}: the field holds {kind}, and {value!r} is not one; write it in digits without an "
+                f"exponent or quotes, e.g. {name}={example}.")
+    return (f"{name}={value}: the value does not fit the field ({' '.join(text.split())}); give a value of the "
+            "type the config file sets for it.")
+  return None
 
 
 def ensure_workdir(path: str) -> str:

@@ -214,9 +214,10 @@ class VisConfig:
     setattr_("caffe_mean", tuple(float(v) for v in self.caffe_mean))
     finite = lambda v: isinstance(v, (int, float, np.number)) and math.isfinite(v)
 
-    for name in ("steps", "chunk"):
+    for name in ("steps", "chunk"):  # the step index is an int32 inside the compiled loop
       v = getattr(self, name)
-      need(isinstance(v, (int, np.integer)) and v >= 1, f"{name} must be an int >= 1; got {v!r}.")
+      need(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 1 <= v < 2 ** 31,
+           f"{name} must be a whole number in [1, 2**31 - 1] (the loop counts steps in int32); got {v!r}.")
     need(self.param in PARAMS, f"param must be one of {PARAMS}; got {self.param!r}.")
     need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}; got {self.optimizer!r}.")
     need(self.objective in objectives.OBJECTIVES,

@@ -101,6 +101,18 @@ def _check_boxes(boxes, image_hw) -> np.ndarray:
   return b
 
 
+def _check_positions(boxes, images: np.ndarray, windows: "FrameWindows", *, per_position: bool = True) -> np.ndarray:
+  """The boxes of images [P, S, H, W, 3] (per_position=False: [S, H, W, 3] of one position) checked
+  against the images and their windows (UserError)."""
+  b = _check_boxes(boxes, images.shape[-3:-1])
+  n_img = images.shape[0] if per_position else b.shape[0]
+  if b.shape[0] != n_img or np.shape(windows.window)[:2] != (b.shape[0], b.shape[0]):
+    raise UserError(f"boxes [P, 4], images [P, S, H, W, 3] and windows must agree on P; got {b.shape[0]} boxes, "
+                    f"{n_img} positions of images and windows for {np.shape(windows.window)[0]}. Make the "
+                    "windows with frame_windows(boxes, image_hw) from the same boxes.")
+  return b
+
+
 def frame_windows(boxes, image_hw: tuple[int, int], *, min_share: float = MIN_WINDOW_SHARE) -> FrameWindows:
   """Common RF-frame windows of all pairs of P positions of one tap (see `FrameWindows`).
 
@@ -215,7 +227,6 @@ def region_weights(rects: Array, canvas_hw: tuple[int, int], *, tap: str = JUDGE
   return wy[:, :, None] * wx[:, None, :]
 
 
-@functools.partial(jax.jit, static_argnames=("tap",))
 def describe(params, images: Array, rects: Array, *, tap: str = JUDGE_TAP) -> Array:
   """Judge descriptors: the mean of `tap`'s features over each image's rect, on a neutral ground.
 
@@ -234,13 +245,19 @@ def describe(params, images: Array, rects: Array, *, tap: str = JUDGE_TAP) -> Ar
 
   Args:
     params: GoogLeNet params.
-    images: [..., H, W, 3] RGB in [0, 1].
+    images: [..., H, W, 3] float RGB in [0, 1] (else a UserError: integers, NaN, out of range).
     rects: [..., 4] (top, left, bottom, right) px, inside the image (same leading shape).
     tap: the judge layer.
 
   Returns:
     float32 [..., C]; all zeros for an empty rect.
   """
+  return _describe(params, check_images(images, ndim=None), rects, tap=tap)
+
+
+@functools.partial(jax.jit, static_argnames=("tap",))
+def _describe(params, images: Array, rects: Array, *, tap: str = JUDGE_TAP) -> Array:
+  """`describe` without the input check (jitted; images already checked)."""
   lead, hw = images.shape[:-3], images.shape[-3:-1]
   x = jnp.reshape(images, (-1, *hw, 3)).astype(jnp.float32)
   r = jnp.reshape(jnp.asarray(rects, jnp.float32), (-1, 4))
@@ -271,14 +288,14 @@ def window_descriptors(params, images, boxes, windows: FrameWindows, *, tap: str
     boxes: [P, 4] full RF boxes.
     windows: `frame_windows(boxes, image_hw)`.
   """
-  images = np.asarray(images, np.float32)
+  images = check_images(images)
   n_p, n_s = images.shape[:2]
-  rects = window_rects(boxes, windows)  # [P, P, 4]
+  rects = window_rects(_check_positions(boxes, images, windows), windows)  # [P, P, 4]
   out = []
   for p in range(n_p):
     x = np.broadcast_to(images[p][:, None], (n_s, n_p, *images.shape[2:]))
     r = np.broadcast_to(rects[p][None], (n_s, n_p, 4))
-    out.append(np.asarray(describe(params, jnp.asarray(x), jnp.asarray(r), tap=tap)))
+    out.append(np.asarray(_describe(params, jnp.asarray(x), jnp.asarray(r), tap=tap)))
   return np.stack(out)
 
 
@@ -287,8 +304,11 @@ def null_images(images_centre, boxes, centre: int, windows: FrameWindows) -> np.
   part the centre and that position share. float32 [P, S, H, W, 3] (position `centre` = its own
   images, cut to its own inside part). What truncation alone gives: by construction the same
   pattern on every common window with the centre."""
-  x = jnp.asarray(images_centre, jnp.float32)  # [S, H, W, 3]
-  b = np.asarray(boxes, np.int64)
+  x = check_images(images_centre, "images_centre", ndim=4)  # [S, H, W, 3]
+  b = _check_positions(boxes, x, windows, per_position=False)
+  if not (isinstance(centre, (int, np.integer)) and not isinstance(centre, bool) and 0 <= centre < len(b)):
+    raise UserError(f"centre must be the index of a position in 0..{len(b) - 1}; got {centre!r}.")
+  x = jnp.asarray(x)
   rects = window_rects(b, windows)[centre]  # window[c, p] placed at c: the shared part, in c's image
   shifts = b[:, :2] - b[centre, :2]  # c's frame -> p's frame
   fill = neutral_fill()
@@ -310,9 +330,14 @@ def transfer_activations(params, images, boxes, windows: FrameWindows, positions
   """
   from rfspec import objectives
 
-  images = jnp.asarray(images, jnp.float32)
+  images = check_images(images)
+  b = _check_positions(boxes, images, windows)
+  images = jnp.asarray(images)
   n_p, n_s = images.shape[:2]
-  b = np.asarray(boxes, np.int64)
+  pos = np.asarray(positions)
+  if pos.shape != (n_p, 2) or not np.issubdtype(pos.dtype, np.integer):
+    raise UserError(f"positions must be [P, 2] whole (i, j) = (row, col) grid positions, one per box (P = {n_p}); "
+                    f"got {np.asarray(positions).tolist()!r}.")
   rects = window_rects(b, windows)  # [P(p), P(q), 4] window[p, q] at p
   fill = neutral_fill(mean_bgr)
   pos = np.asarray(positions, np.int64)
@@ -500,24 +525,33 @@ class PositionSpecificity(NamedTuple):
   auc_id_boot: np.ndarray
 
 
-def check_images(images, name: str = "images", ndim: int = 5) -> np.ndarray:
-  """images -> float32, or a UserError: wrong rank, integers (0-255 pixels), NaN/inf, or out of [0, 1]."""
+def check_images(images, name: str = "images", ndim: int | None = 5, *, in_range: bool = True) -> np.ndarray:
+  """images -> float32, or a UserError: wrong rank, integers (0-255 pixels), NaN/inf, or out of [0, 1].
+
+  ndim: the rank asked for ([P, S, H, W, 3] for 5, [N, H, W, 3] for 4), or None for any
+  [..., H, W, 3]. in_range=False skips the [0, 1] check (start images may overshoot it). A traced
+  array (inside `jax.jit`) cannot be looked at and is passed through."""
+  if isinstance(images, jax.core.Tracer):
+    return images
   x = np.asarray(images)
-  if x.ndim != ndim or x.shape[-1] != 3:
-    want = "[P, S, H, W, 3]" if ndim == 5 else "[..., H, W, 3]"
-    raise UserError(f"{name} must be {want} RGB images; got shape {tuple(x.shape)}. Stack one node type's "
-                    "visualizations as positions x seeds.")
-  if not np.issubdtype(x.dtype, np.floating):
+  if (x.ndim != ndim if ndim is not None else x.ndim < 3) or x.ndim == 0 or x.shape[-1] != 3:
+    want = {5: "[P, S, H, W, 3]", 4: "[N, H, W, 3]"}.get(ndim, "[..., H, W, 3]")
+    how = (" Stack one node type's visualizations as positions x seeds." if ndim == 5 else "")
+    raise UserError(f"{name} must be {want} RGB images; got shape {tuple(x.shape)}.{how}")
+  if x.size == 0:
+    raise UserError(f"{name} hold no images (shape {tuple(x.shape)}); pass at least one.")
+  if not jnp.issubdtype(x.dtype, jnp.floating):
     raise UserError(f"{name} are {x.dtype}; the measure takes float RGB in [0, 1]. Divide 0-255 pixels by 255 "
                     "(rfspec.files.load_image already returns [0, 1]).")
+  x = x.astype(np.float32)
   if not np.all(np.isfinite(x)):
     raise UserError(f"{name} hold {int(np.sum(~np.isfinite(x)))} NaN or infinite values; a run that went non-finite "
                     "has no pattern to compare. Drop those images (or rerun them) first.")
   lo, hi = float(x.min()), float(x.max())
-  if lo < -1e-3 or hi > 1 + 1e-3:
+  if in_range and (lo < -1e-3 or hi > 1 + 1e-3):
     raise UserError(f"{name} range over [{lo:.3g}, {hi:.3g}]; the measure takes RGB in [0, 1]. Divide 0-255 pixels "
                     "by 255, or clip.")
-  return x.astype(np.float32)
+  return x
 
 
 def check_key(key) -> jax.Array:
@@ -533,6 +567,17 @@ def check_count(value, name: str, minimum: int) -> int:
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
     raise UserError(f"{name} must be a whole number >= {minimum}; got {value!r}.")
   return int(value)
+
+
+def _check_seeds(seeds, n_pos: int, n_seeds: int) -> np.ndarray:
+  """seeds -> int64 [P, S], or a UserError (wrong shape, or not whole numbers: 1.5 is no seed)."""
+  a = np.asarray(seeds)
+  whole = a.size > 0 and (np.issubdtype(a.dtype, np.integer) or
+                          (np.issubdtype(a.dtype, np.floating) and np.all(np.isfinite(a)) and np.all(a == np.round(a))))
+  if a.shape != (n_pos, n_seeds) or not whole or a.dtype == bool:
+    raise UserError(f"seeds must be [P, S] = [{n_pos}, {n_seeds}] whole numbers, the start seed of each image; got "
+                    f"{a.tolist()!r}. Leave seeds=None when seed s is the same start at every position.")
+  return a.astype(np.int64)
 
 
 def position_specificity(params, images, boxes, floor_images=None, key=None, n_boot: int = 200, *, seeds=None,
@@ -579,7 +624,7 @@ def position_specificity(params, images, boxes, floor_images=None, key=None, n_b
                     "pairs are what the index compares; visualize more seeds.")
   key = check_key(key)
   n_boot = check_count(n_boot, "n_boot", 20)
-  ids = np.broadcast_to(np.arange(n_seeds), (n_pos, n_seeds)) if seeds is None else np.asarray(seeds, np.int64)
+  ids = np.broadcast_to(np.arange(n_seeds), (n_pos, n_seeds)) if seeds is None else _check_seeds(seeds, n_pos, n_seeds)
   windows = frame_windows(b, x.shape[2:4])
   desc = jnp.asarray(window_descriptors(params, x, b, windows, tap=judge))  # [P, S, P, C]
   uniq, inv = np.unique(ids, return_inverse=True)
@@ -650,10 +695,19 @@ def spectrum_slope(images) -> np.ndarray:
 
   images [N, H, W, 3] RGB in [0, 1]; luminance minus its mean, Hann-windowed; the fit runs over
   radii 2 .. min(H, W) / 2 cycles per image. A net-independent realism measure: start noise
-  (white) pulls the slope towards 0. Returns float [N].
+  (white) pulls the slope towards 0. Returns float [N]: NaN for an image whose luminance is
+  constant (it has no spectrum, so no slope; a uniform grey is not "white noise", slope 0).
+
+  Raises:
+    UserError: not [N, H, W, 3] float RGB in [0, 1] (integers, NaN, out of range), or smaller than
+      8 x 8 px (the fit needs radii 2 .. min(H, W) / 2).
   """
-  x = np.asarray(images, np.float64) @ np.array([0.299, 0.587, 0.114])
+  x = check_images(images, ndim=4).astype(np.float64) @ np.array([0.299, 0.587, 0.114])
   n, h, w = x.shape
+  if min(h, w) < 8:
+    raise UserError(f"spectrum_slope needs images of at least 8 x 8 px (the fit runs over radii 2 .. min(H, W) / 2); "
+                    f"got {h} x {w}.")
+  flat = np.ptp(x.reshape(n, -1), axis=1) <= 1e-6
   x = (x - x.mean(axis=(1, 2), keepdims=True)) * np.outer(np.hanning(h), np.hanning(w))
   power = np.abs(np.fft.fftshift(np.fft.fft2(x), axes=(1, 2))) ** 2
   yy, xx = np.indices((h, w))
@@ -664,16 +718,27 @@ def spectrum_slope(images) -> np.ndarray:
   for p in power:
     prof = np.bincount(r.ravel(), p.ravel())[radii] / counts
     out.append(np.polyfit(np.log(radii), np.log(prof + 1e-30), 1)[0])
-  return np.asarray(out)
+  return np.where(flat, np.nan, np.asarray(out))
 
 
 def start_remnant_share(final, start, remnant: float) -> np.ndarray:
   """How much of each final image is left-over start noise: the variance of the start's decayed copy
   (`remnant` x its luminance deviation, e.g. (1 - decay)^steps under zipser2015, whose decay shrinks
   every pixel's deviation from the mean colour each step, start included) over the variance of the
-  final image's luminance. 0 = none left. final, start [N, H, W, 3]; returns float [N]."""
+  final image's luminance. 0 = none left. final, start [N, H, W, 3] float RGB, final in [0, 1]
+  (a start image may overshoot it: zipser2015's dots do); else a UserError. Returns float [N]: inf where the final image is flat but the remnant is not, NaN
+  where both are flat (0 / 0: nothing to apportion)."""
+  final, start = check_images(final, "final", ndim=4), check_images(start, "start", ndim=4, in_range=False)
+  if final.shape != start.shape:
+    raise UserError(f"final and start must be the same [N, H, W, 3] shape (each final image with its own start); "
+                    f"got {final.shape} and {start.shape}.")
+  if isinstance(remnant, bool) or not isinstance(remnant, (int, float, np.number)) or not np.isfinite(remnant) \
+      or not 0 <= remnant <= 1:
+    raise UserError(f"remnant must be a number in [0, 1] (the start's surviving amplitude, e.g. (1 - decay) ** steps); "
+                    f"got {remnant!r}.")
   lum = np.array([0.299, 0.587, 0.114])
-  f = (np.asarray(final, np.float64) @ lum).reshape(len(final), -1)
-  s0 = (np.asarray(start, np.float64) @ lum).reshape(len(start), -1)
-  var_f = f.var(axis=1)
-  return np.where(var_f > 0, (remnant ** 2) * s0.var(axis=1) / np.where(var_f > 0, var_f, 1), np.inf)
+  f = (final.astype(np.float64) @ lum).reshape(len(final), -1)
+  s0 = (start.astype(np.float64) @ lum).reshape(len(start), -1)
+  var_f, left = f.var(axis=1), (remnant ** 2) * s0.var(axis=1)
+  with np.errstate(divide="ignore", invalid="ignore"):
+    return np.where(var_f > 0, left / np.where(var_f > 0, var_f, 1), np.where(left > 0, np.inf, np.nan))

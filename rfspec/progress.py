@@ -19,8 +19,8 @@ import sys
 import time
 from typing import Callable, NamedTuple, Sequence, TextIO
 
-__all__ = ["CPU_GRID_SECONDS", "CPU_SECONDS_PER_GMAC_STEP", "Progress", "RunProgress", "cpu_prior", "format_progress",
-           "format_seconds", "log_progress", "print_progress", "tap_macs"]
+__all__ = ["CPU_GRID_SECONDS", "CPU_SECONDS_PER_GMAC_STEP", "Progress", "RunProgress", "check_run_progress",
+           "cpu_prior", "format_progress", "format_seconds", "log_progress", "print_progress", "tap_macs"]
 
 _log = logging.getLogger("rfspec")
 
@@ -242,3 +242,18 @@ def cpu_prior(image_hw: tuple[int, int], grids: Sequence[tuple[str, str, int]] =
     return step + (CPU_GRID_SECONDS * calls[tap] / work[tap] if work.get(tap) else 0.0)
 
   return prior
+
+
+def check_run_progress(progress, make_default: Callable[[], "RunProgress"]) -> "RunProgress":
+  """A run's `progress` argument -> a `RunProgress`: None gives `make_default()` (it prints on
+  stderr), False a quiet one, a `RunProgress` itself; anything else is a UserError naming what to pass."""
+  if progress is None:
+    return make_default()
+  if progress is False:
+    return RunProgress(quiet=True)
+  if not isinstance(progress, RunProgress):
+    from rfspec.errors import UserError
+
+    raise UserError(f"progress must be a rfspec.progress.RunProgress (e.g. RunProgress(quiet=True)), None for the "
+                    f"default lines on stderr, or False for silence; got {progress!r}.")
+  return progress

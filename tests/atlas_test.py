@@ -7,6 +7,7 @@ Kept small: each psi_auc costs a `claims.condition_psi` call (about a second, mo
 
 import functools
 import os
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -240,6 +241,16 @@ class PositionAtlasTest(absltest.TestCase):
         rfspec.position_atlas(None, *args[:4], **kw)
 
 
+  def test_progress_false_is_silence_and_other_values_are_one_paragraph(self):
+    cfg = atlas.settings_from_config(CONFIG).cfg()
+    with self.assertRaisesRegex(UserError, r"progress must be a rfspec.progress.RunProgress.*got 'yes'"):
+      rfspec.position_atlas(None, TAP, 7, [0, 1, 2], cfg, positions=[(0, 0)], progress="yes")
+    # progress=False used to fail deep in the first batch (a bool has no .callback).
+    a = rfspec.position_atlas(tiny_params(), TAP, 7, [0, 1, 2], cfg, positions=[(0, 0)], batch_positions=1,
+                              progress=False)
+    self.assertEqual(a.images.shape, (1, 1, 3, *HW, 3))
+
+
 class PlanTest(absltest.TestCase):
 
   def test_batches_have_one_shape_and_pad_with_their_own_first_position(self):
@@ -282,6 +293,12 @@ class SettingsTest(parameterized.TestCase):
     with self.assertRaisesRegex(UserError, pattern) as e:
       atlas.settings_from_config({**CONFIG, **overrides})
     self.assertNotIn("\n", str(e.exception))
+
+  def test_a_size_that_cannot_fit_is_refused_before_the_weights_load(self):
+    with mock.patch.dict(os.environ, {"RFSPEC_MEMORY_LIMIT": "1G"}):
+      with self.assertRaisesRegex(UserError, r"config.vis.image_hw / config.batch_positions: VisConfig\(tap='conv2/3x3', "
+                                             r"image_hw=\(6000, 6000\)\) on a batch of 9 image\(s\) needs about"):
+        atlas.settings_from_config({**CONFIG, "vis": dict(CONFIG["vis"], image_hw=(6000, 6000))})
 
   def test_every_bad_field_in_one_paragraph(self):
     with self.assertRaises(UserError) as e:

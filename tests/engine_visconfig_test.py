@@ -37,6 +37,20 @@ class UnknownFieldTest(parameterized.TestCase):
       VisConfig(tap=TAP, lerning_rate=0.1, banana=1)
 
 
+class StepCountTest(parameterized.TestCase):
+  """Issue 20 item 7: steps=1e12 was accepted as an int and overflowed the compiled loop's int32 step
+  counter late (OverflowError); a bool or a fraction is no step count either."""
+
+  @parameterized.parameters(("steps", 10 ** 12), ("steps", 2 ** 31), ("chunk", 10 ** 12), ("steps", True),
+                            ("steps", 2.5), ("steps", 0))
+  def test_refused_with_the_range(self, field, value):
+    with self.assertRaisesRegex(UserError, rf"{field} must be a whole number in \[1, 2\*\*31 - 1\].*got {value!r}"):
+      VisConfig(tap=TAP, **{field: value})
+
+  def test_the_largest_int32_count_is_accepted(self):
+    self.assertEqual(VisConfig(tap=TAP, steps=2 ** 31 - 1).steps, 2 ** 31 - 1)
+
+
 class StillADataclassTest(absltest.TestCase):
 
   def test_replace_hash_equality_and_fields_round_trip(self):

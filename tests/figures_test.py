@@ -5,6 +5,7 @@ ETA before the first step is the plan priced by the prior (fake clock: no timing
 
 import io
 import math
+import os
 from unittest import mock
 
 import jax
@@ -78,6 +79,36 @@ class SettingsTest(parameterized.TestCase):
       figures.settings_from_config(dict(config({"a": fig([LOW0])}), vis=dict(VIS, stepz=3)))
     with self.assertRaisesRegex(UserError, r"n_boot must be a whole number in \[20"):
       figures.settings_from_config(config({"a": fig([LOW0])}, n_boot=5))
+
+
+  @parameterized.named_parameters(
+      ("seed_fraction", dict(seeds=[0, 1.5]), r"config.figures.a.seeds must be whole numbers .*got \[0, 1.5\]"),
+      ("seeds_text", dict(seeds="abc"), r"config.figures.a.seeds must be a list of whole numbers.*got 'abc'"),
+  )
+  def test_seeds_are_checked_as_a_list(self, change, pattern):
+    # (0, 1.5) said "got 1.5" without the list; "abc" was split into seeds 'a', 'b', 'c'.
+    with self.assertRaisesRegex(UserError, pattern):
+      figures.settings_from_config(config({"a": dict(fig([LOW0]), **change)}))
+
+  def test_every_bad_field_in_one_paragraph(self):
+    with self.assertRaises(UserError) as ctx:
+      figures.settings_from_config(config({"a": fig([LOW0], seeds=[0, 1.5]), "b": fig([LOW0], positions=["x"])},
+                                          n_boot=0, n_perm=-1))
+    text = str(ctx.exception)
+    self.assertIn("The figures config has 4 bad field(s):", text)
+    for needle in ("config.figures.a.seeds", "config.figures.b.positions", "config.n_boot", "config.n_perm"):
+      self.assertIn(needle, text)
+    self.assertNotIn("\n", text)
+
+  def test_an_image_hw_that_is_not_two_numbers(self):
+    with self.assertRaisesRegex(UserError, r"config.vis.image_hw must be \(H, W\), two whole numbers.*got 'abc'"):
+      figures.settings_from_config(dict(config({"a": fig([LOW0])}), vis=dict(VIS, image_hw="abc")))  # was int('a')
+
+  def test_a_size_that_cannot_fit_is_refused_before_the_weights_load(self):
+    with self.assertRaisesRegex(UserError, r"config.vis.image_hw: VisConfig\(tap='conv2/3x3', image_hw=\(6000, 6000\)\) "
+                                           r"on a batch of 6 image\(s\) needs about .* GB .*more than the .* GB.*RFSPEC_MEMORY_LIMIT"):
+      with mock.patch.dict(os.environ, {"RFSPEC_MEMORY_LIMIT": "1G"}):
+        figures.settings_from_config(dict(config({"a": fig([LOW0])}), vis=dict(VIS, image_hw=(6000, 6000))))
 
 
 class RunFiguresTest(absltest.TestCase):

@@ -315,5 +315,82 @@ class RealismTest(absltest.TestCase):
     self.assertAlmostEqual(float(metrics.start_remnant_share(pattern, start, 0.1)[0]), 0.01, delta=0.002)
 
 
+class EveryMeasureRefusesBadImagesTest(parameterized.TestCase):
+  """Issue 20 item 1 for every public measure, not only position_specificity: NaN, uint8 and 0-255
+  images and boxes wholly off the image are one UserError paragraph that names the fix; an input
+  whose number is undefined (a flat image) gives NaN, not a confident number. The checks run
+  before the net, so no params are needed (None would fail later, inside the forward)."""
+
+  def setUp(self):
+    super().setUp()
+    rf = receptive_field("conv2/3x3", (32, 32))
+    self.boxes = np.array([rf.box(4, 4), rf.box(0, 0)])
+    self.off = np.array([[0, 0, 19, 19], [100, 100, 119, 119]])
+    self.windows = metrics.frame_windows(self.boxes, (32, 32))
+    self.images = np.random.default_rng(0).uniform(size=(2, 3, 32, 32, 3)).astype(np.float32)
+
+  def _measures(self, images, boxes=None):
+    b = self.boxes if boxes is None else boxes
+    return {
+        "window_descriptors": lambda: metrics.window_descriptors(None, images, b, self.windows),
+        "null_images": lambda: metrics.null_images(images[0], b, 0, self.windows),
+        "transfer_activations": lambda: metrics.transfer_activations(None, images, b, self.windows, [(4, 4), (0, 0)], 0,
+                                                                     tap="conv2/3x3"),
+        "describe": lambda: metrics.describe(None, images, np.zeros(images.shape[:-3] + (4,))),
+        "spectrum_slope": lambda: metrics.spectrum_slope(images[0]),
+        "start_remnant_share": lambda: metrics.start_remnant_share(images[0], images[0], 0.5),
+    }
+
+  def test_nan_images(self):
+    x = self.images.copy()
+    x[0, 1, 3, 3, 0] = np.nan
+    for name, call in self._measures(x).items():
+      with self.subTest(name), self.assertRaisesRegex(UserError, r"1 NaN or infinite values.*Drop those images"):
+        call()
+
+  def test_uint8_images(self):
+    for name, call in self._measures((self.images * 255).astype(np.uint8)).items():
+      with self.subTest(name), self.assertRaisesRegex(UserError, r"uint8.*Divide 0-255 pixels by 255"):
+        call()
+
+  def test_0_255_floats(self):
+    for name, call in self._measures(self.images * 255).items():
+      with self.subTest(name), self.assertRaisesRegex(UserError, r"range over \[.*\[0, 1\]"):
+        call()
+
+  def test_boxes_wholly_off_the_image(self):
+    for name in ("window_descriptors", "null_images", "transfer_activations"):
+      with self.subTest(name), self.assertRaisesRegex(UserError, r"lie wholly off the 32x32 image.*receptive_field"):
+        self._measures(self.images, self.off)[name]()
+
+  def test_windows_of_other_boxes(self):
+    with self.assertRaisesRegex(UserError, "frame_windows"):
+      metrics.window_descriptors(None, self.images[:1], self.boxes[:1], self.windows)
+
+  def test_a_flat_image_has_no_spectrum_slope(self):
+    flat = np.full((2, 32, 32, 3), 0.5, np.float32)
+    slopes = metrics.spectrum_slope(np.concatenate([flat, self.images[0, :1]]))
+    self.assertTrue(np.all(np.isnan(slopes[:2])), slopes)  # was 1e-15: "white noise" from a grey card
+    self.assertTrue(np.isfinite(slopes[2]))
+
+  def test_flat_final_and_start_have_no_remnant_share(self):
+    flat = np.full((1, 32, 32, 3), 0.5, np.float32)
+    self.assertTrue(np.isnan(metrics.start_remnant_share(flat, flat, 0.5)[0]))  # was inf
+    self.assertEqual(metrics.start_remnant_share(flat, self.images[0, :1], 0.5)[0], np.inf)
+
+  def test_a_start_image_may_overshoot_the_range(self):
+    start = self.images[0, :1] * 1.4  # zipser2015's dots reach 1.36
+    self.assertTrue(np.isfinite(metrics.start_remnant_share(self.images[0, :1], start, 0.1)[0]))
+
+  def test_remnant_must_be_a_share(self):
+    with self.assertRaisesRegex(UserError, r"remnant must be a number in \[0, 1\]"):
+      metrics.start_remnant_share(self.images[0], self.images[0], float("nan"))
+
+  @parameterized.parameters(([[0, 1.5, 2], [0, 1, 2]],), ([0, 1, 2],))
+  def test_position_specificity_seeds_are_whole_and_per_image(self, seeds):
+    with self.assertRaisesRegex(UserError, r"seeds must be \[P, S\] = \[2, 3\] whole numbers"):
+      metrics.position_specificity(None, self.images, self.boxes, key=jax.random.key(0), n_boot=20, seeds=seeds)
+
+
 if __name__ == "__main__":
   absltest.main()

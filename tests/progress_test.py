@@ -1,10 +1,12 @@
 """rfspec.progress: the whole run's ETA arithmetic, with a fake clock."""
 
+import contextlib
 import io
 
 from absl.testing import absltest
 
-from rfspec.progress import Progress, RunProgress, format_seconds
+from rfspec.errors import UserError
+from rfspec.progress import Progress, RunProgress, check_run_progress, format_seconds
 
 
 class Clock:
@@ -64,6 +66,30 @@ class RunProgressTest(absltest.TestCase):
 
   def test_format_seconds(self):
     self.assertEqual([format_seconds(s) for s in (45, 125, 3725, None)], ["45s", "2m05s", "1h02m", "?"])
+
+
+
+class CheckRunProgressTest(absltest.TestCase):
+  """A run's progress argument (run_figures, run_atlas, run_sweep, position_atlas): False is silence,
+  not a crash deep in the run (issue 20 item 7); anything else that is no RunProgress is one paragraph."""
+
+  def test_none_false_and_a_run_progress(self):
+    default = RunProgress(label="default")
+    self.assertIs(check_run_progress(None, lambda: default), default)
+    quiet = check_run_progress(False, lambda: default)
+    self.assertIsNot(quiet, default)
+    stream = io.StringIO()
+    with contextlib.redirect_stderr(stream):
+      quiet.note("nothing")
+    self.assertEqual(stream.getvalue(), "")
+    mine = RunProgress(quiet=True)
+    self.assertIs(check_run_progress(mine, lambda: default), mine)
+
+  def test_anything_else_names_what_to_pass(self):
+    for bad in (True, "yes", print):
+      with self.assertRaisesRegex(UserError, r"progress must be a rfspec.progress.RunProgress .*None for the default "
+                                             r"lines on stderr, or False for silence"):
+        check_run_progress(bad, RunProgress)
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ from rfspec.engine import VisConfig, embed_canvas, initial_image, visualize_batc
 from rfspec.errors import UserError
 from rfspec.files import plain_numbers as _num  # JSON numbers: NaN/inf -> None
 from rfspec.models import googlenet
-from rfspec.progress import RunProgress
+from rfspec.progress import RunProgress, check_run_progress
 from rfspec.runs.store import Store
 
 __all__ = ["Atlas", "AtlasResult", "AtlasSettings", "CentrePsi", "MIN_TILE_PX", "SCHEMA", "bytes_per_element",
@@ -203,6 +203,11 @@ def settings_from_config(config) -> AtlasSettings:
   n_boot = whole("n_boot", 20, 100_000)
   n_perm = whole("n_perm", 20, 100_000)
   psi_key = whole("psi_key", 0, 2 ** 31 - 1)
+  if cfg is not None and not bad:  # one batch (batch_positions x S images; at least one position) must fit
+    try:
+      memory.check_fits(cfg, max(batch_positions, 1) * s)
+    except UserError as e:
+      bad.append(f"config.vis.image_hw / config.batch_positions: {' '.join(str(e).split())}")
   if bad:
     raise UserError(" ".join([f"The atlas config has {len(bad)} bad field(s):"] + bad))
   return AtlasSettings(tap=tap, vis=vis, channel=channel, seeds=seeds, seeds_per_position=s, lattice=lattice,
@@ -298,6 +303,17 @@ def check_atlas_args(tap: str, channel, seeds, cfg: VisConfig, positions=None):
                     f"and a set of columns, each once (got {len(given)} positions over rows {rows} and cols "
                     f"{cols}). Use rfspec.masks.lattice(tap, image_hw, n) or None for every position.")
   return np.asarray(rows), np.asarray(cols), arr.astype(np.int32)
+
+
+def _check_progress(progress, default=None):
+  """progress -> a `RunProgress`, or `default` for None or False (False: silence, as a user would write
+  it); anything else is a UserError naming what to pass."""
+  if progress is None or progress is False:
+    return default
+  if not isinstance(progress, RunProgress):
+    raise UserError(f"progress must be a rfspec.progress.RunProgress (e.g. RunProgress(quiet=True)), or None or False "
+                    f"for silence; got {progress!r}.")
+  return progress
 
 
 def _check_batch_positions(batch_positions) -> None:
@@ -437,7 +453,7 @@ def position_atlas(params, tap: str, channel: int, seeds: Sequence[int], cfg: Vi
     positions: None for every (i, j) = (row, col) of the tap's grid; or a lattice of them (every
       combination of some rows and some columns, any order), e.g. `rfspec.masks.lattice`.
     batch_positions: positions per compiled batch; None: `default_batch_positions`.
-    progress: a `RunProgress` that reports every compiled chunk over the whole atlas; None: silence.
+    progress: a `RunProgress` that reports every compiled chunk over the whole atlas; None or False: silence.
     store: a `rfspec.runs.Store` to resume finished batches from and save them to; None keeps nothing.
     devices: devices to shard each batch over; default `jax.devices()`.
 
@@ -450,6 +466,7 @@ def position_atlas(params, tap: str, channel: int, seeds: Sequence[int], cfg: Vi
       positions off the grid or not a lattice, batch_positions < 1.
     NonFiniteError: a tile went NaN/inf (the message names its batch element).
   """
+  progress = _check_progress(progress)
   rows, cols, seeds = check_atlas_args(tap, channel, seeds, cfg, positions)
   coords = np.array([(i, j) for i in rows for j in cols], np.int64)
   if batch_positions is None:
@@ -672,7 +689,7 @@ def run_atlas(params, settings: AtlasSettings, store: Store, *, progress: RunPro
     params: GoogLeNet params.
     settings: `settings_from_config(...)`.
     store: where batches and the measure are kept and resumed from (`Store(None)` keeps nothing).
-    progress: the run's `RunProgress`; default one that prints on stderr.
+    progress: the run's `RunProgress`; None: one that prints on stderr; False: silence.
     key: the measure's key; default `jax.random.key(settings.psi_key)`.
     devices: devices to shard each batch over; default `jax.devices()`.
 
@@ -684,7 +701,7 @@ def run_atlas(params, settings: AtlasSettings, store: Store, *, progress: RunPro
   rows, cols = sorted({i for i, _ in coords}), sorted({j for _, j in coords})
   n_r, n_c, n_s = len(rows), len(cols), settings.seeds_per_position
   bp = _batch_positions(settings, len(coords), devices)
-  progress = progress or RunProgress(planned_work(settings, devices), label="position_atlas")
+  progress = check_run_progress(progress, lambda: RunProgress(planned_work(settings, devices), label="position_atlas"))
   channel, seeds, start, rule, eligible = _choose(params, settings, cfg, coords)
   progress.note(f"{settings.tap} channel {channel} ({eligible} channels qualify), {n_r} x {n_c} positions x {n_s} "
                 f"starts, {-(-len(coords) // bp)} batches of {bp} positions")

@@ -34,13 +34,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rfspec import claims, geometry, metrics, objectives, selection
+from rfspec import claims, geometry, memory, metrics, objectives, selection
 from rfspec import masks as masks_lib
 from rfspec import progress as progress_lib
 from rfspec.engine import VisConfig, visualize_grid
 from rfspec.errors import UserError
 from rfspec.models import googlenet
-from rfspec.progress import RunProgress
+from rfspec.progress import RunProgress, check_run_progress
 from rfspec.runs.store import Store
 
 __all__ = ["CHANNEL_RULE_POSITIONS", "CHANNEL_RULE_SEEDS", "Estimate", "FigureResult", "FigureSpec", "FiguresResult",
@@ -144,6 +144,10 @@ def _whole(value, what: str, lo: int, hi: int) -> int:
 def settings_from_config(config, *, only: Sequence[str] = ()) -> FiguresSettings:
   """Validates a figures config as a whole, before any weights load or compile (UserError otherwise).
 
+  Every bad field is named in ONE UserError paragraph (each figure's first bad field, and every
+  bad top-level field), each with its fix. The largest grid call of each tap must fit in memory
+  (`rfspec.memory.check_fits`), so a size that cannot is refused here, not after the weights load.
+
   Args:
     config: an `ml_collections.ConfigDict` or dict: figures {name: {title, claim, panels [{tap,
       channel, rank}], positions, seeds}}, vis {recipe, VisConfig fields}, n_boot, n_perm,
@@ -159,24 +163,49 @@ def settings_from_config(config, *, only: Sequence[str] = ()) -> FiguresSettings
   names = [n for n in figs if not only or n in only]
   if not names:
     raise UserError("The config names no figures; use experiments/configs/reproduce_paper.py or a figN.py config.")
+  bad: list[str] = []
+
+  def collect(fn, *args):
+    try:
+      return fn(*args)
+    except UserError as e:
+      bad.append(" ".join(str(e).split()))
+      return None
+
   vis = _get(config, "vis")
   vis = dict(vis.to_dict() if hasattr(vis, "to_dict") else vis or {})
-  if "image_hw" not in vis:
+  hw = vis.get("image_hw")
+  if hw is None:
     raise UserError("config.vis has no image_hw; pick a variant, e.g. --config=experiments/configs/"
                     "reproduce_paper.py:cpu (or :full, :quick).")
-  vis["image_hw"] = [int(v) for v in vis["image_hw"]]
-  specs = [_figure_spec(n, figs[n], vis) for n in names]
+  if isinstance(hw, (str, bytes)) or not hasattr(hw, "__len__") or len(hw) != 2 or \
+      not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in hw):
+    raise UserError(f"config.vis.image_hw must be (H, W), two whole numbers of pixels, e.g. (224, 224); got {hw!r}.")
+  vis["image_hw"] = [int(v) for v in hw]
+  specs = [spec for spec in (collect(_figure_spec, n, figs[n], vis) for n in names) if spec is not None]
+  counts = {name: collect(_whole, _get(config, name, default), f"config.{name}", lo, hi)
+            for name, default, lo, hi in (("n_boot", 1000, 20, 100_000), ("n_perm", 1000, 20, 100_000),
+                                          ("analysis_seed", 0, 0, 2 ** 31 - 1))}
   settings = FiguresSettings(
-      figures=tuple(specs), vis=vis,
-      n_boot=_whole(_get(config, "n_boot", 1000), "config.n_boot", 20, 100_000),
-      n_perm=_whole(_get(config, "n_perm", 1000), "config.n_perm", 20, 100_000),
-      analysis_seed=_whole(_get(config, "analysis_seed", 0), "config.analysis_seed", 0, 2 ** 31 - 1),
+      figures=tuple(specs), vis=vis, **{k: (v if v is not None else 20) for k, v in counts.items()},
       smoke_test=bool(_get(config, "smoke_test", False)), variant=str(_get(config, "variant", "")))
-  for tap in dict.fromkeys(p.tap for f in specs for p in f.panels):
+  largest = {}  # tap -> images in its largest grid call (one panel: positions x seeds; tiled: seeds)
+  for f in specs:
+    for p in f.panels:
+      largest[p.tap] = max(largest.get(p.tap, 0), max(len(f.positions), 1) * len(f.seeds))
+  for tap, batch in largest.items():
     try:  # bad vis fields, or an image too small for a tap: VisConfig says which
-      settings.cfg(tap)
+      cfg = settings.cfg(tap)
     except (TypeError, ValueError) as e:
-      raise UserError(f"config.vis does not work for tap {tap!r}: {' '.join(str(e).split())}") from None
+      bad.append(f"config.vis does not work for tap {tap!r}: {' '.join(str(e).split())}")
+      break
+    try:
+      memory.check_fits(cfg, batch)
+    except UserError as e:
+      bad.append(f"config.vis.image_hw: {' '.join(str(e).split())}")
+      break
+  if bad:
+    raise UserError(" ".join([f"The figures config has {len(bad)} bad field(s):"] + bad))
   return settings
 
 
@@ -198,10 +227,15 @@ def _figure_spec(name: str, fig: dict, vis: dict) -> FigureSpec:
     raise UserError(f"{where}.panels is empty; give at least one node type, e.g. dict(tap='inception_4c/5x5').")
   if len(set(panels)) != len(panels):
     raise UserError(f"{where}.panels lists the same node type twice: {[tuple(p) for p in panels]}.")
-  seeds = tuple(fig.get("seeds") or ())
+  seeds = fig.get("seeds") or ()
+  if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+    raise UserError(f"{where}.seeds must be a list of whole numbers, e.g. (0, 1, 2); got {seeds!r}.")
+  seeds = tuple(seeds)
   if not seeds:
     raise UserError(f"{where}.seeds is empty; give the start seeds, e.g. (0, 1, 2).")
-  seeds = tuple(_whole(s, f"{where}.seeds", 0, 2 ** 31 - 1) for s in seeds)
+  if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v < 2 ** 31 for v in seeds):
+    raise UserError(f"{where}.seeds must be whole numbers in [0, 2147483647], e.g. (0, 1, 2); got {list(seeds)}.")
+  seeds = tuple(int(v) for v in seeds)
   if len(set(seeds)) != len(seeds):
     raise UserError(f"{where}.seeds lists a seed twice: {list(seeds)}; each column is its own start.")
   positions = tuple(str(p) for p in (fig.get("positions") or ()))
@@ -572,14 +606,15 @@ def run_figures(params, settings: FiguresSettings, store: Store, *,
     settings: `settings_from_config(...)`.
     store: where panels and numbers are kept and resumed from (`Store(None)` keeps nothing).
     progress: the run's `RunProgress`; default one that prints on stderr with `step_prior`'s ETA
-      (pass `RunProgress(..., quiet=True)` for silence). Its first line, before any step, gives
+      (False, or `RunProgress(..., quiet=True)`, for silence). Its first line, before any step, gives
       the ETA of the work left.
 
   Returns:
     `FiguresResult`.
   """
   t_run = time.perf_counter()
-  progress = progress or RunProgress(planned_work(settings), label="figures", prior_s=step_prior(settings))
+  progress = check_run_progress(progress, lambda: RunProgress(planned_work(settings), label="figures",
+                                                              prior_s=step_prior(settings)))
   hw = settings.image_hw
   # Restored panels first, so the ETA before the first step prices only the work left.
   work = {name: n for name, _, n in planned_work(settings)}

@@ -32,13 +32,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rfspec import claims, geometry, metrics, objectives, selection
+from rfspec import claims, geometry, memory, metrics, objectives, selection
 from rfspec import masks as masks_lib
 from rfspec.engine import VisConfig, initial_image, visualize_batch
 from rfspec.errors import UserError
 from rfspec.files import plain_numbers as _num  # JSON numbers: NaN/inf -> None
 from rfspec.models import googlenet
-from rfspec.progress import RunProgress
+from rfspec.progress import RunProgress, check_run_progress
 from rfspec.runs.store import Store
 
 __all__ = ["SCHEMA", "SweepResult", "SweepSettings", "TapRun", "natural_photos", "run_sweep", "settings_from_config"]
@@ -111,77 +111,114 @@ class SweepSettings:
 
 
 def _default(name: str):
-  return {f.name: f.default for f in dataclasses.fields(SweepSettings)}.get(name)
+  d = {f.name: f.default for f in dataclasses.fields(SweepSettings)}.get(name)
+  return None if d is dataclasses.MISSING else d
 
 
-def _int(config, name: str, lo: int, hi: int | None = None) -> int:
-  v = config.get(name, _default(name)) if hasattr(config, "get") else getattr(config, name, _default(name))
-  if isinstance(v, bool) or not isinstance(v, (int, np.integer)) and not (isinstance(v, float) and v.is_integer()):
-    raise UserError(f"config.{name} must be a whole number; got {v!r}.")
-  v = int(v)
-  if v < lo or (hi is not None and v > hi):
-    raise UserError(f"config.{name} must be in [{lo}, {hi if hi is not None else 'inf'}); got {v}.")
-  return v
+def _whole(v) -> bool:
+  return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 def settings_from_config(config) -> SweepSettings:
   """Validates a sweep config as a whole (before any weights load or compile): UserError otherwise.
 
-  `config` is an `ml_collections.ConfigDict` or a dict with the `SweepSettings` fields.
+  `config` is an `ml_collections.ConfigDict` or a dict with the `SweepSettings` fields. Every bad
+  field is named in ONE UserError paragraph, each with its fix.
   """
   get = config.get if hasattr(config, "get") else lambda k, d=None: getattr(config, k, d)
-  taps = tuple(str(t) for t in (get("taps") or ()))
-  if not taps:
-    raise UserError("config.taps is empty; name spatial taps, e.g. ('conv2/3x3', 'inception_4c/5x5').")
+  val = lambda name: get(name, _default(name))  # noqa: E731
+  bad: list[str] = []
+
+  def whole(name: str, lo: int, hi: int, why: str = "") -> int:
+    v = val(name)
+    if not _whole(v) or not lo <= v <= hi:
+      bad.append(f"config.{name} must be a whole number in [{lo}, {hi}]{why}; got {v!r}.")
+      return max(lo, int(_default(name) or 0))
+    return int(v)
+
+  def tap_list(name: str) -> tuple:
+    v = val(name) or ()
+    if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__"):
+      bad.append(f"config.{name} must be a list of tap names, e.g. ('conv2/3x3', 'inception_4c/5x5'); got {v!r}.")
+      return ()
+    return tuple(str(t) for t in v)
+
+  taps = tap_list("taps")
+  good_taps = []
+  if not taps and not bad:
+    bad.append("config.taps is empty; name spatial taps, e.g. ('conv2/3x3', 'inception_4c/5x5').")
   for tap in taps:
     try:
       googlenet.check_tap(tap)
     except ValueError as e:
-      raise UserError(f"config.taps: {e}") from None
+      bad.append(f"config.taps: {' '.join(str(e).split())}")
+      continue
     if tap not in geometry.spatial_taps():
-      raise UserError(f"config.taps: {tap!r} has no spatial grid, so it has no positions; use spatial taps from "
-                      "conv2/3x3 to inception_5b/output.")
-    if tap == metrics.JUDGE_TAP:
-      raise UserError(f"config.taps: {tap!r} is the judge layer (rfspec.metrics.JUDGE_TAP); judging it by its own "
-                      "features is circular. Drop it, or sweep a branch such as 'inception_3a/5x5'.")
+      bad.append(f"config.taps: {tap!r} has no spatial grid, so it has no positions; use spatial taps from "
+                 "conv2/3x3 to inception_5b/output.")
+    elif tap == metrics.JUDGE_TAP:
+      bad.append(f"config.taps: {tap!r} is the judge layer (rfspec.metrics.JUDGE_TAP); judging it by its own "
+                 "features is circular. Drop it, or sweep a branch such as 'inception_3a/5x5'.")
+    else:
+      good_taps.append(tap)
   if len(set(taps)) != len(taps):
-    raise UserError(f"config.taps lists a tap twice: {list(taps)}.")
-  vis = get("vis")
+    bad.append(f"config.taps lists a tap twice: {list(taps)}.")
+  vis = val("vis")
   vis = dict(vis.to_dict() if hasattr(vis, "to_dict") else vis or {})
-  k = _int(config, "channels_per_tap", 1, 1024)
-  s = _int(config, "seeds_per_position", metrics.MIN_SEEDS, 4096)
-  pool = _int(config, "seed_pool", s, 2 ** 31)
-  n_pos = _int(config, "n_positions", 2, 64)
-  n_boot = _int(config, "n_boot", 20, 100_000)
-  n_perm = _int(config, "n_perm", 20, 100_000)
-  batch = _int(config, "batch", 1, 1 << 16)
-  a_k = _int(config, "ablation_channels", 1, 1024)
-  a_s = _int(config, "ablation_seeds", 2, 4096)
-  try:
-    snaps = tuple(sorted({int(v) for v in (get("snapshot_steps") or ())}))
-  except (TypeError, ValueError):
-    raise UserError(f"config.snapshot_steps must be whole step counts; got {get('snapshot_steps')!r}.") from None
+  max_k = min([googlenet.LAYER_BY_NAME[t].channels for t in good_taps] or [1024])
+  k = whole("channels_per_tap", 2, max_k, " (claim 3's auc_id compares a node's starts with another channel's, so "
+            f"it needs at least 2 channels per tap; the fewest channels of config.taps is {max_k})")
+  s = whole("seeds_per_position", metrics.MIN_SEEDS, 4096,
+            f" (psi_auc needs at least metrics.MIN_SEEDS = {metrics.MIN_SEEDS} starts per position)")
+  pool = whole("seed_pool", s, 2 ** 31 - 1, " (the candidate start seeds 0 .. seed_pool - 1, at least "
+               "seeds_per_position; more lets the channel rule skip starts that leave a node off)")
+  n_pos = whole("n_positions", 2, 64, " (positions along the diagonal, centre to corner)")
+  n_boot = whole("n_boot", 20, 100_000)
+  n_perm = whole("n_perm", 20, 100_000)
+  batch = whole("batch", 1, 1 << 16, " (grid elements per compiled batch)")
+  a_k = whole("ablation_channels", 1, max_k)
+  a_s = whole("ablation_seeds", 2, 4096)
+  channel_key = whole("channel_key", 0, 2 ** 31 - 1)
+  realism_steps = whole("realism_steps", 0, 2 ** 31 - 1, " (0: claim 5 takes its images from the main grid)")
+  snaps = val("snapshot_steps") or ()
+  if isinstance(snaps, (str, bytes)) or not hasattr(snaps, "__iter__") or not all(_whole(v) for v in snaps):
+    bad.append(f"config.snapshot_steps must be whole step counts, e.g. (300, 600); got {val('snapshot_steps')!r}.")
+    snaps = ()
+  snaps = tuple(sorted({int(v) for v in snaps}))
+  ablation = {name: tap_list(name) for name in ("input_size_taps", "padding_taps")}
+  for name, listed in ablation.items():
+    missing = [t for t in listed if t not in taps]
+    if missing:
+      bad.append(f"config.{name}: {missing} are not in config.taps {list(taps)}; the ablation reuses a swept tap.")
   settings = SweepSettings(
-      taps=taps, vis=vis, channels_per_tap=k, seeds_per_position=s, seed_pool=pool,
-      channel_key=_int(config, "channel_key", 0, 2 ** 31 - 1), n_positions=n_pos, mirror=bool(get("mirror", True)),
-      tiled=bool(get("tiled", True)), realism_steps=_int(config, "realism_steps", 0, 10 ** 7), batch=batch, n_boot=n_boot, n_perm=n_perm, snapshot_steps=snaps,
-      input_size_taps=tuple(get("input_size_taps") or ()), padding_taps=tuple(get("padding_taps") or ()),
-      ablation_channels=a_k, ablation_seeds=a_s, smoke_test=bool(get("smoke_test", False)),
-      variant=str(get("variant", "")))
-  for tap in taps:  # bad vis fields or an image too small for a tap: VisConfig says which
+      taps=taps, vis=vis, channels_per_tap=k, seeds_per_position=s, seed_pool=pool, channel_key=channel_key,
+      n_positions=n_pos, mirror=bool(val("mirror")), tiled=bool(val("tiled")), realism_steps=realism_steps,
+      batch=batch, n_boot=n_boot, n_perm=n_perm, snapshot_steps=snaps, input_size_taps=ablation["input_size_taps"],
+      padding_taps=ablation["padding_taps"], ablation_channels=a_k, ablation_seeds=a_s,
+      smoke_test=bool(val("smoke_test")), variant=str(val("variant") or ""))
+  cfg = None
+  for tap in good_taps:  # bad vis fields or an image too small for a tap: VisConfig says which
     try:
-      cfg = settings.cfg(tap)
-    except (TypeError, ValueError) as e:
-      raise UserError(f"config.vis does not work for tap {tap!r}: {e}") from None
-  from rfspec.engine import check_snapshot_steps
+      cfg = cfg or settings.cfg(tap)
+      settings.cfg(tap)
+    except (TypeError, ValueError) as e:  # UserError is a ValueError
+      bad.append(f"config.vis does not work for tap {tap!r}: {' '.join(str(e).split())}")
+      break
+  for tap in good_taps if cfg is not None and not bad else ():  # every compiled batch has `batch` images
+    try:
+      memory.check_fits(settings.cfg(tap), batch)
+    except UserError as e:
+      bad.append(f"config.vis.image_hw / config.batch: {' '.join(str(e).split())}")
+      break
+  if cfg is not None and snaps:
+    from rfspec.engine import check_snapshot_steps
 
-  check_snapshot_steps(snaps, settings.cfg(taps[0]))
-  for name in ("input_size_taps", "padding_taps"):
-    bad = [t for t in getattr(settings, name) if t not in taps]
-    if bad:
-      raise UserError(f"config.{name}: {bad} are not in config.taps {list(taps)}; the ablation reuses a swept tap.")
-  if k > min(googlenet.LAYER_BY_NAME[t].channels for t in taps):
-    raise UserError(f"config.channels_per_tap = {k} exceeds the channels of one of {list(taps)}; lower it.")
+    try:
+      check_snapshot_steps(snaps, cfg)
+    except UserError as e:
+      bad.append(f"config.snapshot_steps: {' '.join(str(e).split())}")
+  if bad:
+    raise UserError(" ".join([f"The sweep config has {len(bad)} bad field(s):"] + bad))
   return settings
 
 
@@ -502,11 +539,11 @@ def run_sweep(params, settings: SweepSettings, store: Store, *, natural: tuple[n
     store: where units are kept and resumed from (`Store(None)` keeps nothing).
     natural: (images [N, 224, 224, 3], names) natural photos for claim 5 and the padding control;
       default `natural_photos()`.
-    progress: the run's `RunProgress`; default one that prints on stderr.
+    progress: the run's `RunProgress`; None: one that prints on stderr; False: silence.
     key: the analysis key (bootstrap, permutations, ERF noise); default `jax.random.key(0)`.
   """
   key = jax.random.key(0) if key is None else key
-  progress = progress or RunProgress(planned_work(settings), label="specificity")
+  progress = check_run_progress(progress, lambda: RunProgress(planned_work(settings), label="specificity"))
   hw = settings.image_hw
   natural = natural_photos() if natural is None else natural
   measures, runs, pilot_measures = [], [], {}

@@ -103,6 +103,22 @@ class WithWeightsTest(absltest.TestCase):
     self.assertIn("cached", again.stderr)
     self.assertNotIn("loading weights", again.stderr)
     self.assertEqual(stray_files(workdir), [])
+    # Keyed on the weights' content, recorded in the JSON (issue 20 item 3); each tap's ERF is a unit
+    # verified by checksum, so a hand-edited one is recomputed, not trusted (item 2).
+    from rfspec.weights.store import weights_sha256
+
+    self.assertEqual(erf["weights_sha256"], weights_sha256(str(shared_file(CAFFEMODEL))))
+    unit = os.path.join(workdir, "erf", "conv2_3x3.json")
+    with open(unit) as f:
+      edited = f.read().replace('"radius95": ', '"radius95": 1')
+    with open(unit, "w") as f:
+      f.write(edited)
+    fixed = run_binary(f"--workdir={workdir}", QUICK, f"--weights={shared_file(CAFFEMODEL)}")
+    self.assertEqual(fixed.returncode, 0, fixed.stderr[-3000:])
+    self.assertIn("ERF 1/2: conv2/3x3 at", fixed.stderr)  # that tap only is recomputed
+    self.assertIn("ERF 2/2: inception_3a/output cached", fixed.stderr)
+    with open(os.path.join(workdir, "rf_census.json")) as f:
+      self.assertEqual(json.load(f)["erf"]["rows"], erf["rows"])
 
 
 class UserErrorTest(absltest.TestCase):
