@@ -319,6 +319,15 @@ def spatial_taps() -> tuple[str, ...]:
   return tuple(l.name for l in googlenet.LAYERS if l.kind not in ("fc", "softmax"))
 
 
+def check_spatial_tap(tap: str) -> None:
+  """Raises UserError unless `tap` is a known tap with a spatial grid."""
+  layer = googlenet.check_tap(tap)
+  if layer.kind in ("fc", "softmax"):
+    raise UserError(f"Tap {tap!r} has no spatial grid (it classifies), so there are no positions to map; "
+                    "pick a spatial tap such as 'inception_4c/5x5' (anything from 'conv1/7x7_s2' to "
+                    "'pool5/7x7_s1'; see rfspec.geometry.spatial_taps()).")
+
+
 def trunk_taps() -> tuple[str, ...]:
   """The main-line spatial taps (no inception branches), in network order: conv1 ... pool5."""
   return tuple(t for t in spatial_taps() if not re.match(r"inception_\w+/", t) or t.endswith("/output"))

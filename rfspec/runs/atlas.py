@@ -50,9 +50,10 @@ from rfspec import masks as masks_lib
 from rfspec.engine import VisConfig, embed_canvas, initial_image, visualize_batch
 from rfspec.errors import UserError
 from rfspec.files import plain_numbers as _num  # JSON numbers: NaN/inf -> None
-from rfspec.models import googlenet
 from rfspec.progress import RunProgress, check_run_progress
 from rfspec.runs.store import Store
+
+check_spatial_tap = geometry.check_spatial_tap  # the atlas's public name for it
 
 __all__ = ["Atlas", "AtlasResult", "AtlasSettings", "CentrePsi", "MIN_TILE_PX", "SCHEMA", "bytes_per_element",
            "check_atlas_args", "check_spatial_tap", "default_batch_positions", "plan_batches", "planned_work",
@@ -257,15 +258,6 @@ def plan_batches(positions: Sequence[Position], batch_positions: int) -> list[np
     pad = np.repeat(chunk[:1], batch_positions - len(chunk), axis=0)
     out.append(np.concatenate([chunk, pad]))
   return out
-
-
-def check_spatial_tap(tap: str) -> None:
-  """Raises UserError unless `tap` is a known tap with a spatial grid."""
-  layer = googlenet.check_tap(tap)
-  if layer.kind in ("fc", "softmax"):
-    raise UserError(f"Tap {tap!r} has no spatial grid (it classifies), so there are no positions to map; "
-                    "pick a spatial tap such as 'inception_4c/5x5' (anything from 'conv1/7x7_s2' to "
-                    "'pool5/7x7_s1'; see rfspec.geometry.spatial_taps()).")
 
 
 def check_atlas_args(tap: str, channel, seeds, cfg: VisConfig, positions=None):

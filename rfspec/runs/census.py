@@ -26,7 +26,6 @@ import jax
 
 from rfspec import geometry
 from rfspec.errors import UserError
-from rfspec.models import googlenet
 from rfspec.runs.store import Store
 
 __all__ = ["CensusResult", "CensusSettings", "SCHEMA", "run_census", "settings_from_config"]
@@ -74,12 +73,9 @@ def settings_from_config(config) -> CensusSettings:
     problems.append("config.sizes is empty; give at least one input size, e.g. --config.sizes='(224,)'")
   for tap in config.heatmap_taps:
     try:
-      googlenet.check_tap(tap)
+      geometry.check_spatial_tap(tap)
     except UserError as e:
       problems.append(f"heatmap_taps: {str(e).rstrip('.')}")
-      continue
-    if tap not in geometry.spatial_taps():
-      problems.append(f"heatmap tap {tap!r} is not a spatial tap (see rfspec.TAPS; the classifier has no grid)")
   channel = None if config.erf_channel < 0 else int(config.erf_channel)
   if config.erf:
     if not (_positive_int(config.erf_samples) and _positive_int(config.erf_batch)):
