@@ -6,10 +6,24 @@ silences it. A run made of several grid calls (figures, atlas batches, sweep tap
 work in image-steps with one `RunProgress`, whose `callback(tap)` is that `progress` function for
 one grid call: every line then reports the whole run, with an ETA.
 
-The ETA prices work by tap: once a tap has run, at its measured seconds per image-step; before,
-at a prior (`prior_s`, e.g. from `rfspec.throughput`), else at the run's measured seconds per
-unit of relative cost (`cost`, e.g. the tap's multiply-adds). Work restored from a store
-(`skip`) counts as done but is never used as a rate.
+The ETA prices what is left of every planned grid call. A grid call costs an overhead (compiling,
+the work between calls: a channel rule, a figure's measurements) plus its image-steps at its tap's
+step rate:
+
+  * the step rate of a tap is measured on the chunks after each call's first (the first chunk
+    carries the compile); until a call has had two chunks, its tap's rate is the latest finished
+    call's whole time over its image-steps (overhead included), and before that the tap has not
+    run (a first chunk alone is mostly compile; without a prior it is still the best guess);
+  * the overhead of a call not yet started is the latest measured call's first chunk beyond its
+    image-steps at the step rate: from a call that compiled a new shape (a tap and work not run
+    before; of the same tap if one ran) for a new shape, from a call that reused one for a shape
+    already run (0 until one has), so equal batches, as the atlas's, pay their compile once;
+  * a tap that has not run is priced by the prior (`prior_s`, seconds per image-step with the
+    overhead spread over them, e.g. `cpu_prior`), scaled by how the finished calls compared with
+    the prior (a busy machine is slower than the prior's idle one), else at the run's measured
+    seconds per unit of relative cost (`cost`, e.g. the tap's multiply-adds).
+
+Work restored from a store (`skip`) counts as done but is never used as a rate.
 """
 
 from __future__ import annotations
@@ -108,10 +122,12 @@ class RunProgress:
     for name, tap, work in grids:
       self._add(name, tap, work)
     self._since = clock()
+    self._order = -1
 
   def _add(self, name: str, tap: str, work: int) -> dict:
     if name not in self._grids:
-      self._grids[name] = dict(tap=str(tap), work=int(work), done=0, seconds=0.0, skipped=False)
+      self._grids[name] = dict(tap=str(tap), work=int(work), done=0, seconds=0.0, skipped=False, first_s=0.0,
+                               first_done=0, steady_s=0.0, steady_done=0, order=-1)
     return self._grids[name]
 
   @property
@@ -123,11 +139,20 @@ class RunProgress:
     return sum(g["done"] for g in self._grids.values())
 
   def update(self, name: str, done: int, *, tap: str = "", work: int | None = None) -> None:
-    """Grid `name` has done `done` image-steps (time since the last finished grid is its time)."""
+    """Grid `name` has done `done` image-steps (the time since the last update is its time: its first
+    update's also holds the compile and whatever ran between calls)."""
     g = self._add(name, tap, work if work is not None else done)
     now = self._clock()
+    dt, before = now - self._since, g["done"]
     g["done"] = min(int(done), g["work"])
-    g["seconds"] += now - self._since
+    g["seconds"] += dt
+    if before == 0:
+      g["first_s"], g["first_done"] = dt, g["done"]
+      self._order += 1
+      g["order"] = self._order
+    else:
+      g["steady_s"] += dt
+      g["steady_done"] += g["done"] - before
     self._since = now
 
   def skip(self, name: str, *, tap: str = "", work: int = 0) -> None:
@@ -136,29 +161,78 @@ class RunProgress:
     g["done"], g["skipped"] = g["work"], True
     self._since = self._clock()
 
-  def _rate(self, tap: str) -> float | None:
-    gs = [g for g in self._grids.values() if g["tap"] == tap and g["done"] and not g["skipped"]]
-    n = sum(g["done"] for g in gs)
-    return sum(g["seconds"] for g in gs) / n if n else None
+  def _measured(self, tap: str | None = None) -> list[dict]:
+    """Grids that ran here (not restored), of `tap` (None: any), latest started last."""
+    gs = [g for g in self._grids.values() if g["done"] and not g["skipped"] and (tap is None or g["tap"] == tap)]
+    return sorted(gs, key=lambda g: g["order"])
+
+  def _step_rate(self, tap: str) -> tuple[float, bool] | None:
+    """(seconds per image-step of `tap`, whether it excludes the calls' overhead), or None."""
+    gs = self._measured(tap)
+    if not gs:
+      return None
+    steady = [g for g in gs if g["steady_done"]]
+    if not steady:  # no call of the tap has had a second chunk: the latest finished call, overhead included
+      whole = [g for g in gs if g["done"] >= g["work"]]
+      return (whole[-1]["seconds"] / whole[-1]["done"], False) if whole else None
+    return sum(g["steady_s"] for g in steady) / sum(g["steady_done"] for g in steady), True
+
+  def _overhead(self, g: dict) -> float:
+    """Seconds a call not yet started spends beyond its image-steps: the latest measured call's first
+    chunk beyond its steps, from a call that also repeated a compiled shape (same tap and work) if
+    `g` does, else from a call that compiled a new one (of `g`'s tap if any ran); 0 if none."""
+    repeats = any(h["tap"] == g["tap"] and h["work"] == g["work"] and h["done"] and not h["skipped"]
+                  for h in self._grids.values())
+    seen, known = set(), []
+    for h in self._measured():
+      shape = (h["tap"], h["work"])
+      rate = self._step_rate(h["tap"])
+      if rate is not None and rate[1]:
+        known.append((h, shape in seen, max(0.0, h["first_s"] - h["first_done"] * rate[0])))
+      seen.add(shape)
+    same = [o for h, rep, o in known if rep == repeats and (repeats or h["tap"] == g["tap"])]
+    if not same and not repeats:
+      same = [o for h, rep, o in known if not rep]
+    return same[-1] if same else 0.0
+
+  def _speed(self) -> float:
+    """Finished calls' time over what the prior gave them (1 without a prior or a finished call)."""
+    if self._prior_fn is None:
+      return 1.0
+    took = predicted = 0.0
+    for g in self._measured():
+      prior = self._prior_fn(g["tap"]) if g["done"] >= g["work"] else None
+      if prior:
+        took += g["seconds"]
+        predicted += g["work"] * prior
+    return took / predicted if predicted else 1.0
 
   def eta_s(self) -> float | None:
     """Estimated seconds until every planned grid is done; None when nothing prices the work yet."""
-    measured = [g for g in self._grids.values() if g["done"] and not g["skipped"]]
+    measured = self._measured()
     cost = lambda tap: float(self._cost_fn(tap)) if self._cost_fn else 1.0  # noqa: E731
     per_cost = (sum(g["seconds"] for g in measured) / sum(g["done"] * cost(g["tap"]) for g in measured)
                 if measured else None)
+    speed = self._speed()
     left = 0.0
     for g in self._grids.values():
       if g["done"] >= g["work"]:
         continue
-      rate = self._rate(g["tap"])
-      if rate is None and self._prior_fn is not None:
-        rate = self._prior_fn(g["tap"])
-      if rate is None and per_cost is not None:
-        rate = per_cost * cost(g["tap"])
-      if rate is None:
+      todo = g["work"] - g["done"]
+      rate = self._step_rate(g["tap"])
+      if rate is not None:
+        left += todo * rate[0] + (self._overhead(g) if rate[1] and g["done"] == 0 else 0.0)
+        continue
+      prior = self._prior_fn(g["tap"]) if self._prior_fn is not None else None
+      started = self._measured(g["tap"])
+      if prior is not None:
+        left += todo * prior * speed
+      elif started:  # no prior: the tap's own first chunk, compile and all, beats other taps' rates
+        left += todo * started[-1]["seconds"] / started[-1]["done"]
+      elif per_cost is not None:
+        left += todo * per_cost * cost(g["tap"])
+      else:
         return None
-      left += (g["work"] - g["done"]) * rate
     return left
 
   def line(self, detail: str = "") -> str:

@@ -297,8 +297,12 @@ class EtaTest(absltest.TestCase):
     self.assertAlmostEqual(run.eta_s(), 4 * 0.5 + 4 * 2.0)
     clock[0] = 8.0
     run.callback("[a] panel 1/2 conv2/3x3", "conv2/3x3")(progress.Progress(1, 2, 2, 0.0, 8.0, 0.0))
-    # 2 image-steps in 8 s: conv2 now costs 4 s each; inception_3a keeps its prior.
-    self.assertAlmostEqual(run.eta_s(), 2 * 4.0 + 4 * 2.0)
+    # A first chunk alone is mostly compile: the prior stands until a second chunk or a finished call.
+    self.assertAlmostEqual(run.eta_s(), 2 * 0.5 + 4 * 2.0)
+    clock[0] = 10.0
+    run.callback("[a] panel 1/2 conv2/3x3", "conv2/3x3")(progress.Progress(2, 2, 2, 0.0, 10.0, 0.0))
+    # a took 10 s where the prior gave it 2: inception_3a, not yet run, is priced 5x its prior.
+    self.assertAlmostEqual(run.eta_s(), 4 * 2.0 * 5)
 
   def test_tap_macs(self):
     # By hand from deploy.prototxt at 224 px: conv1 112^2 * 7^2 * 3 * 64; conv2/3x3_reduce

@@ -50,7 +50,7 @@ from rfspec import masks as masks_lib
 from rfspec.engine import VisConfig, embed_canvas, initial_image, visualize_batch
 from rfspec.errors import UserError
 from rfspec.files import plain_numbers as _num  # JSON numbers: NaN/inf -> None
-from rfspec.progress import RunProgress, check_run_progress
+from rfspec.progress import RunProgress, check_run_progress, cpu_prior
 from rfspec.runs.store import Store
 
 check_spatial_tap = geometry.check_spatial_tap  # the atlas's public name for it
@@ -681,7 +681,8 @@ def run_atlas(params, settings: AtlasSettings, store: Store, *, progress: RunPro
     params: GoogLeNet params.
     settings: `settings_from_config(...)`.
     store: where batches and the measure are kept and resumed from (`Store(None)` keeps nothing).
-    progress: the run's `RunProgress`; None: one that prints on stderr; False: silence.
+    progress: the run's `RunProgress`; None: one that prints on stderr, priced by `cpu_prior` before the
+      first step; False: silence.
     key: the measure's key; default `jax.random.key(settings.psi_key)`.
     devices: devices to shard each batch over; default `jax.devices()`.
 
@@ -693,7 +694,9 @@ def run_atlas(params, settings: AtlasSettings, store: Store, *, progress: RunPro
   rows, cols = sorted({i for i, _ in coords}), sorted({j for _, j in coords})
   n_r, n_c, n_s = len(rows), len(cols), settings.seeds_per_position
   bp = _batch_positions(settings, len(coords), devices)
-  progress = check_run_progress(progress, lambda: RunProgress(planned_work(settings, devices), label="position_atlas"))
+  plan = planned_work(settings, devices)
+  progress = check_run_progress(progress, lambda: RunProgress(plan, label="position_atlas",
+                                                              prior_s=cpu_prior(cfg.image_hw, plan)))
   channel, seeds, start, rule, eligible = _choose(params, settings, cfg, coords)
   progress.note(f"{settings.tap} channel {channel} ({eligible} channels qualify), {n_r} x {n_c} positions x {n_s} "
                 f"starts, {-(-len(coords) // bp)} batches of {bp} positions")

@@ -38,7 +38,7 @@ from rfspec.engine import VisConfig, initial_image, visualize_batch
 from rfspec.errors import UserError
 from rfspec.files import plain_numbers as _num  # JSON numbers: NaN/inf -> None
 from rfspec.models import googlenet
-from rfspec.progress import RunProgress, check_run_progress
+from rfspec.progress import RunProgress, check_run_progress, cpu_prior
 from rfspec.runs.store import Store
 
 __all__ = ["SCHEMA", "SweepResult", "SweepSettings", "TapRun", "natural_photos", "run_sweep", "settings_from_config"]
@@ -539,11 +539,14 @@ def run_sweep(params, settings: SweepSettings, store: Store, *, natural: tuple[n
     store: where units are kept and resumed from (`Store(None)` keeps nothing).
     natural: (images [N, 224, 224, 3], names) natural photos for claim 5 and the padding control;
       default `natural_photos()`.
-    progress: the run's `RunProgress`; None: one that prints on stderr; False: silence.
+    progress: the run's `RunProgress`; None: one that prints on stderr, priced by `cpu_prior` before the
+      first step; False: silence.
     key: the analysis key (bootstrap, permutations, ERF noise); default `jax.random.key(0)`.
   """
   key = jax.random.key(0) if key is None else key
-  progress = check_run_progress(progress, lambda: RunProgress(planned_work(settings), label="specificity"))
+  plan = planned_work(settings)
+  progress = check_run_progress(progress, lambda: RunProgress(plan, label="specificity",
+                                                              prior_s=cpu_prior(settings.image_hw, plan)))
   hw = settings.image_hw
   natural = natural_photos() if natural is None else natural
   measures, runs, pilot_measures = [], [], {}
