@@ -47,18 +47,20 @@ def main(argv):
     key = dict(settings=settings.to_dict(), report=report.ATLAS_REPORT_VERSION)
     paths = {name: os.path.join(workdir, name) for name in OUTPUTS}
     if store.sealed("atlas", key) is not None:
-      print(f"position_atlas: up to date, outputs verified by checksum (use --overwrite to redo); "
-            f"open {paths['atlas.html']}")
+      print(f"{report.smoke_head(settings.smoke_test)}position_atlas: up to date, outputs verified by checksum "
+            f"(use --overwrite to redo); open {paths['atlas.html']}")
       return
     params = _cli.load_params(_WEIGHTS.value)
     result = atlas.run_atlas(params, settings, store)
     summary = atlas.summary(result, weights=_WEIGHTS.value, weights_sha256=digest)
     title = f"{result.tap} channel {result.channel}: first start per position"
+    note = report.SMOKE_TEST if settings.smoke_test else ""
     mosaic, layout = plots.atlas_mosaic(result.images[:, :, 0], result.boxes, result.inside, result.rows,
-                                        result.cols, title=title, tile=settings.mosaic_tile)
+                                        result.cols, title=title, tile=settings.mosaic_tile, note=note)
     heat, cells = plots.atlas_psi_heatmap(plots.atlas_psi_figure(
         result.psi, result.psi_ci, result.psi_reason, result.window_share, result.rows, result.cols,
-        result.reference, title=f"{result.tap} channel {result.channel}", degenerate=result.psi_degenerate))
+        result.reference, title=f"{result.tap} channel {result.channel}", degenerate=result.psi_degenerate,
+        note=note))
     summary.update(mosaic=layout, seconds=time.perf_counter() - t0)
     files.write_png(paths["atlas.png"], mosaic)
     files.write_png(paths["atlas_psi.png"], heat)
@@ -68,8 +70,8 @@ def main(argv):
     files.write_json(paths["atlas.json"], summary)
     files.write_text(paths["atlas.html"], report.atlas_html(summary, result.images, heatmap=heat, heatmap_cells=cells))
     store.seal("atlas", key, paths)
-  print(f"position_atlas: {report.atlas_summary_line(summary)}; {time.perf_counter() - t0:.0f}s; "
-        f"open {paths['atlas.html']}")
+  print(f"{report.smoke_head(settings.smoke_test)}position_atlas: {report.atlas_summary_line(summary)}; "
+        f"{time.perf_counter() - t0:.0f}s; open {paths['atlas.html']}")
 
 
 if __name__ == "__main__":

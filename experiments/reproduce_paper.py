@@ -77,7 +77,7 @@ def main(argv):
   names = [f.name for f in settings.figures]
   paths = {n: {ext: os.path.join(workdir, f"{n}.{ext}") for ext in ("png", "json", "npz")} for n in names}
   report_path = os.path.join(workdir, "report.html")
-  head = report.SMOKE_TEST + "; " if settings.smoke_test else ""
+  head = report.smoke_head(settings.smoke_test)
   with Store(workdir, weights_sha256=digest, schema=run_lib.SCHEMA, overwrite=_OVERWRITE.value) as store:
     key = dict(settings=settings.to_dict(), weights=_WEIGHTS.value, report=report.PAPER_REPORT_VERSION)
     if store.sealed("reproduce_paper", key) is not None:

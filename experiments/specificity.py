@@ -51,7 +51,8 @@ def main(argv):
                report=report.SWEEP_REPORT_VERSION)
     paths = {name: os.path.join(workdir, name) for name in OUTPUTS}
     if store.sealed("specificity", key) is not None:
-      print(f"specificity: up to date, outputs verified by checksum (use --overwrite to redo); open {paths['specificity.md']}")
+      print(f"{report.smoke_head(settings.smoke_test)}specificity: up to date, outputs verified by checksum (use "
+            f"--overwrite to redo); open {paths['specificity.md']}")
       return
     params = _cli.load_params(_WEIGHTS.value)
     result = sweep.run_sweep(params, settings, store, natural=sweep.natural_photos(refs))
@@ -62,9 +63,9 @@ def main(argv):
     files.write_text(paths["specificity.html"], report.specificity_html(summary))
     files.write_json(paths["specificity.json"], summary)
     store.seal("specificity", key, paths)
-  head = report.SMOKE_TEST + "; " if settings.smoke_test else ""
   table = "; ".join(f"{c['claim'].split('.')[0]}: {c['verdict']}" for c in summary["claims"])
-  print(f"specificity: {head}claims {table}; {time.perf_counter() - t0:.0f}s; open {paths['specificity.md']}")
+  print(f"{report.smoke_head(settings.smoke_test)}specificity: claims {table}; {time.perf_counter() - t0:.0f}s; "
+        f"open {paths['specificity.md']}")
 
 
 if __name__ == "__main__":

@@ -401,6 +401,10 @@ def paper_figure(figure, *, note: str = "") -> tuple[np.ndarray, dict]:
 # ----------------------------------------------------------------------------- position atlas
 
 ATLAS_DASH_PX = (6, 4)  # dash and gap of the RF box's off-image part in the mosaic
+# Under the mosaic's title: how to read the RF box, which the margin cuts (the caption has the exact share).
+ATLAS_LEGEND = ("red: each tile's RF box, a thin line where its edge crosses the image, dashed off the image, "
+                "cut at the margin's edge;\nunder each tile: its position (i, j) = (row, col) and the share of its "
+                "RF inside the image")
 ATLAS_INSIDE_ALPHA = 0.7  # opacity of the RF edge where it crosses the image (the pattern stays visible)
 
 
@@ -424,16 +428,20 @@ def _split_segment(a: float, b: float, lo: float, hi: float) -> tuple[list, list
   return inside, outside
 
 
-def atlas_layout(n_rows: int, n_cols: int, tile_hw: tuple[int, int], margin: int, *, title: str = "") -> dict:
+def atlas_layout(n_rows: int, n_cols: int, tile_hw: tuple[int, int], margin: int, *, title: str = "",
+                 legend: str = "") -> dict:
   """Pixel layout of `atlas_mosaic`'s canvas: where each tile's image lies.
 
   Returns:
     dict(title_h, header_h, label_w, caption_h, cell_h, cell_w, margin, height, width, tile_hw); tile
     (r, c)'s image occupies rows [top, top + h) and cols [left, left + w) with
-    top = title_h + header_h + r * cell_h + margin and left = label_w + c * cell_w + margin.
+    top = title_h + header_h + r * cell_h + margin and left = label_w + c * cell_w + margin. The title
+    band holds the title (large) and under it the legend (small).
   """
   h, w = tile_hw
-  title_h = _text_hw(title, _BIG)[0] + 2 * _PAD if title else 0
+  legend_hw = _text_hw(legend, _SMALL)
+  title_h = (_text_hw(title, _BIG)[0] + legend_hw[0] + (_PAD if title and legend else 0) + 2 * _PAD
+             if title or legend else 0)
   header_h = _text_hw("j = 0", _SMALL)[0] + _PAD
   label_w = _text_hw("i = 000", _SMALL)[1] + 2 * _PAD
   caption_h = 2 * (_text_hw("(0, 0)", _SMALL)[0] + 2)
@@ -441,10 +449,11 @@ def atlas_layout(n_rows: int, n_cols: int, tile_hw: tuple[int, int], margin: int
   cell_w = w + 2 * margin + _PAD
   return dict(title_h=title_h, header_h=header_h, label_w=label_w, caption_h=caption_h, cell_h=cell_h,
               cell_w=cell_w, margin=margin, tile_hw=(h, w), height=title_h + header_h + n_rows * cell_h,
-              width=max(label_w + n_cols * cell_w, _text_hw(title, _BIG)[1] + 2 * _PAD))
+              width=max(label_w + n_cols * cell_w, _text_hw(title, _BIG)[1] + 2 * _PAD, legend_hw[1] + 2 * _PAD))
 
 
-def atlas_mosaic(images, boxes, inside, rows, cols, *, title: str = "", tile: int = 160) -> tuple[np.ndarray, dict]:
+def atlas_mosaic(images, boxes, inside, rows, cols, *, title: str = "", tile: int = 160, note: str = "",
+                 legend: str = ATLAS_LEGEND) -> tuple[np.ndarray, dict]:
   """The position atlas as one picture: tile (r, c) at its place on the grid, each with its RF box.
 
   Rows are labelled "i = ..." and columns "j = ..." (positions (i, j) = (row, col) of the tap's
@@ -460,6 +469,8 @@ def atlas_mosaic(images, boxes, inside, rows, cols, *, title: str = "", tile: in
     rows, cols: the grid's i of each tile row and j of each tile column.
     title: drawn above the mosaic.
     tile: px of each tile's longer side (images resized with Lanczos; boxes scaled alike).
+    note: a line under the title (e.g. `rfspec.report.SMOKE_TEST` for a quick run).
+    legend: small text under the title: how to read the RF box (`ATLAS_LEGEND`); "" for none.
 
   Returns:
     (uint8 [height, width, 3], layout): `atlas_layout`'s dict plus title, scale and tile_hw.
@@ -474,12 +485,16 @@ def atlas_mosaic(images, boxes, inside, rows, cols, *, title: str = "", tile: in
   # The margin holds the box's overhang, up to 40 % of the tile side (then the box is cut there).
   over = max(0.0, float(np.max(np.maximum.reduce([-b[..., 0], -b[..., 1], b[..., 2] - th, b[..., 3] - tw]))))
   margin = int(np.clip(np.ceil(over) + 4, 12, round(0.4 * max(th, tw))))
-  g = atlas_layout(n_r, n_c, (th, tw), margin, title=title)
+  title = str(title) + (f"\n{note}" if note else "") if title or note else ""
+  g = atlas_layout(n_r, n_c, (th, tw), margin, title=title, legend=legend)
   pil = Image.new("RGB", (g["width"], g["height"]), (255, 255, 255))
   draw = ImageDraw.Draw(pil)
   small, big = _font(_SMALL), _font(_BIG)
   if title:
-    draw.multiline_text((_PAD, _PAD), str(title), fill=(0, 0, 0), font=big)
+    draw.multiline_text((_PAD, _PAD), title, fill=(0, 0, 0), font=big)
+  if legend:
+    below = _PAD + (_text_hw(title, _BIG)[0] + _PAD if title else 0)
+    draw.multiline_text((_PAD, below), str(legend), fill=(60, 60, 60), font=small)
   overlay = Image.new("RGBA", pil.size, (0, 0, 0, 0))
   over_draw = ImageDraw.Draw(overlay)
   alpha = int(round(255 * ATLAS_INSIDE_ALPHA))
@@ -517,7 +532,7 @@ def atlas_mosaic(images, boxes, inside, rows, cols, *, title: str = "", tile: in
       cap = f"({i}, {j})\nRF {100 * float(inside[r][c]):.0f}% inside"
       draw.multiline_text((left, top + th + margin), cap, fill=(0, 0, 0), font=small)
   pil = Image.alpha_composite(pil.convert("RGBA"), overlay).convert("RGB")
-  return np.asarray(pil), dict(g, title=title, scale=scale)
+  return np.asarray(pil), dict(g, title=title, legend=legend, scale=scale)
 
 
 def _psi_cell_text(value, ci, reason: str, share: float, degenerate: bool = False) -> str:
@@ -529,7 +544,8 @@ def _psi_cell_text(value, ci, reason: str, share: float, degenerate: bool = Fals
   return f"{value:.2f}\n[{lo:.2f}, {hi:.2f}]" + ("*" if degenerate else "")
 
 
-def atlas_psi_figure(psi, psi_ci, reasons, share, rows, cols, reference, *, title: str = "", degenerate=None):
+def atlas_psi_figure(psi, psi_ci, reasons, share, rows, cols, reference, *, title: str = "", degenerate=None,
+                     note: str = ""):
   """Heat maps of the atlas's measure, on the (i, j) = (row, col) grid of the tiles.
 
   Left: psi_auc of each tile against the centre tile on their common RF-frame window (diverging,
@@ -545,6 +561,7 @@ def atlas_psi_figure(psi, psi_ci, reasons, share, rows, cols, reference, *, titl
     title: suptitle.
     degenerate: optional bool [R, C]: every bootstrap draw gave the same value, so the interval is
       `metrics.interval`'s exact bound for that many starts; marked "*" and explained under the panel.
+    note: a line above the title (e.g. `rfspec.report.SMOKE_TEST` for a quick run).
 
   Returns:
     A matplotlib `Figure` (no pyplot state); its psi axes has the label "psi".
@@ -586,8 +603,8 @@ def atlas_psi_figure(psi, psi_ci, reasons, share, rows, cols, reference, *, titl
   if np.any(degenerate & np.isfinite(psi)):
     fig.supxlabel("* every bootstrap draw gave the same value: the interval is the exact bound for that many "
                   "starts, not a spread", fontsize=8)
-  if title:
-    fig.suptitle(title, fontsize=10)
+  if title or note:
+    fig.suptitle("\n".join(t for t in (note, title) if t), fontsize=10)
   return fig
 
 

@@ -17,7 +17,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["atlas_html", "census_markdown", "estimate_text", "image_data_uri", "paper_html", "specificity_markdown"]
+__all__ = ["SMOKE_TEST", "atlas_html", "census_markdown", "estimate_text", "image_data_uri", "paper_html", "smoke_head",
+           "specificity_html", "specificity_markdown"]
 
 
 def image_data_uri(image, *, fmt: str = "JPEG", quality: int = 92) -> str:
@@ -39,7 +40,7 @@ def image_data_uri(image, *, fmt: str = "JPEG", quality: int = 92) -> str:
 
 # ----------------------------------------------------------------------------- position atlas
 
-ATLAS_REPORT_VERSION = 3  # bump when the atlas page or figures change (stored batches stay valid)
+ATLAS_REPORT_VERSION = 4  # bump when the atlas page or figures change (stored batches stay valid)
 
 _ATLAS_CSS = """
 body{font-family:system-ui,sans-serif;margin:1.2em 1.5em;color:#222}
@@ -307,11 +308,10 @@ def atlas_html(summary: Mapping[str, Any], images, *, heatmap, heatmap_cells, de
 
 
 def atlas_summary_line(summary: Mapping[str, Any]) -> str:
-  """The atlas in one line (the binary's stdout): smoke-test flag, node type, psi_auc range."""
+  """The atlas in one line (the binary's stdout, after `smoke_head`): node type, psi_auc range."""
   psi = [t["psi_auc"] for t in summary["tiles"] if t["psi_auc"] is not None]
   spread = f"psi_auc vs the centre {min(psi):.2f}..{max(psi):.2f} over {len(psi)} tiles" if psi else "psi_auc n/a everywhere"
-  head = SMOKE_TEST + "; " if summary.get("smoke_test") else ""
-  return (f"{head}{summary['tap']} channel {summary['channel']}, {len(summary['rows'])} x {len(summary['cols'])} "
+  return (f"{summary['tap']} channel {summary['channel']}, {len(summary['rows'])} x {len(summary['cols'])} "
           f"positions x {summary['seeds_per_position']} starts, {spread}, {summary['batches']} batches "
           f"({summary['resumed_batches']} resumed)")
 
@@ -319,6 +319,11 @@ def atlas_summary_line(summary: Mapping[str, Any]) -> str:
 # ----------------------------------------------------------------------------- the claims sweep
 
 SMOKE_TEST = "smoke test (tiny size and steps): checks the pipeline, not the science"
+
+
+def smoke_head(smoke_test: bool) -> str:
+  """What a quick run's one-line stdout summary starts with: `SMOKE_TEST` and "; " ("" otherwise)."""
+  return SMOKE_TEST + "; " if smoke_test else ""
 
 
 def _fmt(v, spec: str = ".2f") -> str:

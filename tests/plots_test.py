@@ -298,6 +298,43 @@ class PaperFigureTest(absltest.TestCase):
     self.assertTrue(ink[geo["title_h"]:geo["title_h"] + geo["header_h"], geo["label_w"]:].any())  # column labels
 
 
+class AtlasViewsTest(absltest.TestCase):
+  """The atlas's pictures say what a reader needs without the page: how to read the RF box (which
+  the margin cuts), and that a quick run is a smoke test."""
+
+  def setUp(self):
+    super().setUp()
+    self.images = np.full((2, 2, 16, 16, 3), 0.5, np.float32)
+    self.boxes = np.broadcast_to(np.array([-40, -40, 30, 30]), (2, 2, 4))  # runs past the margin
+
+  def test_mosaic_has_the_legend_and_the_note_under_its_title(self):
+    plain, g0 = plots.atlas_mosaic(self.images, self.boxes, np.full((2, 2), 0.2), [0, 3], [0, 3], title="t",
+                                   tile=160, legend="")
+    canvas, g = plots.atlas_mosaic(self.images, self.boxes, np.full((2, 2), 0.2), [0, 3], [0, 3], title="t",
+                                   tile=160, note="smoke test")
+    self.assertEqual(g["title"], "t\nsmoke test")
+    self.assertEqual(g["legend"], plots.ATLAS_LEGEND)
+    self.assertIn("cut at the margin", plots.ATLAS_LEGEND)
+    self.assertIn("dashed off the image", plots.ATLAS_LEGEND)
+    self.assertEqual(canvas.shape[:2], (g["height"], g["width"]))
+    self.assertGreater(g["title_h"], g0["title_h"])  # the note and the legend have their own lines
+    self.assertGreaterEqual(g["width"], g0["width"])
+    ink = (canvas[:g["title_h"]] < 200).any(-1)
+    rows = np.flatnonzero(ink.any(1))
+    self.assertGreater(rows.max(), g0["title_h"])  # text below where the plain title band ended
+    # The tiles are where the layout says, the same as without the legend.
+    top, left = g["title_h"] + g["header_h"] + g["margin"], g["label_w"] + g["margin"]
+    top0 = g0["title_h"] + g0["header_h"] + g0["margin"]
+    np.testing.assert_array_equal(canvas[top + 5:top + 150, left + 5:left + 150],
+                                  plain[top0 + 5:top0 + 150, left + 5:left + 150])
+
+  def test_heat_map_says_smoke_test_above_its_title(self):
+    psi = np.array([[np.nan, 0.5]])
+    fig = plots.atlas_psi_figure(psi, np.stack([psi - 0.1, psi + 0.1], -1), [["the reference itself", ""]],
+                                 np.array([[0.5, 0.3]]), [0], [0, 5], (0, 0), title="tap", note="smoke test")
+    self.assertEqual(fig._suptitle.get_text(), "smoke test\ntap")
+
+
 def rfspec_named(tap, hw):
   from rfspec import masks
 

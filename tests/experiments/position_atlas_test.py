@@ -74,10 +74,15 @@ class QuickRunTest(absltest.TestCase):
 
   def test_stdout_is_one_line_that_says_smoke_test(self):
     self.assertEqual(self.first.stdout.count("\n"), 1, self.first.stdout)
-    self.assertTrue(self.first.stdout.startswith(f"position_atlas: {report.SMOKE_TEST}; conv2/3x3 channel "),
+    self.assertTrue(self.first.stdout.startswith(f"{report.SMOKE_TEST}; position_atlas: conv2/3x3 channel "),
                     self.first.stdout)
     self.assertIn("2 x 2 positions x 3 starts", self.first.stdout)
     self.assertRegex(self.first.stderr, r"whole run \d+% of [\d,]+ image-steps, ETA")
+
+  def test_an_eta_comes_before_the_first_step(self):
+    first = next(l for l in self.first.stderr.splitlines() if "whole run" in l)
+    self.assertNotRegex(first, r" step \d+/")
+    self.assertRegex(first, r"whole run 0% of [\d,]+ image-steps, ETA \d+(s|m\d\ds)$")  # priced, not '?'
 
   def test_json_records_the_weights_and_every_tile(self):
     digest = hashlib.sha256(open(shared_file(CAFFEMODEL), "rb").read()).hexdigest()
@@ -144,7 +149,8 @@ class QuickRunTest(absltest.TestCase):
 
   def test_third_run_does_no_work(self):
     self.assertEqual(self.third.returncode, 0, self.third.stderr[-2000:])
-    self.assertIn("up to date", self.third.stdout)
+    self.assertTrue(self.third.stdout.startswith(f"{report.SMOKE_TEST}; position_atlas: up to date"),
+                    self.third.stdout)
     self.assertNotIn("loading weights", self.third.stderr)
     self.assertEqual(self.after_third, self.after_second)
 

@@ -10,6 +10,7 @@ import tempfile
 from absl.testing import absltest
 
 from tests.conftest import CAFFEMODEL, REPO, shared_file
+from tests.experiments.reproduce_paper_test import check_page
 
 QUICK = "--config=experiments/configs/specificity.py:quick"
 SMOKE = "smoke test (tiny size and steps): checks the pipeline, not the science"
@@ -58,18 +59,26 @@ class QuickRunTest(absltest.TestCase):
     self.assertEqual(summary["weights_sha256"], "27b6f275d2be77e4a3556d67ce5689315fb1e0a41a01b6f8092954451d345bbd")
 
   def test_every_output_says_smoke_test(self):
-    self.assertIn(SMOKE, self.first.stdout)
+    self.assertTrue(self.first.stdout.startswith(SMOKE + "; specificity: claims 1: not evaluated;"), self.first.stdout)
     for name, title in (("specificity.md", "# The paper's claims"), ("specificity.html", "<h1>The paper's claims")):
       with open(os.path.join(self.workdir, name)) as f:
         text = f.read()
         self.assertIn(SMOKE, text, name)
         self.assertLess(text.index(SMOKE), text.index(title), name)  # above the title
 
+  def test_page_parses_offline_with_alt_text_and_its_files(self):
+    check_page(self, os.path.join(self.workdir, "specificity.html"))
+
+  def test_an_eta_comes_before_the_first_step(self):
+    first = next(l for l in self.first.stderr.splitlines() if "whole run" in l)
+    self.assertNotRegex(first, r" step \d+/")
+    self.assertRegex(first, r"whole run 0% of [\d,]+ image-steps, ETA \d+(s|m\d\ds)$")  # priced, not '?'
+
   def test_rerun_verifies_outputs_and_redoes_what_fails(self):
     before = _mtimes(self.workdir)
     again = run_binary(f"--workdir={self.workdir}", QUICK, weights_flag())
     self.assertEqual(again.returncode, 0, again.stderr[-2000:])
-    self.assertIn("up to date", again.stdout)
+    self.assertTrue(again.stdout.startswith(SMOKE + "; specificity: up to date"), again.stdout)
     self.assertEqual(_mtimes(self.workdir), before)
     with open(os.path.join(self.workdir, "specificity.html"), "r+") as f:
       f.truncate(100)  # a damaged page is redone, not kept
