@@ -127,6 +127,17 @@ def screenshot(chromium: str, url: str, out: str, window: tuple[int, int], max_k
   return finish(out, max_kb)
 
 
+def dom(chromium: str, url: str, window: tuple[int, int] = (1400, 1800)) -> str:
+  """The page's DOM after its scripts ran (Chromium's --dump-dom), e.g. to check what a view opens."""
+  with tempfile.TemporaryDirectory(prefix="rfspec-chromium-") as profile:
+    cmd = chromium_command(chromium, url, "", window, profile)
+    cmd = [c for c in cmd if not c.startswith("--screenshot")]
+    proc = subprocess.run(cmd[:-1] + ["--dump-dom", url], capture_output=True, text=True, timeout=180)
+  if proc.returncode != 0:
+    raise _cli.UserError(f"Chromium could not open {url} (exit {proc.returncode}): {' '.join(proc.stderr.split()[-40:])}")
+  return proc.stdout
+
+
 def main(argv):
   inputs = argv[1:]
   if not inputs:

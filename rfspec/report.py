@@ -55,7 +55,7 @@ h1{font-size:1.3em;margin:.2em 0}h2{font-size:1.1em;margin:1em 0 .3em}h3{font-si
 .lab2{font-size:.85em;margin:.5em 0 .2em}.cuts{display:flex;gap:8px;align-items:flex-end}
 .cut{position:relative;overflow:hidden;outline:1px solid #888;flex:none}
 .cut img,.big img{position:absolute;max-width:none;image-rendering:pixelated}
-.ctxs{display:flex;gap:12px;align-items:flex-start;font-size:.8em;color:#555}
+.ctxs{display:flex;gap:12px;align-items:flex-start;font-size:.8em;color:#555;margin-top:10px}
 .ctx{position:relative;display:block}.ctx img{display:block}
 .ctx .win{position:absolute;border:2px solid #1a5fd0;box-sizing:border-box}
 #mosaic{display:grid;gap:4px;margin:.6em 0;align-items:center;justify-content:start}
@@ -185,7 +185,8 @@ function showTile(k){
   const t = D.tiles[k], det = document.getElementById('detail');
   document.getElementById('tile-link-' + t.position.join('-')).classList.add('sel');
   det.hidden = false;
-  document.getElementById('dtitle').textContent = 'Position (i, j) = (' + t.position.join(', ') + '): every start';
+  document.getElementById('dtitle').textContent = 'Position (i, j) = (' + t.position.join(', ') + '): every start, ' +
+    'its RF box in red (a thin line over the image, hatched where the RF lies off it)';
   const mg = Math.round(0.25 * Math.max(H, W));
   const fit = (0.94 * window.innerWidth - 80) / (t.seeds.length * (W + 2 * mg + 12));
   const k2 = Math.max(0.25, Math.min(D.detail_px / Math.max(H, W), fit));
@@ -196,7 +197,13 @@ function showTile(k){
     const b = t.box, box = {top: px((b[0] + mg) * k2), left: px((b[1] + mg) * k2), height: px((b[2] - b[0]) * k2), width: px((b[3] - b[1]) * k2)};
     const rf = el('div', {className: 'rf'}); Object.assign(rf.style, box); fr.appendChild(rf);
     const img = el('img', {src: D.images[k][n], alt: 'position (' + t.position.join(', ') + '), start ' + s});
-    Object.assign(img.style, {left: px(mg * k2), top: px(mg * k2), width: px(W * k2), height: px(H * k2)}); fr.appendChild(img);
+    const on = {left: px(mg * k2), top: px(mg * k2), width: px(W * k2), height: px(H * k2)};
+    Object.assign(img.style, on); fr.appendChild(img);
+    // The RF edge where it crosses the image: a thin line over the image, cut to it (as on the tiles).
+    const clip = el('div', {className: 'clip'}); Object.assign(clip.style, on);
+    const rfin = el('div', {className: 'rfin'});
+    Object.assign(rfin.style, {top: px(b[0] * k2), left: px(b[1] * k2), height: px((b[2] - b[0]) * k2), width: px((b[3] - b[1]) * k2)});
+    clip.appendChild(rfin); fr.appendChild(clip);
     fig.appendChild(fr);
     fig.appendChild(el('figcaption', {textContent: 'start ' + s + ': activation ' + fmt(t.start_activation[n]) + ' at the start \u2192 ' + fmt(t.final_activation[n]) + ' final'}));
     seeds.appendChild(fig);
@@ -348,6 +355,12 @@ def _table(header, rows) -> str:
 CLAIM_HEADER = ["claim", "estimate [95 % CI]", "own null", "permutation p", "verdict", "why / what would settle it"]
 
 
+def _sentence(text: str) -> str:
+  """`text` ending in a full stop (so the next sentence does not run into it)."""
+  text = str(text).rstrip()
+  return text if not text or text.endswith((".", "!", "?", ":")) else text + "."
+
+
 def claim_rows(claims) -> list[list[str]]:
   rows = []
   for c in claims:
@@ -358,7 +371,9 @@ def claim_rows(claims) -> list[list[str]]:
     rows.append([c["claim"], f"{_fmt(c['estimate'])} {_ci(c['ci'], c['ci_degenerate'], c['n'])}",
                  f"{_fmt(c['null'])} ({c['null_kind']})" if c["null_kind"] else "n/a",
                  _fmt(c["p_value"], ".3f"), c["verdict"],
-                 c["why"] + (f"; {c['settle']}" if c["settle"] else "") + f" Measure: {c['measure']}." + extra])
+                 _sentence(c["why"].rstrip(". ") + f"; {c['settle']}" if c["settle"] else c["why"])
+                 + f" Measure: {c['measure']}."
+                 + extra])
   return rows
 
 

@@ -1,5 +1,5 @@
 """experiments.screenshots: URLs, names, trimming, and a clear error without Chromium (no browser needed),
-plus one real screenshot where Chromium is installed."""
+plus, where Chromium is installed, one real screenshot and the atlas page's views opened from disk."""
 
 import os
 import shutil
@@ -9,6 +9,7 @@ from absl.testing import absltest
 
 from experiments import screenshots
 from rfspec.errors import UserError
+from tests.conftest import REPO
 
 
 class HelpersTest(absltest.TestCase):
@@ -83,6 +84,67 @@ class ChromiumTest(absltest.TestCase):
     screenshots.screenshot(chromium, screenshots.page_url(page, cell=(2, 3)), out, (400, 300), max_kb=1000)
     shot = np.asarray(Image.open(out).convert("RGB"))
     np.testing.assert_array_equal(shot[100, 100], [255, 0, 0])  # the script saw cell=2,3 (else blue)
+
+
+  def test_the_recorded_atlas_page_opens_a_tile_and_a_heat_map_cell(self):
+    """Where Chromium is installed: the atlas page, built from the recorded atlas.json (grey images
+    stand in for atlas.npz, which is not kept), opened from disk at ?tile=0,0 shows every start with
+    the RF box, its in-image edge included; at ?cell=0,0 both positions' starts cut to the common
+    window."""
+    if not any(shutil.which(b) for b in screenshots.BROWSERS):
+      self.skipTest("Chromium is not installed")
+    import html.parser
+    import json
+
+    from rfspec import report
+
+    with open(os.path.join(REPO, "experiments", "results", "position_atlas_cpu", "atlas.json")) as f:
+      summary = json.load(f)
+    n_r, n_c, n_s = len(summary["rows"]), len(summary["cols"]), summary["seeds_per_position"]
+    h, w = summary["image_hw"]
+    cells = np.array([[[c / n_c, r / n_r, (c + 1) / n_c, (r + 1) / n_r] for c in range(n_c)] for r in range(n_r)])
+    page = os.path.join(self.create_tempdir().full_path, "atlas.html")
+    with open(page, "w") as f:
+      f.write(report.atlas_html(summary, np.full((n_r, n_c, n_s, h, w, 3), 0.5, np.float32),
+                                heatmap=np.full((60, 60, 3), 255, np.uint8), heatmap_cells=cells))
+
+    class Tree(html.parser.HTMLParser):
+      """Each element's tag, attributes and the ids/classes of the elements it sits in."""
+
+      def __init__(self):
+        super().__init__()
+        self.stack, self.elements = [], []
+
+      def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.elements.append((tag, attrs, [(a.get("id"), a.get("class")) for _, a in self.stack]))
+        if tag not in ("img", "br", "meta", "input"):
+          self.stack.append((tag, attrs))
+
+      def handle_endtag(self, tag):
+        while self.stack and self.stack.pop()[0] != tag:
+          pass
+
+    def within(tree, ident):
+      return [(tag, a, up) for tag, a, up in tree.elements if any(i == ident for i, _ in up)]
+
+    chromium = screenshots.find_chromium()
+    tile = Tree()
+    tile.feed(screenshots.dom(chromium, screenshots.page_url(page, tile=(0, 0))))
+    detail = next(a for tag, a, _ in tile.elements if a.get("id") == "detail")
+    self.assertNotIn("hidden", detail)
+    shown = within(tile, "detail")
+    self.assertLen([a for tag, a, _ in shown if tag == "img"], n_s)
+    self.assertLen([a for tag, a, _ in shown if a.get("class") == "rf"], n_s)  # the whole box, off the image
+    self.assertLen([a for tag, a, up in shown if a.get("class") == "rfin" and (None, "clip") in up], n_s)  # on it
+    cell = Tree()
+    cell.feed(screenshots.dom(chromium, screenshots.page_url(page, cell=(0, 0))))
+    body = next(a for tag, a, _ in cell.elements if a.get("id") == "pairbody")
+    self.assertNotIn("hidden", body)
+    cuts = [a for tag, a, up in within(cell, "pairbody") if tag == "img" and (None, "cut") in up]
+    self.assertLen(cuts, 2 * n_s)  # both positions' starts, each cut to the common window
+    for a in cuts:
+      self.assertIn("cut to the common window", a["alt"])
 
 
 if __name__ == "__main__":
