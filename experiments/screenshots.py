@@ -104,7 +104,8 @@ def finish(path: str, max_kb: int) -> int:
   if content.size:
     im = im.crop((0, 0, im.width, min(im.height, int(content[-1]) + 1 + 16)))  # keep a 16 px band
   for quantise in (False, True):
-    out = im.quantize(256, method=Image.Quantize.MEDIANCUT) if quantise else im
+    # Octree keeps rare colours (an RF line, a colour bar's end) that median cut merges into common ones.
+    out = im.quantize(256, method=Image.Quantize.FASTOCTREE) if quantise else im
     buf = io.BytesIO()
     out.save(buf, format="PNG", optimize=True)
     if buf.tell() <= max_kb * 1024 or quantise:
