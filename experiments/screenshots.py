@@ -135,7 +135,8 @@ def dom(chromium: str, url: str, window: tuple[int, int] = (1400, 1800)) -> str:
     cmd = [c for c in cmd if not c.startswith("--screenshot")]
     proc = subprocess.run(cmd[:-1] + ["--dump-dom", url], capture_output=True, text=True, timeout=180)
   if proc.returncode != 0:
-    raise _cli.UserError(f"Chromium could not open {url} (exit {proc.returncode}): {' '.join(proc.stderr.split()[-40:])}")
+    tail = " ".join(proc.stderr.split()[-40:])
+    raise _cli.UserError(f"Chromium could not open {url} (exit {proc.returncode}): {tail}")
   return proc.stdout
 
 

@@ -368,7 +368,8 @@ def claim_rows(claims) -> list[list[str]]:
     extra = (f" Second measure, {second['name']}: {_fmt(second.get('estimate'))} {_ci(second.get('ci'))}"
              f"{'' if second.get('null') is None else ', null ' + _fmt(second.get('null'))}; {second.get('says', '')}."
              if second else "")
-    rows.append([c["claim"], f"{_fmt(c['estimate'])} {_ci(c['ci'], c['ci_degenerate'], c['n'])}",
+    rows.append([c["claim"], "n/a" if c["estimate"] is None else
+                 f"{_fmt(c['estimate'])} {_ci(c['ci'], c['ci_degenerate'], c['n'])}",
                  f"{_fmt(c['null'])} ({c['null_kind']})" if c["null_kind"] else "n/a",
                  _fmt(c["p_value"], ".3f"), c["verdict"],
                  _sentence(c["why"].rstrip(". ") + f"; {c['settle']}" if c["settle"] else c["why"])
@@ -385,13 +386,15 @@ def _scale(st) -> str:
           f"the RF; {st['n_boot']} bootstrap draws (channels, then starts), {st['n_perm']} permutations")
 
 
-def _per_position(values, cis=None) -> str:
+def _per_position(values, cis=None, why=None, n_starts=None) -> str:
+  """Values per position, "; "-separated, each with its interval if `cis` (a collapsed one says so,
+  with the `n_starts` behind it); an undefined value says why (`why[n]`) or "-"."""
   out = []
   for n, v in enumerate(values):
     if v is None:
-      out.append("-")
+      out.append(why[n] if why else "-")
     else:
-      out.append(_fmt(v) + ("" if cis is None else " " + _ci(cis[n]["ci"], cis[n]["degenerate"])))
+      out.append(_fmt(v) + ("" if cis is None else " " + _ci(cis[n]["ci"], cis[n]["degenerate"], n_starts)))
   return "; ".join(out)
 
 
@@ -399,14 +402,31 @@ TAP_HEADER = ["tap", "RF px", "channels (eligible)", "positions (RF inside)", "p
               "truncation null", "auc_id", "transfer T", "dead runs"]
 
 
+def _vs_centre_why(t) -> list[str]:
+  """Why a position has no number against the centre: it is the centre, or their common window is too small."""
+  defined = t.get("window_defined_with_centre") or [True] * len(t["roles"])
+  share = t.get("window_share_with_centre") or [None] * len(t["roles"])
+  return ["centre" if role == "centre" else "n/a" if ok or s is None else f"n/a (window {s:.0%})"
+          for role, ok, s in zip(t["roles"], defined, share)]
+
+
 def tap_rows(taps) -> list[list[str]]:
   rows = []
   for t in taps:
     pos = "; ".join(f"{tuple(p)} {r} {i:.0%}" for p, r, i in zip(t["positions"], t["roles"], t["inside"]))
+    why, s = _vs_centre_why(t), t.get("starts_per_position")
     rows.append([t["tap"], str(t["rf_size"]), f"{', '.join(map(str, t['channels']))} ({t['channels_eligible']})", pos,
-                 _per_position(t["psi_vs_centre"], t["psi_vs_centre_ci"]), _per_position(t["psi_truncation_null"]),
-                 _per_position(t["auc_id"]), _per_position(t["transfer"]), f"{t['dead_runs']} of {t['runs']}"])
+                 _per_position(t["psi_vs_centre"], t["psi_vs_centre_ci"], why, s),
+                 _per_position(t["psi_truncation_null"], why=why),
+                 _per_position(t["auc_id"], t.get("auc_id_ci"), None, s),
+                 _per_position(t["transfer"], why=why), f"{t['dead_runs']} of {t['runs']}"])
   return rows
+
+
+def _tap_note(st) -> str:
+  return (f"Per tap, against the centre: 'centre' is the reference itself; 'n/a (window X%)': the position's common "
+          f"RF-frame window with the centre is X% of the RF, below the {st['min_window_share']:.0%} the measure "
+          "needs, so nothing is compared there.")
 
 
 def _ablations(summary) -> list[str]:
@@ -473,13 +493,13 @@ def specificity_markdown(summary: Mapping[str, Any]) -> str:
       "= the node's response to the other position's pattern moved into its RF frame / to its own, both cut to the "
       "common window (1: the same stimulus to the node). Intervals: 95 % hierarchical bootstrap (channels, then "
       "starts); '(no interval)' where every draw gave the same value.", "",
-      "## Per tap", "", _table(TAP_HEADER, tap_rows(summary["taps"])), "",
+      "## Per tap", "", _table(TAP_HEADER, tap_rows(summary["taps"])), "", _tap_note(st), "",
       "## Ablations", ""] + (_ablations(summary) or ["None run."]) + [""]
       + ([f"Natural photos for claim 5: {nat['n']} (median spectrum slope {_fmt(nat['slope_median'])}).", ""]
          if nat else []) + _pilot(summary))
 
 
-SWEEP_REPORT_VERSION = 1  # bump when the sweep's rendered outputs change (stored units stay valid)
+SWEEP_REPORT_VERSION = 2  # bump when the sweep's rendered outputs change (stored units stay valid)
 
 
 def _html_table(header, rows) -> str:
@@ -498,6 +518,7 @@ $claims
 <p><img src="psi_vs_off_image.png" alt="psi_auc of each position against the centre, by the RF's off-image share, per tap, with 95 % intervals and the truncation null"></p>
 <h2>Per tap</h2>
 $taps
+<p>$tap_note</p>
 <h2>Ablations</h2>
 <ul>$ablations</ul>
 <p>Every number is in <code>specificity.json</code>.</p>
@@ -520,7 +541,7 @@ def specificity_html(summary: Mapping[str, Any]) -> str:
   return _SWEEP_PAGE.substitute(
       variant=html.escape(st["variant"]), css=_CSS, smoke=smoke, scale=html.escape(_scale(st)),
       claims=_html_table(CLAIM_HEADER, claim_rows(summary["claims"])), legend=html.escape(legend),
-      taps=_html_table(TAP_HEADER, tap_rows(summary["taps"])),
+      taps=_html_table(TAP_HEADER, tap_rows(summary["taps"])), tap_note=html.escape(_tap_note(st)),
       ablations="".join(f"<li>{html.escape(line[2:])}</li>" for line in _ablations(summary)) or "<li>None run.</li>")
 
 
