@@ -136,6 +136,7 @@ class QuickRunTest(absltest.TestCase):
     layout = self.meta["mosaic"]
     self.assertEqual((png.height, png.width), (layout["height"], layout["width"]))
     self.assertEqual(layout["tile_hw"], [160, 160])
+    self.assertIn(report.SMOKE_TEST, layout["title"])  # the picture says it too, under its title
 
   def test_a_truncated_page_and_an_edited_json_are_redone_without_redoing_batches(self):
     self.assertEqual(self.second.returncode, 0, self.second.stderr[-3000:])
