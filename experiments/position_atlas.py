@@ -56,7 +56,8 @@ def main(argv):
     title = f"{result.tap} channel {result.channel}: first start per position"
     note = report.SMOKE_TEST if settings.smoke_test else ""
     mosaic, layout = plots.atlas_mosaic(result.images[:, :, 0], result.boxes, result.inside, result.rows,
-                                        result.cols, title=title, tile=settings.mosaic_tile, note=note)
+                                        result.cols, title=title, tile=settings.mosaic_tile, note=note,
+                                        seeds=result.seeds[:, :, 0])
     heat, cells = plots.atlas_psi_heatmap(plots.atlas_psi_figure(
         result.psi, result.psi_ci, result.psi_reason, result.window_share, result.rows, result.cols,
         result.reference, title=f"{result.tap} channel {result.channel}", degenerate=result.psi_degenerate,

@@ -403,8 +403,8 @@ def paper_figure(figure, *, note: str = "") -> tuple[np.ndarray, dict]:
 ATLAS_DASH_PX = (6, 4)  # dash and gap of the RF box's off-image part in the mosaic
 # Under the mosaic's title: how to read the RF box, which the margin cuts (the caption has the exact share).
 ATLAS_LEGEND = ("red: each tile's RF box, a thin line where its edge crosses the image, dashed off the image, "
-                "cut at the margin's edge;\nunder each tile: its position (i, j) = (row, col) and the share of its "
-                "RF inside the image")
+                "cut at the margin's edge;\nunder each tile: its position (i, j) = (row, col){seed} and the share of "
+                "its RF inside the image")
 ATLAS_INSIDE_ALPHA = 0.7  # opacity of the RF edge where it crosses the image (the pattern stays visible)
 
 
@@ -453,7 +453,7 @@ def atlas_layout(n_rows: int, n_cols: int, tile_hw: tuple[int, int], margin: int
 
 
 def atlas_mosaic(images, boxes, inside, rows, cols, *, title: str = "", tile: int = 160, note: str = "",
-                 legend: str = ATLAS_LEGEND) -> tuple[np.ndarray, dict]:
+                 legend: str | None = None, seeds=None) -> tuple[np.ndarray, dict]:
   """The position atlas as one picture: tile (r, c) at its place on the grid, each with its RF box.
 
   Rows are labelled "i = ..." and columns "j = ..." (positions (i, j) = (row, col) of the tap's
@@ -470,7 +470,9 @@ def atlas_mosaic(images, boxes, inside, rows, cols, *, title: str = "", tile: in
     title: drawn above the mosaic.
     tile: px of each tile's longer side (images resized with Lanczos; boxes scaled alike).
     note: a line under the title (e.g. `rfspec.report.SMOKE_TEST` for a quick run).
-    legend: small text under the title: how to read the RF box (`ATLAS_LEGEND`); "" for none.
+    legend: small text under the title; default `ATLAS_LEGEND` (how to read the RF box and the
+      captions); "" for none.
+    seeds: optional int [R, C], each tile's start seed, named in its caption.
 
   Returns:
     (uint8 [height, width, 3], layout): `atlas_layout`'s dict plus title, scale and tile_hw.
@@ -486,6 +488,8 @@ def atlas_mosaic(images, boxes, inside, rows, cols, *, title: str = "", tile: in
   over = max(0.0, float(np.max(np.maximum.reduce([-b[..., 0], -b[..., 1], b[..., 2] - th, b[..., 3] - tw]))))
   margin = int(np.clip(np.ceil(over) + 4, 12, round(0.4 * max(th, tw))))
   title = str(title) + (f"\n{note}" if note else "") if title or note else ""
+  if legend is None:
+    legend = ATLAS_LEGEND.format(seed="" if seeds is None else ", its start seed")
   g = atlas_layout(n_r, n_c, (th, tw), margin, title=title, legend=legend)
   pil = Image.new("RGB", (g["width"], g["height"]), (255, 255, 255))
   draw = ImageDraw.Draw(pil)
@@ -529,7 +533,8 @@ def atlas_mosaic(images, boxes, inside, rows, cols, *, title: str = "", tile: in
           over_draw.line([point(s0), point(s1)], fill=(*RF_COLOUR, alpha), width=1)
         for s0, s1 in outs:
           _dashed(draw, point(s0), point(s1), RF_COLOUR, RF_LINE_PX)
-      cap = f"({i}, {j})\nRF {100 * float(inside[r][c]):.0f}% inside"
+      seed = "" if seeds is None else f", seed {int(np.asarray(seeds)[r, c])}"
+      cap = f"({i}, {j}){seed}\nRF {100 * float(inside[r][c]):.0f}% inside"
       draw.multiline_text((left, top + th + margin), cap, fill=(0, 0, 0), font=small)
   pil = Image.alpha_composite(pil.convert("RGBA"), overlay).convert("RGB")
   return np.asarray(pil), dict(g, title=title, legend=legend, scale=scale)

@@ -282,7 +282,7 @@ def atlas_html(summary: Mapping[str, Any], images, *, heatmap, heatmap_cells, de
         fw=f"{(w + 2 * margin) * k:.0f}", fh=f"{(h + 2 * margin) * k:.0f}", box=_css_box(b, margin, k),
         inbox=_css_box(b, 0, k), src=uris[n][0], m=f"{margin * k:.1f}", tw=f"{w * k:.1f}", th=f"{h * k:.1f}",
         alt=esc(f"position (i, j) = ({i}, {j}), start {t['seeds'][0]}, {inside} the image"),
-        cap=esc(f"({i}, {j}) · {inside}")))
+        cap=esc(f"({i}, {j}) · seed {t['seeds'][0]} · {inside}")))
   ref = summary["reference"]
   data = dict(image_hw=[h, w], detail_px=int(detail_px), reference=ref["r"] * n_c + ref["c"], images=uris,
               tiles=[dict(position=t["position"], seeds=t["seeds"], box=t["box"], inside=t["inside_fraction"],

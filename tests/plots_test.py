@@ -313,9 +313,9 @@ class AtlasViewsTest(absltest.TestCase):
     canvas, g = plots.atlas_mosaic(self.images, self.boxes, np.full((2, 2), 0.2), [0, 3], [0, 3], title="t",
                                    tile=160, note="smoke test")
     self.assertEqual(g["title"], "t\nsmoke test")
-    self.assertEqual(g["legend"], plots.ATLAS_LEGEND)
-    self.assertIn("cut at the margin", plots.ATLAS_LEGEND)
-    self.assertIn("dashed off the image", plots.ATLAS_LEGEND)
+    self.assertEqual(g["legend"], plots.ATLAS_LEGEND.format(seed=""))
+    self.assertIn("cut at the margin", g["legend"])
+    self.assertIn("dashed off the image", g["legend"])
     self.assertEqual(canvas.shape[:2], (g["height"], g["width"]))
     self.assertGreater(g["title_h"], g0["title_h"])  # the note and the legend have their own lines
     self.assertGreaterEqual(g["width"], g0["width"])
@@ -327,6 +327,17 @@ class AtlasViewsTest(absltest.TestCase):
     top0 = g0["title_h"] + g0["header_h"] + g0["margin"]
     np.testing.assert_array_equal(canvas[top + 5:top + 150, left + 5:left + 150],
                                   plain[top0 + 5:top0 + 150, left + 5:left + 150])
+
+  def test_each_tile_names_its_start_seed(self):
+    args = (self.images, self.boxes, np.full((2, 2), 0.2), [0, 3], [0, 3])
+    plain, _ = plots.atlas_mosaic(*args, tile=160)
+    seeded, g = plots.atlas_mosaic(*args, tile=160, seeds=np.array([[3, 5], [8, 13]]))
+    self.assertIn("its start seed", g["legend"])
+    self.assertEqual(plain.shape, seeded.shape)
+    top = g["title_h"] + g["header_h"] + g["margin"] + 160 + g["margin"]  # tile (0, 0)'s caption band
+    left = g["label_w"] + g["margin"]
+    band = (slice(top, top + g["caption_h"]), slice(left, left + 160))
+    self.assertFalse(np.array_equal(plain[band], seeded[band]))  # the caption says more
 
   def test_heat_map_says_smoke_test_above_its_title(self):
     psi = np.array([[np.nan, 0.5]])
