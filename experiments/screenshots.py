@@ -5,7 +5,8 @@
 
 For each input (an HTML page or a PNG figure) writes OUT_DIR/<name>.png; with --cell=I,J also
 OUT_DIR/<name>_cell_I_J.png, the page opened as `<page>?cell=I,J` (the atlas page's own script
-opens that heat-map cell, exactly as a click does), and with --tile=I,J likewise a tile's detail.
+opens that heat-map cell, exactly as a click does), and with --tile=I,J likewise a tile's detail
+(only for pages that have those views: the atlas page).
 The screenshots are trimmed of the blank page below the content and re-encoded (PNG, optimised;
 quantised to 256 colours when over --max_kb), so they can be kept in experiments/results/.
 
@@ -128,6 +129,17 @@ def screenshot(chromium: str, url: str, out: str, window: tuple[int, int], max_k
   return finish(out, max_kb)
 
 
+def views_of(path: str, views: list[dict]) -> list[dict]:
+  """The views to screenshot of one input: all of `views` for a page that opens them (the atlas page's
+  ?cell= / ?tile=), else the plain view only (a PNG, or a page without them, would give copies)."""
+  plain = [v for v in views if not v]
+  if path.endswith((".html", ".htm")):
+    with open(path, encoding="utf-8", errors="replace") as f:
+      if "atlasView(" in f.read():
+        return list(views)
+  return plain or [dict()]
+
+
 def dom(chromium: str, url: str, window: tuple[int, int] = (1400, 1800)) -> str:
   """The page's DOM after its scripts ran (Chromium's --dump-dom), e.g. to check what a view opens."""
   with tempfile.TemporaryDirectory(prefix="rfspec-chromium-") as profile:
@@ -157,7 +169,7 @@ def main(argv):
                                                                           for v in _TILE.value]
   chromium = find_chromium(_CHROMIUM.value)
   for p in inputs:
-    for view in views if p.endswith((".html", ".htm")) else [dict()]:
+    for view in views_of(p, views):
       out = os.path.join(_OUT_DIR.value, shot_name(p, **view))
       size = screenshot(chromium, page_url(p, **view), out, window, _MAX_KB.value)
       print(f"screenshots: {out} ({size / 1024:.0f} KB)", file=sys.stderr, flush=True)

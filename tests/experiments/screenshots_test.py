@@ -32,6 +32,16 @@ class HelpersTest(absltest.TestCase):
       with self.assertRaisesRegex(UserError, r"I,J"):
         screenshots.parse_position(bad)
 
+  def test_views_only_for_pages_that_open_them(self):
+    folder = self.create_tempdir().full_path
+    atlas, report = os.path.join(folder, "atlas.html"), os.path.join(folder, "report.html")
+    open(atlas, "w").write("<script>function atlasView(search, hash){}</script>")
+    open(report, "w").write("<p>no views</p>")
+    views = [dict(), dict(cell=(0, 0)), dict(tile=(1, 2))]
+    self.assertEqual(screenshots.views_of(atlas, views), views)
+    self.assertEqual(screenshots.views_of(report, views), [dict()])  # not three copies of one page
+    self.assertEqual(screenshots.views_of(os.path.join(folder, "fig1.png"), views), [dict()])
+
   def test_the_browser_runs_headless_with_a_throwaway_profile(self):
     cmd = screenshots.chromium_command("/usr/bin/chromium", "file:///a.html?cell=1,2", "/o.png", (800, 600), "/p")
     for flag in ("--headless", "--no-sandbox", "--disable-background-networking", "--user-data-dir=/p",
