@@ -61,7 +61,7 @@ def main(argv):
     heat, cells = plots.atlas_psi_heatmap(plots.atlas_psi_figure(
         result.psi, result.psi_ci, result.psi_reason, result.window_share, result.rows, result.cols,
         result.reference, title=f"{result.tap} channel {result.channel}", degenerate=result.psi_degenerate,
-        note=note))
+        note=note, n_starts=settings.seeds_per_position))
     summary.update(mosaic=layout, seconds=time.perf_counter() - t0)
     files.write_png(paths["atlas.png"], mosaic)
     files.write_png(paths["atlas_psi.png"], heat)

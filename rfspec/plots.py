@@ -540,17 +540,19 @@ def atlas_mosaic(images, boxes, inside, rows, cols, *, title: str = "", tile: in
   return np.asarray(pil), dict(g, title=title, legend=legend, scale=scale)
 
 
-def _psi_cell_text(value, ci, reason: str, share: float, degenerate: bool = False) -> str:
+def _psi_cell_text(value, ci, reason: str, share: float, degenerate: bool = False, n_starts: int | None = None) -> str:
   if reason == "the reference itself":
     return "centre"
   if value is None or not np.isfinite(value):
     return f"n/a\nwindow {share:.0%}" if "window" in reason else "n/a"
   lo, hi = ci
-  return f"{value:.2f}\n[{lo:.2f}, {hi:.2f}]" + ("*" if degenerate else "")
+  if degenerate:  # every draw agreed: no interval to show (the exact bound is in atlas.json and on the page)
+    return f"{value:.2f}\n" + (f"n = {n_starts}, " if n_starts else "") + "no\ninterval*"
+  return f"{value:.2f}\n[{lo:.2f}, {hi:.2f}]"
 
 
 def atlas_psi_figure(psi, psi_ci, reasons, share, rows, cols, reference, *, title: str = "", degenerate=None,
-                     note: str = ""):
+                     note: str = "", n_starts: int | None = None):
   """Heat maps of the atlas's measure, on the (i, j) = (row, col) grid of the tiles.
 
   Left: psi_auc of each tile against the centre tile on their common RF-frame window (diverging,
@@ -564,9 +566,11 @@ def atlas_psi_figure(psi, psi_ci, reasons, share, rows, cols, reference, *, titl
     rows, cols: the grid's i of each row and j of each column.
     reference: (r, c) of the centre tile.
     title: suptitle.
-    degenerate: optional bool [R, C]: every bootstrap draw gave the same value, so the interval is
-      `metrics.interval`'s exact bound for that many starts; marked "*" and explained under the panel.
+    degenerate: optional bool [R, C]: every bootstrap draw gave the same value, so there is no
+      interval to show (only `metrics.interval`'s exact bound for that many starts): the cell reads
+      "n = S, no interval*", explained under the panel.
     note: a line above the title (e.g. `rfspec.report.SMOKE_TEST` for a quick run).
+    n_starts: starts per position (S), said in a cell without an interval.
 
   Returns:
     A matplotlib `Figure` (no pyplot state); its psi axes has the label "psi".
@@ -592,7 +596,7 @@ def atlas_psi_figure(psi, psi_ci, reasons, share, rows, cols, reference, *, titl
       for c in range(n_c):
         v = values[r, c]
         if ax is ax_psi:
-          text = _psi_cell_text(v, ci[r, c], reasons[r][c], share[r, c], degenerate[r, c])
+          text = _psi_cell_text(v, ci[r, c], reasons[r][c], share[r, c], degenerate[r, c], n_starts)
           dark = np.isfinite(v) and abs(v) > 0.6
         else:
           text, dark = f"{v:.0%}", v < 0.5
@@ -606,8 +610,8 @@ def atlas_psi_figure(psi, psi_ci, reasons, share, rows, cols, reference, *, titl
     ax.set_title(name, fontsize=9)
     fig.colorbar(im, ax=ax, shrink=0.8)
   if np.any(degenerate & np.isfinite(psi)):
-    fig.supxlabel("* every bootstrap draw gave the same value: the interval is the exact bound for that many "
-                  "starts, not a spread", fontsize=8)
+    fig.supxlabel("* no interval: every bootstrap draw gave the same value, too few starts to say how precise "
+                  "it is (the exact bound is on the page and in atlas.json)", fontsize=8)
   if title or note:
     fig.suptitle("\n".join(t for t in (note, title) if t), fontsize=10)
   return fig

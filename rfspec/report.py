@@ -135,6 +135,10 @@ const fmt = v => (v === null || v === undefined) ? 'n/a' : (Math.abs(v) >= 100 ?
 const el = (tag, props) => Object.assign(document.createElement(tag), props || {});
 const px = v => v + 'px';
 const ref = D.tiles[D.reference];
+// An interval only where the bootstrap spread: else the value stands alone (as report.estimate_text writes it).
+const interval = (t, d) => t.degenerate ?
+  '(n = ' + t.seeds.length + ', no interval; exact bound [' + t.ci.map(v => v.toFixed(d || 2)).join(', ') + '])' :
+  '[' + t.ci.map(v => v.toFixed(d || 2)).join(', ') + ']';
 // A cut: image `src` shown only inside rect (top, left, bottom, right), scaled by k.
 function cut(src, rect, k, alt){
   const d = el('div', {className: 'cut'});
@@ -160,7 +164,7 @@ function showPair(k){
   body.appendChild(el('h3', {textContent: 'Position ' + pos + ' vs the centre ' + rp}));
   const r = t.rect, c = t.centre_rect, wh = (r[2] - r[0]) + ' x ' + (r[3] - r[1]) + ' px';
   let what = t.psi === null ? 'psi_auc n/a: ' + t.reason :
-    'psi_auc ' + t.psi.toFixed(2) + ' [' + t.ci.map(v => v.toFixed(2)).join(', ') + ']' + (t.degenerate ? ' (collapsed interval)' : '') +
+    'psi_auc ' + t.psi.toFixed(2) + ' ' + interval(t) +
     ', permutation p = ' + fmt(t.p);
   body.appendChild(el('p', {textContent: what + '. Common RF-frame window: ' + wh + ', ' + Math.round(100 * t.share) + ' % of the RF area. ' +
     'Each row is one position\'s starts, cut to that window; psi_auc asks whether the images within a row are more alike than images across the rows.'}));
@@ -210,7 +214,7 @@ function showTile(k){
   });
   const rows = [['RF box (top, left, bottom, right), px', '(' + t.box.join(', ') + ')'],
                 ['RF share inside the image', t.inside.toFixed(3)],
-                ['psi_auc vs the centre', t.psi === null ? 'n/a (' + t.reason + ')' : t.psi.toFixed(3) + ' [' + t.ci.map(v => v.toFixed(3)).join(', ') + ']'],
+                ['psi_auc vs the centre', t.psi === null ? 'n/a (' + t.reason + ')' : t.psi.toFixed(3) + ' ' + interval(t, 3)],
                 ['common window with the centre', Math.round(100 * t.share) + ' % of the RF area']];
   const tb = document.getElementById('dinfo'); tb.textContent = '';
   rows.forEach(([a, v]) => { const tr = tb.insertRow(); tr.insertCell().textContent = a; tr.insertCell().textContent = v; });

@@ -339,6 +339,16 @@ class AtlasViewsTest(absltest.TestCase):
     band = (slice(top, top + g["caption_h"]), slice(left, left + 160))
     self.assertFalse(np.array_equal(plain[band], seeded[band]))  # the caption says more
 
+  def test_a_collapsed_interval_is_not_drawn_as_one(self):
+    psi = np.array([[np.nan, 1.0, 0.5]])
+    ci = np.array([[[np.nan, np.nan], [-0.2, 1.0], [0.1, 0.9]]])
+    fig = plots.atlas_psi_figure(psi, ci, [["the reference itself", "", ""]], np.array([[0.5, 0.3, 0.3]]), [0],
+                                 [0, 5, 9], (0, 0), degenerate=np.array([[False, True, False]]), n_starts=4)
+    ax = next(a for a in fig.axes if a.get_label() == "psi")
+    texts = [t.get_text() for t in ax.texts]
+    self.assertEqual(texts, ["centre", "1.00\nn = 4, no\ninterval*", "0.50\n[0.10, 0.90]"])
+    self.assertIn("no interval", fig._supxlabel.get_text())
+
   def test_heat_map_says_smoke_test_above_its_title(self):
     psi = np.array([[np.nan, 0.5]])
     fig = plots.atlas_psi_figure(psi, np.stack([psi - 0.1, psi + 0.1], -1), [["the reference itself", ""]],

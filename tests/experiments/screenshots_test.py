@@ -171,6 +171,10 @@ class ChromiumTest(absltest.TestCase):
     self.assertLen(cuts, 2 * n_s)  # both positions' starts, each cut to the common window
     for a in cuts:
       self.assertIn("cut to the common window", a["alt"])
+    # A pair whose bootstrap collapsed shows no interval, only the value, n and the exact bound.
+    (i, j), = [t["position"] for t in summary["tiles"] if t["psi_degenerate"]]
+    text = screenshots.dom(chromium, screenshots.page_url(page, cell=(i, j)))
+    self.assertIn(f"psi_auc 1.00 (n = {n_s}, no interval; exact bound [-0.20, 1.00])", text)
 
 
 if __name__ == "__main__":
