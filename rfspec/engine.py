@@ -688,6 +688,13 @@ def visualize_grid(params, seeds, masks, cfg: VisConfig, *, return_trace: bool =
   Multi-host: after `jax.distributed.initialize()`, call it on every process with the same
   arguments; the grid is spread over all hosts' devices and every process returns the result.
 
+  Compile once per machine: the first call of a config compiles it (seconds to a minute on a
+  CPU). Every `experiments/` binary turns on JAX's persistent compilation cache under the rfspec
+  cache dir (`~/.cache/rfspec/jax_compile_cache`, or `$RFSPEC_CACHE/jax_compile_cache`; opt out
+  with `--nocompile_cache` or `RFSPEC_COMPILE_CACHE=0`), so a later process reads the compiled
+  program back instead. In your own Python, do the same before the first call:
+  `jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/rfspec/jax_compile_cache"))`.
+
   Args:
     params: GoogLeNet params (see `rfspec.load_params`).
     seeds: int [S]; each element's randomness comes from `jax.random.key(seed)` alone.
