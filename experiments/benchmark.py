@@ -26,7 +26,8 @@ Sections:
 
   grad:      a user's own objective, jax.jit(jax.grad(f)) of f = Σ mask · rfspec.forward(...)[--tap] vs
              jax.jit(f), batch --step_batch at --step_size px, single calls interleaved:
-             `grad_over_forward` (also without the batch cut and without jit).
+             `grad_over_forward` (also without the batch cut, without jit, and with
+             rfspec.engine.keep_freed_memory() on: `kept_memory_over_forward`).
   flops:     the engine's achieved FLOP rate (XLA's count per image-step x image-steps/s) on a
              zipser2015 grid at --flops_tap, --step_size px, divided by a --matmul_size² float32
              matmul's rate in the same process: `flops_over_matmul`.
@@ -46,6 +47,7 @@ Prints one JSON document on stdout (and writes DIR/benchmark.json with --workdir
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import sys
@@ -91,6 +93,8 @@ _SCALE_GRID = flags.DEFINE_list("scale_grid", ["196", "4"], "P,S of the grid sec
                                 "positions of inception_4c/5x5 x 4 seeds).")
 _SCALE_STEPS = flags.DEFINE_integer("scale_steps", 20, "Steps per grid call in the grid section.")
 _SCALE_DTYPES = flags.DEFINE_list("scale_dtypes", ["float32", "bfloat16"], "Compute dtypes of the grid section.")
+_GRAD_KEEP = flags.DEFINE_boolean("grad_keep_memory", True, "In the grad section, also time the gradient with "
+                                  "rfspec.engine.keep_freed_memory() on (sets glibc's arena_max=1 for the whole run).")
 _PROBE = flags.DEFINE_boolean("first_call_probe", False, "Internal (the compile section's subprocess): time this "
                               "process's first grid call and a second one, print them as JSON and exit.")
 _PEER_CHANNEL = 7
@@ -334,6 +338,18 @@ def _grid_inputs(cfg, positions: int, seeds: int):
                                                                 [every[k] for k in picks])
 
 
+_KEEP_MEMORY_AB = False
+
+
+def _set_arena_max_1() -> bool:
+  import ctypes
+
+  try:
+    return bool(ctypes.CDLL("libc.so.6").mallopt(-8, 1))  # M_ARENA_MAX
+  except (OSError, AttributeError):
+    return False
+
+
 def bench_grad(params, repeats: int) -> dict:
   """A user's own objective: jax.jit(jax.grad(f)) of f = Σ mask · rfspec.forward(...)[tap] against
   jax.jit(f), single calls interleaved, batch --step_batch at --step_size px, up to --tap.
@@ -358,24 +374,37 @@ def bench_grad(params, repeats: int) -> dict:
     act = rfspec.forward(params, x, taps=tap, dtype=dtype, grad_parts=parts)[tap]
     return jnp.sum(act.astype(jnp.float32) * mask)
 
-  fns = {"forward": jax.jit(objective), "grad": jax.jit(jax.grad(objective)),
+  from rfspec import engine
+
+  grad = jax.jit(jax.grad(objective))
+  fns = {"forward": jax.jit(objective), "grad": grad,
          "grad_uncut": jax.jit(jax.grad(lambda x: objective(x, 1))), "grad_eager": jax.grad(objective)}
+  if _KEEP_MEMORY_AB:  # the same jitted gradient with engine.keep_freed_memory() on for its call
+    fns["grad_kept_memory"] = grad
   for fn in fns.values():
     jax.block_until_ready(fn(images))
   times = {k: [] for k in fns}
   faults = {k: [] for k in fns}
   for _ in range(repeats):  # interleaved, so a burst of load hits all alike
     for k, fn in fns.items():
+      kept = k == "grad_kept_memory"
+      if kept:
+        engine.keep_freed_memory(True)
+        jax.block_until_ready(fn(images))  # the heap grows once; the timed call reuses it
       f0, t0 = _minor_faults(), time.perf_counter()
       jax.block_until_ready(fn(images))
       times[k].append(time.perf_counter() - t0)
       faults[k].append(_minor_faults() - f0)
+      if kept:
+        engine.keep_freed_memory(False)
   med = {k: float(np.median(v)) for k, v in times.items()}
   row = {"image_hw": [side, side], "batch": batch, "tap": tap, "dtype": _DTYPE.value, "repeats": repeats,
          "parts": googlenet.default_grad_parts(), **{f"{k}_s": v for k, v in med.items()},
          **{f"{k}_minor_faults_per_call": float(np.median(v)) for k, v in faults.items()},
          "grad_over_forward": med["grad"] / med["forward"], "uncut_over_forward": med["grad_uncut"] / med["forward"],
          "eager_over_forward": med["grad_eager"] / med["forward"]}
+  if "grad_kept_memory" in med:
+    row["kept_memory_over_forward"] = med["grad_kept_memory"] / med["forward"]
   print(f"grad: {row}", file=sys.stderr, flush=True)
   return {"grad": row, "grad_over_forward": row["grad_over_forward"]}
 
@@ -481,19 +510,26 @@ def bench_throughput(params, repeats: int) -> dict:
   from rfspec import engine as vis
 
   P, S = (int(v) for v in _THROUGHPUT_GRID.value)
-  rows, rates = [], {}
-  for tap in _THROUGHPUT_TAPS.value:
+  calls, first = {}, {}
+  for tap in _THROUGHPUT_TAPS.value:  # compile every tap's grid first
     cfg = _zipser_cfg(tap, _STEP_SIZE.value, _THROUGHPUT_STEPS.value, _DTYPE.value)
     seeds, masks = _grid_inputs(cfg, P, S)
-    grid = lambda: vis.visualize_grid(params, seeds, masks, cfg, progress=None)
+    calls[tap] = functools.partial(vis.visualize_grid, params, seeds, masks, cfg, progress=None)
     t0 = time.perf_counter()
-    grid()
-    first = time.perf_counter() - t0
-    seconds = _median_time(grid, max(1, repeats // 3))
-    rate = P * S * cfg.steps / seconds
-    rows.append({"tap": tap, "grid_s": seconds, "first_call_s": first, "image_steps_per_s": rate,
-                 "load_average_1_min": os.getloadavg()[0]})
-    rates[tap] = rate
+    calls[tap]()
+    first[tap] = time.perf_counter() - t0
+  times = {tap: [] for tap in calls}
+  for _ in range(max(1, repeats // 3)):  # then the taps in turn, so a burst of load hits all alike
+    for tap, call in calls.items():
+      t0 = time.perf_counter()
+      call()
+      times[tap].append(time.perf_counter() - t0)
+  rows, rates = [], {}
+  for tap in calls:
+    seconds = float(np.median(times[tap]))
+    rates[tap] = P * S * _THROUGHPUT_STEPS.value / seconds
+    rows.append({"tap": tap, "grid_s": seconds, "grid_s_all": times[tap], "first_call_s": first[tap],
+                 "image_steps_per_s": rates[tap]})
     print(f"throughput {tap}: {rows[-1]}", file=sys.stderr, flush=True)
   return {"throughput": {"image_hw": [_STEP_SIZE.value] * 2, "recipe": "zipser2015", "grid": [P, S],
                          "steps": _THROUGHPUT_STEPS.value, "dtype": _DTYPE.value, "image_steps_per_s": rates,
@@ -654,6 +690,11 @@ def main(argv):
       import lucent  # noqa: F401
     except ImportError as e:
       raise _cli.UserError(f"{_BENCH_EXTRA} (import failed: {e})") from None
+  global _KEEP_MEMORY_AB
+  # engine.keep_freed_memory's A/B in the grad section needs one glibc heap for every thread,
+  # chosen before JAX's threads first allocate (i.e. before the weights reach the device).
+  _KEEP_MEMORY_AB = "grad" in _SECTIONS.value and not _PROBE.value and _GRAD_KEEP.value and \
+      _set_arena_max_1()
   params = rfspec.load_params(_WEIGHTS.value)
   if _PROBE.value:  # the compile section's subprocess: its cache dir comes from $RFSPEC_COMPILE_CACHE
     import json
@@ -666,7 +707,7 @@ def main(argv):
       "device": str(jax.devices()[0].device_kind), "platform": jax.default_backend(),
       "device_count": jax.device_count(), "cpu_count": os.cpu_count(), "host": platform.machine(),
       "cpu_model": _cpu_model(),
-      "jax": jax.__version__, "rfspec_commit": _git_commit(), "load_average_1_5_15_min_at_start": list(os.getloadavg()),
+      "jax": jax.__version__, "rfspec_commit": _git_commit(), "malloc_arena_max_1": _KEEP_MEMORY_AB, "load_average_1_5_15_min_at_start": list(os.getloadavg()),
   }
   if "forward" in _SECTIONS.value:
     report.update(bench_forward(params, _REPEATS.value))

@@ -714,9 +714,9 @@ def forward(params, images, taps: str | Sequence[str] = ("prob",), *, dtype=jnp.
     objective = lambda x: jnp.sum(rfspec.forward(params, x, taps="inception_4c/output")["inception_4c/output"] * mask)
     grads = jax.jit(jax.grad(objective))(images)     # [N, 224, 224, 3]
 
-  Jit the gradient (as here) to compile it once; repeated single calls also pay XLA's CPU runtime
-  a fresh temporary buffer each (page faults), which a `lax.scan` of steps inside one call pays
-  once.
+  Jit the gradient (as here) to compile it once. Each single call on a CPU also maps a fresh
+  temporary buffer (page faults); `rfspec.engine.keep_freed_memory()`, called once before JAX's
+  first computation, lets the process reuse it instead (opt-in; see its docstring).
 
   Args:
     params: GoogLeNet params, {caffe layer name: {"kernel", "bias"}} (see `rfspec.load_params`).
