@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Callable, NamedTuple, Sequence, TextIO
 
-__all__ = ["CPU_GRID_SECONDS", "CPU_SECONDS_PER_GMAC_STEP", "Progress", "RunProgress", "cpu_prior", "format_progress",
+__all__ = ["CPU_GRID_SECONDS", "Progress", "RunProgress", "cpu_prior", "format_progress",
            "format_seconds", "log_progress", "print_progress", "tap_macs"]
 
 _log = logging.getLogger("rfspec")
@@ -212,25 +212,22 @@ def tap_macs(tap: str, image_hw: tuple[int, int]) -> int:
   return macs
 
 
-# Seconds of one image-step (forward to the tap + input gradient) per 10^9 multiply-adds of the
-# forward, on 2 otherwise idle CPU cores of this project's VM (README, Run: 224 px, 100-109
-# image-steps/s at conv2/3x3 (0.48 GMAC), 52-54 at inception_4c/5x5 (1.08), 40-44 at
-# inception_4e/5x5 (1.31): 0.017-0.020 s per GMAC). A GPU or TPU is far faster; the measured rate
-# replaces the prior after a tap's first chunk.
-CPU_SECONDS_PER_GMAC_STEP = 0.019
-# Seconds each grid call costs besides its steps on those cores: compiling it, the channel rule's
+# Seconds each grid call costs besides its steps on 2 CPU cores: compiling it, the channel rule's
 # forward passes and its figure's share of the measurements (a quick run is mostly this).
 CPU_GRID_SECONDS = 12.0
 
 
 def cpu_prior(image_hw: tuple[int, int], grids: Sequence[tuple[str, str, int]] = ()) -> Callable[[str], float]:
-  """A `RunProgress` prior: seconds per image-step of `tap` at `image_hw` on 2 CPU cores, with
-  each planned grid call's overhead (`CPU_GRID_SECONDS`) spread over its tap's image-steps.
+  """A `RunProgress` prior: seconds per image-step of `tap` at `image_hw` on 2 CPU cores (the
+  measured table, `rfspec.throughput.seconds_per_image_step`), with each planned grid call's
+  overhead (`CPU_GRID_SECONDS`) spread over its tap's image-steps.
 
   Args:
     image_hw: the run's input size.
     grids: the run's planned (name, tap, image-steps), for the overhead share; empty: none.
   """
+  from rfspec import throughput  # the measured table (it imports tap_macs from here)
+
   work: dict[str, int] = {}
   calls: dict[str, int] = {}
   for _, tap, n in grids:
@@ -238,7 +235,7 @@ def cpu_prior(image_hw: tuple[int, int], grids: Sequence[tuple[str, str, int]] =
     calls[tap] = calls.get(tap, 0) + 1
 
   def prior(tap: str) -> float:
-    step = tap_macs(tap, tuple(image_hw)) / 1e9 * CPU_SECONDS_PER_GMAC_STEP
+    step = throughput.seconds_per_image_step(tap, tuple(image_hw))
     return step + (CPU_GRID_SECONDS * calls[tap] / work[tap] if work.get(tap) else 0.0)
 
   return prior

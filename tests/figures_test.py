@@ -13,7 +13,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 import rfspec
-from rfspec import masks, metrics, progress, report, selection
+from rfspec import masks, metrics, progress, report, selection, throughput
 from rfspec.errors import UserError
 from rfspec.models import googlenet, preprocess
 from rfspec.runs import figures
@@ -249,13 +249,10 @@ class EtaTest(absltest.TestCase):
 
   def test_prior(self):
     prior = figures.step_prior(self.settings)
-    gmac = lambda tap: progress.tap_macs(tap, HW) / 1e9  # noqa: E731
+    step = lambda tap: throughput.seconds_per_image_step(tap, HW)  # noqa: E731  the measured table
     # conv2/3x3: 2 grid calls over 4 + 6 image-steps; inception_3a/output: 1 over 4.
-    self.assertAlmostEqual(prior("conv2/3x3"), gmac("conv2/3x3") * progress.CPU_SECONDS_PER_GMAC_STEP
-                           + progress.CPU_GRID_SECONDS * 2 / 10)
-    self.assertAlmostEqual(prior("inception_3a/output"),
-                           gmac("inception_3a/output") * progress.CPU_SECONDS_PER_GMAC_STEP
-                           + progress.CPU_GRID_SECONDS / 4)
+    self.assertAlmostEqual(prior("conv2/3x3"), step("conv2/3x3") + progress.CPU_GRID_SECONDS * 2 / 10)
+    self.assertAlmostEqual(prior("inception_3a/output"), step("inception_3a/output") + progress.CPU_GRID_SECONDS / 4)
 
   def test_eta_before_during_and_after(self):
     clock = [0.0]

@@ -51,7 +51,7 @@ from rfspec.engine import VisConfig, embed_canvas, initial_image, visualize_batc
 from rfspec.errors import UserError
 from rfspec.files import plain_numbers as _num  # JSON numbers: NaN/inf -> None
 from rfspec.models import googlenet
-from rfspec.progress import RunProgress
+from rfspec.progress import RunProgress, cpu_prior
 from rfspec.runs.store import Store
 
 __all__ = ["Atlas", "AtlasResult", "AtlasSettings", "CentrePsi", "MIN_TILE_PX", "SCHEMA", "bytes_per_element",
@@ -684,7 +684,8 @@ def run_atlas(params, settings: AtlasSettings, store: Store, *, progress: RunPro
   rows, cols = sorted({i for i, _ in coords}), sorted({j for _, j in coords})
   n_r, n_c, n_s = len(rows), len(cols), settings.seeds_per_position
   bp = _batch_positions(settings, len(coords), devices)
-  progress = progress or RunProgress(planned_work(settings, devices), label="position_atlas")
+  progress = progress or RunProgress(planned_work(settings, devices), label="position_atlas",
+                                     prior_s=cpu_prior(cfg.image_hw, planned_work(settings, devices)))
   channel, seeds, start, rule, eligible = _choose(params, settings, cfg, coords)
   progress.note(f"{settings.tap} channel {channel} ({eligible} channels qualify), {n_r} x {n_c} positions x {n_s} "
                 f"starts, {-(-len(coords) // bp)} batches of {bp} positions")

@@ -359,7 +359,7 @@ def planned_work(settings: FiguresSettings) -> list[tuple[str, str, int]]:
 
 def step_prior(settings: FiguresSettings) -> Callable[[str], float]:
   """Seconds per image-step of each tap before it has run: THE prior behind the ETA printed before
-  the first step. (From `rfspec.progress.cpu_prior` until `rfspec.throughput` lands.)"""
+  the first step: `rfspec.progress.cpu_prior`, i.e. the measured table in `rfspec.throughput`."""
   return progress_lib.cpu_prior(settings.image_hw, planned_work(settings))
 
 

@@ -38,7 +38,7 @@ from rfspec.engine import VisConfig, initial_image, visualize_batch
 from rfspec.errors import UserError
 from rfspec.files import plain_numbers as _num  # JSON numbers: NaN/inf -> None
 from rfspec.models import googlenet
-from rfspec.progress import RunProgress
+from rfspec.progress import RunProgress, cpu_prior
 from rfspec.runs.store import Store
 
 __all__ = ["SCHEMA", "SweepResult", "SweepSettings", "TapRun", "natural_photos", "run_sweep", "settings_from_config"]
@@ -506,7 +506,8 @@ def run_sweep(params, settings: SweepSettings, store: Store, *, natural: tuple[n
     key: the analysis key (bootstrap, permutations, ERF noise); default `jax.random.key(0)`.
   """
   key = jax.random.key(0) if key is None else key
-  progress = progress or RunProgress(planned_work(settings), label="specificity")
+  progress = progress or RunProgress(planned_work(settings), label="specificity",
+                                     prior_s=cpu_prior(settings.image_hw, planned_work(settings)))
   hw = settings.image_hw
   natural = natural_photos() if natural is None else natural
   measures, runs, pilot_measures = [], [], {}
