@@ -44,6 +44,43 @@ def silence_no_tpu_notice() -> None:
 
 silence_no_tpu_notice()
 
+# ----------------------------------------------------------------------------- compile cache
+# JAX's persistent compilation cache: a grid compiled once on a machine is read back by every
+# later process (a second process's first grid call costs a fraction of a cold compile; see
+# experiments/benchmark.py --sections=compile). It lives under the rfspec cache dir
+# ($RFSPEC_CACHE, default ~/.cache/rfspec) in `jax_compile_cache/`. Opt out with
+# --nocompile_cache or RFSPEC_COMPILE_CACHE=0; RFSPEC_COMPILE_CACHE=DIR puts it elsewhere.
+_COMPILE_CACHE = flags.DEFINE_boolean(
+    "compile_cache", os.environ.get("RFSPEC_COMPILE_CACHE", "1").lower() not in ("0", "false", "no", "off"),
+    "Keep compiled XLA programs in JAX's persistent cache under the rfspec cache dir (default "
+    "~/.cache/rfspec/jax_compile_cache; RFSPEC_COMPILE_CACHE=0 turns it off, =DIR moves it).")
+
+
+def compile_cache_dir() -> str:
+  """Where the binaries keep JAX's persistent compilation cache."""
+  env = os.environ.get("RFSPEC_COMPILE_CACHE", "")
+  if env and env.lower() not in ("0", "1", "false", "true", "no", "yes", "off", "on"):
+    return os.path.expanduser(env)
+  from rfspec.weights.store import resolve_cache_dir
+
+  return os.path.join(resolve_cache_dir(), "jax_compile_cache")
+
+
+def enable_compile_cache(directory: str | None = None) -> str | None:
+  """Turns on JAX's persistent compilation cache in `directory` (default `compile_cache_dir()`);
+  returns it, or None when it cannot be created (then nothing is cached, and nothing fails)."""
+  import jax
+
+  directory = directory or compile_cache_dir()
+  try:
+    os.makedirs(directory, exist_ok=True)
+  except OSError:
+    return None
+  jax.config.update("jax_compilation_cache_dir", directory)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)  # only what is worth reading back
+  return directory
+
+
 _CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
 # What a binary prints as one paragraph: the library's `UserError` (raised where it meets user
@@ -162,6 +199,8 @@ def run(main: Callable[[list[str]], None]) -> None:
   silence_no_tpu_notice()  # already done at import; kept here so a binary cannot miss it
 
   def wrapped(argv):
+    if _COMPILE_CACHE.value:
+      enable_compile_cache()
     try:
       main(argv)
     except USER_ERRORS as e:

@@ -51,8 +51,8 @@ from rfspec.progress import Progress, print_progress
 from rfspec.errors import UserError
 from rfspec.models import googlenet, preprocess
 
-__all__ = ["GridResult", "NonFiniteError", "VisConfig", "VisResult", "initial_image", "make_grid_fn", "optimize",
-           "visualize", "visualize_batch", "visualize_grid"]
+__all__ = ["GridResult", "NonFiniteError", "VisConfig", "VisResult", "initial_image", "keep_freed_memory", "make_grid_fn",
+           "optimize", "visualize", "visualize_batch", "visualize_grid"]
 
 _log = logging.getLogger(__name__)
 
@@ -466,6 +466,43 @@ def batch_parts(devices: Sequence[jax.Device]) -> int:
   return 2 if len(devices) == 1 and devices[0].platform == "cpu" else 1
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8  # glibc's mallopt parameters
+
+
+def keep_freed_memory(enable: bool = True) -> bool:
+  """Lets this process reuse the memory XLA's CPU runtime frees instead of handing it back to the
+  OS: the fast path for single jitted calls on a CPU (opt-in; glibc only).
+
+  Every call of a compiled function on XLA's CPU runtime allocates a fresh temporary buffer; a
+  gradient's is large (every blob the backward needs: ~160 MB for 4 images at 224 px up to
+  inception_4c), so glibc maps it anew and each call takes ~40,000 page faults. With this on,
+  freed memory stays in one heap and the next call reuses it: measured in one process at 224 px,
+  batch 4, up to inception_4c/output, a `jax.jit(jax.grad(...))` call of `rfspec.forward` took
+  0.82 of the time without it (`experiments/benchmark.py --sections=grad`). The engine runs
+  `cfg.chunk` steps per call and pays the faults once per chunk, so it gains little.
+
+  Call it once, before JAX's first computation (worker threads choose their heap on their first
+  allocation): `rfspec.engine.keep_freed_memory()` right after the imports. The cost: the
+  process keeps up to 2 GiB of freed memory (reported as used, e.g. by `rfspec.memory`'s check
+  of available memory). `enable=False` restores glibc's defaults for allocations made after it.
+
+  Returns:
+    True if glibc took the setting; False elsewhere (then nothing changed).
+  """
+  import ctypes
+
+  try:
+    libc = ctypes.CDLL("libc.so.6")
+    mallopt = libc.mallopt
+  except (OSError, AttributeError):
+    return False
+  if enable:
+    ok = mallopt(_M_ARENA_MAX, 1) and mallopt(_M_MMAP_MAX, 0) and mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1)
+  else:
+    ok = mallopt(_M_MMAP_MAX, 65536) and mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
+  return bool(ok)
+
+
 def apply_in_parts(fn: Callable, parts: int, *batched):
   """`fn(*batched)` computed on `parts` contiguous pieces of the leading (batch) axis, concatenated.
 
@@ -687,6 +724,13 @@ def visualize_grid(params, seeds, masks, cfg: VisConfig, *,
 
   Multi-host: after `jax.distributed.initialize()`, call it on every process with the same
   arguments; the grid is spread over all hosts' devices and every process returns the result.
+
+  Compile once per machine: the first call of a config compiles it (seconds to a minute on a
+  CPU). Every `experiments/` binary turns on JAX's persistent compilation cache under the rfspec
+  cache dir (`~/.cache/rfspec/jax_compile_cache`, or `$RFSPEC_CACHE/jax_compile_cache`; opt out
+  with `--nocompile_cache` or `RFSPEC_COMPILE_CACHE=0`), so a later process reads the compiled
+  program back instead. In your own Python, do the same before the first call:
+  `jax.config.update("jax_compilation_cache_dir", os.path.expanduser("~/.cache/rfspec/jax_compile_cache"))`.
 
   Args:
     params: GoogLeNet params (see `rfspec.load_params`).

@@ -33,8 +33,8 @@ import sys
 import time
 from typing import Callable, NamedTuple, Sequence, TextIO
 
-__all__ = ["CPU_GRID_SECONDS", "CPU_SECONDS_PER_GMAC_STEP", "Progress", "RunProgress", "check_run_progress",
-           "cpu_prior", "format_progress", "format_seconds", "log_progress", "print_progress", "tap_macs"]
+__all__ = ["Progress", "RunProgress", "check_run_progress", "format_progress", "format_seconds", "log_progress",
+           "print_progress"]
 
 _log = logging.getLogger("rfspec")
 
@@ -256,66 +256,6 @@ class RunProgress:
               info.step >= info.total, self._stream)
 
     return report
-
-
-# ----------------------------------------------------------------------------- a cost prior
-
-
-def tap_macs(tap: str, image_hw: tuple[int, int]) -> int:
-  """Multiply-adds of the convolutions (and the classifier) a forward pass to `tap` needs: its
-  ancestors in `googlenet.LAYERS`. A prior for how an image-step's cost grows with depth."""
-  from rfspec import masks as masks_lib
-  from rfspec.models import googlenet
-
-  needed, todo = set(), [tap]
-  while todo:
-    name = todo.pop()
-    if name != googlenet.INPUT and name not in needed:
-      needed.add(name)
-      todo.extend(googlenet.LAYER_BY_NAME[name].bottoms)
-  channels = {googlenet.INPUT: 3, **{layer.name: layer.channels for layer in googlenet.LAYERS}}
-  macs = 0
-  for layer in googlenet.LAYERS:
-    if layer.name in needed and layer.kind in ("conv", "fc"):
-      h, w, c = masks_lib.tap_shape(layer.name, image_hw) if layer.kind == "conv" else (1, 1, layer.channels)
-      c_in = sum(channels[b] for b in layer.bottoms)
-      if layer.kind == "fc":
-        bh, bw, _ = masks_lib.tap_shape(layer.bottoms[0], image_hw)
-        c_in *= bh * bw
-      macs += h * w * layer.k * layer.k * c_in * c
-  return macs
-
-
-# Seconds of one image-step (forward to the tap + input gradient) per 10^9 multiply-adds of the
-# forward, on 2 otherwise idle CPU cores of this project's VM (README, Run: 224 px, 100-109
-# image-steps/s at conv2/3x3 (0.48 GMAC), 52-54 at inception_4c/5x5 (1.08), 40-44 at
-# inception_4e/5x5 (1.31): 0.017-0.020 s per GMAC). A GPU or TPU is far faster; the measured rate
-# replaces the prior after a tap's first chunk.
-CPU_SECONDS_PER_GMAC_STEP = 0.019
-# Seconds each grid call costs besides its steps on those cores: compiling it, the channel rule's
-# forward passes and its figure's share of the measurements (a quick run is mostly this).
-CPU_GRID_SECONDS = 12.0
-
-
-def cpu_prior(image_hw: tuple[int, int], grids: Sequence[tuple[str, str, int]] = ()) -> Callable[[str], float]:
-  """A `RunProgress` prior: seconds per image-step of `tap` at `image_hw` on 2 CPU cores, with
-  each planned grid call's overhead (`CPU_GRID_SECONDS`) spread over its tap's image-steps.
-
-  Args:
-    image_hw: the run's input size.
-    grids: the run's planned (name, tap, image-steps), for the overhead share; empty: none.
-  """
-  work: dict[str, int] = {}
-  calls: dict[str, int] = {}
-  for _, tap, n in grids:
-    work[tap] = work.get(tap, 0) + int(n)
-    calls[tap] = calls.get(tap, 0) + 1
-
-  def prior(tap: str) -> float:
-    step = tap_macs(tap, tuple(image_hw)) / 1e9 * CPU_SECONDS_PER_GMAC_STEP
-    return step + (CPU_GRID_SECONDS * calls[tap] / work[tap] if work.get(tap) else 0.0)
-
-  return prior
 
 
 def check_run_progress(progress, make_default: Callable[[], "RunProgress"]) -> "RunProgress":

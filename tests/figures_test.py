@@ -14,7 +14,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 import rfspec
-from rfspec import masks, metrics, progress, report, selection
+from rfspec import masks, metrics, progress, report, selection, throughput
 from rfspec.errors import UserError
 from rfspec.models import googlenet, preprocess
 from rfspec.runs import figures
@@ -280,13 +280,10 @@ class EtaTest(absltest.TestCase):
 
   def test_prior(self):
     prior = figures.step_prior(self.settings)
-    gmac = lambda tap: progress.tap_macs(tap, HW) / 1e9  # noqa: E731
+    step = lambda tap: throughput.seconds_per_image_step(tap, HW)  # noqa: E731  the measured table
     # conv2/3x3: 2 grid calls over 4 + 6 image-steps; inception_3a/output: 1 over 4.
-    self.assertAlmostEqual(prior("conv2/3x3"), gmac("conv2/3x3") * progress.CPU_SECONDS_PER_GMAC_STEP
-                           + progress.CPU_GRID_SECONDS * 2 / 10)
-    self.assertAlmostEqual(prior("inception_3a/output"),
-                           gmac("inception_3a/output") * progress.CPU_SECONDS_PER_GMAC_STEP
-                           + progress.CPU_GRID_SECONDS / 4)
+    self.assertAlmostEqual(prior("conv2/3x3"), step("conv2/3x3") + throughput.CPU_GRID_SECONDS * 2 / 10)
+    self.assertAlmostEqual(prior("inception_3a/output"), step("inception_3a/output") + throughput.CPU_GRID_SECONDS / 4)
 
   def test_eta_before_during_and_after(self):
     clock = [0.0]
@@ -308,14 +305,14 @@ class EtaTest(absltest.TestCase):
     # By hand from deploy.prototxt at 224 px: conv1 112^2 * 7^2 * 3 * 64; conv2/3x3_reduce
     # 56^2 * 64 * 64; conv2/3x3 56^2 * 3^2 * 64 * 192.
     conv1 = 112 * 112 * 49 * 3 * 64
-    self.assertEqual(progress.tap_macs("conv1/7x7_s2", (224, 224)), conv1)
-    self.assertEqual(progress.tap_macs("pool1/norm1", (224, 224)), conv1)  # pooling and LRN are free
-    self.assertEqual(progress.tap_macs("conv2/3x3", (224, 224)), conv1 + 56 * 56 * 64 * 64 + 56 * 56 * 9 * 64 * 192)
+    self.assertEqual(throughput.tap_macs("conv1/7x7_s2", (224, 224)), conv1)
+    self.assertEqual(throughput.tap_macs("pool1/norm1", (224, 224)), conv1)  # pooling and LRN are free
+    self.assertEqual(throughput.tap_macs("conv2/3x3", (224, 224)), conv1 + 56 * 56 * 64 * 64 + 56 * 56 * 9 * 64 * 192)
     # A branch needs only its own ancestors: inception_3a/1x1 (28^2 * 192 * 64) is not in 3x3_reduce.
-    base = progress.tap_macs("pool2/3x3_s2", (224, 224))
-    self.assertEqual(progress.tap_macs("inception_3a/1x1", (224, 224)) - base, 28 * 28 * 192 * 64)
-    self.assertEqual(progress.tap_macs("inception_3a/3x3_reduce", (224, 224)) - base, 28 * 28 * 192 * 96)
-    self.assertEqual(progress.tap_macs("loss3/classifier", (224, 224)) - progress.tap_macs("pool5/7x7_s1", (224, 224)),
+    base = throughput.tap_macs("pool2/3x3_s2", (224, 224))
+    self.assertEqual(throughput.tap_macs("inception_3a/1x1", (224, 224)) - base, 28 * 28 * 192 * 64)
+    self.assertEqual(throughput.tap_macs("inception_3a/3x3_reduce", (224, 224)) - base, 28 * 28 * 192 * 96)
+    self.assertEqual(throughput.tap_macs("loss3/classifier", (224, 224)) - throughput.tap_macs("pool5/7x7_s1", (224, 224)),
                      1024 * 1000)
 
 

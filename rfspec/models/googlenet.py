@@ -391,15 +391,85 @@ def num_params() -> int:
   return sum(math.prod(s) for p in param_shapes().values() for s in p.values())
 
 
-@functools.partial(jax.jit, static_argnames=("taps", "dtype", "precision", "pad_mode"))
-def _forward(params, images, taps, dtype, precision, pad_mode="zero"):
+def default_grad_parts(devices=None) -> int:
+  """How many independent pieces the gradient of `forward` (and the engine's step) cuts a batch
+  into on `devices` (default: the first local device): 2 on a lone CPU device, else 1.
+
+  XLA's CPU runtime runs independent operations side by side: two half-batch backward passes
+  keep both cores busy through the many small memory-bound operations (ReLU gates, pooling and
+  LRN gradients) that one batch-wide pass runs one after another. On a GPU or TPU a smaller batch
+  only leaves the chip idler; several CPU devices already run concurrently.
+  """
+  devices = list(jax.local_devices()[:1] if devices is None else devices)
+  return 2 if len(devices) == 1 and devices[0].platform == "cpu" else 1
+
+
+def _bounds(n: int, parts: int) -> list[tuple[int, int]]:
+  cuts = np.linspace(0, n, max(1, min(parts, n)) + 1).round().astype(int)
+  return list(zip(cuts[:-1].tolist(), cuts[1:].tolist()))
+
+
+def _net(params, images, taps, dtype, precision, pad_mode):
   model = GoogLeNet(dtype=dtype, precision=precision, pad_mode=pad_mode)
   return model.apply({"params": params}, preprocess.to_caffe(images), taps)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
+def _net_cut(params, images, taps, dtype, precision, pad_mode, parts):
+  """`_net`, whose gradient (w.r.t. params and images) runs on `parts` independent pieces of the
+  batch. Undifferentiated, the whole batch at once (the same numbers as without the cut);
+  differentiated, the forward that feeds the backward also runs in pieces, so its values may
+  differ from the whole batch's by float rounding (as the engine's steps do)."""
+  return _net(params, images, taps, dtype, precision, pad_mode)
+
+
+def _net_cut_fwd(params, images, taps, dtype, precision, pad_mode, parts):
+  outs, vjps = [], []
+  for lo, hi in _bounds(images.shape[0], parts):
+    out, vjp = jax.vjp(lambda p, x: _net(p, x, taps, dtype, precision, pad_mode), params, images[lo:hi])
+    outs.append(out)
+    vjps.append(vjp)  # a pytree of this piece's residuals
+  return jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs), vjps
+
+
+def _net_cut_bwd(taps, dtype, precision, pad_mode, parts, vjps, ct):
+  n = jax.tree.leaves(ct)[0].shape[0]
+  g_params, g_images = None, []
+  for vjp, (lo, hi) in zip(vjps, _bounds(n, parts)):
+    gp, gx = vjp(jax.tree.map(lambda c: c[lo:hi], ct))
+    g_params = gp if g_params is None else jax.tree.map(jnp.add, g_params, gp)
+    g_images.append(gx)
+  return g_params, jnp.concatenate(g_images)
+
+
+_net_cut.defvjp(_net_cut_fwd, _net_cut_bwd)
+
+
+@functools.partial(jax.jit, static_argnames=("taps", "dtype", "precision", "pad_mode", "parts"))
+def _forward(params, images, taps, dtype, precision, pad_mode="zero", parts=1):
+  if parts > 1 and images.shape[0] > 1:
+    return _net_cut(params, images, taps, dtype, precision, pad_mode, parts)
+  return _net(params, images, taps, dtype, precision, pad_mode)
+
+
 def forward(params, images, taps: str | Sequence[str] = ("prob",), *, dtype=jnp.float32,
-            precision=jax.lax.Precision.HIGHEST, pad_mode: str = "zero") -> dict[str, jax.Array]:
+            precision=jax.lax.Precision.HIGHEST, pad_mode: str = "zero",
+            grad_parts: int | None = None) -> dict[str, jax.Array]:
   """Runs GoogLeNet on RGB images and returns the requested blobs.
+
+  Differentiable, with the engine's fast gradient: `jax.grad` (or `jax.vjp`) of any function of
+  the blobs uses the model's hand-written VJPs (convolution input gradients, fused conv + ReLU,
+  scatter-free max pooling, closed-form LRN) and, on a lone CPU device, runs the backward on two
+  independent halves of the batch, as `rfspec.visualize_grid` runs its steps. So a researcher's
+  own objective is as fast as the engine's, e.g.
+
+    mask = rfspec.node_mask("inception_4c/output", 7, (224, 224))
+    objective = lambda x: jnp.sum(rfspec.forward(params, x, taps="inception_4c/output")["inception_4c/output"] * mask)
+    grads = jax.jit(jax.grad(objective))(images)     # [N, 224, 224, 3]
+
+  Jit the gradient (as here) to compile it once. Each single call on a CPU also maps a fresh
+  temporary buffer (page faults); `rfspec.engine.keep_freed_memory()`, called once before JAX's
+  first computation, lets the process reuse it instead (opt-in; see its docstring).
 
   Args:
     params: GoogLeNet params, {caffe layer name: {"kernel", "bias"}} (see `rfspec.load_params`).
@@ -409,6 +479,10 @@ def forward(params, images, taps: str | Sequence[str] = ("prob",), *, dtype=jnp.
     dtype: compute dtype.
     precision: conv / matmul precision (HIGHEST reproduces Caffe's float32 numbers).
     pad_mode: "zero" (Caffe's) or "reflect" (every conv and pool mirrors instead; see PAD_MODES).
+    grad_parts: independent pieces the batch is cut into when the call is differentiated
+      (default `default_grad_parts()`: 2 on a lone CPU device, else 1; 1 turns the cut off). The values
+      of an undifferentiated call never depend on it; under `jax.grad` the forward that feeds the
+      backward runs in the same pieces, equal to the whole batch's up to float rounding.
 
   Returns:
     {tap: array}: spatial taps are NHWC [N, h, w, C] and equal Caffe's blobs (post-ReLU where
@@ -431,5 +505,6 @@ def forward(params, images, taps: str | Sequence[str] = ("prob",), *, dtype=jnp.
   images = jnp.asarray(images)
   if unbatched:
     images = images[None]
-  out = _forward(params, images.astype(jnp.float32), taps, dtype, precision, check_pad_mode(pad_mode))
+  parts = default_grad_parts() if grad_parts is None else int(grad_parts)
+  out = _forward(params, images.astype(jnp.float32), taps, dtype, precision, check_pad_mode(pad_mode), max(parts, 1))
   return {t: v[0] for t, v in out.items()} if unbatched else out

@@ -50,7 +50,8 @@ from rfspec import masks as masks_lib
 from rfspec.engine import VisConfig, embed_canvas, initial_image, visualize_batch
 from rfspec.errors import UserError
 from rfspec.files import plain_numbers as _num  # JSON numbers: NaN/inf -> None
-from rfspec.progress import RunProgress, check_run_progress, cpu_prior
+from rfspec.progress import RunProgress, check_run_progress
+from rfspec.throughput import cpu_prior
 from rfspec.runs.store import Store
 
 check_spatial_tap = geometry.check_spatial_tap  # the atlas's public name for it

@@ -28,7 +28,7 @@ import hashlib
 import math
 import time
 import zlib
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +36,7 @@ import numpy as np
 
 from rfspec import claims, geometry, memory, metrics, objectives, selection
 from rfspec import masks as masks_lib
-from rfspec import progress as progress_lib
+from rfspec import throughput
 from rfspec.engine import VisConfig, visualize_grid
 from rfspec.errors import UserError
 from rfspec.models import googlenet
@@ -393,8 +393,8 @@ def planned_work(settings: FiguresSettings) -> list[tuple[str, str, int]]:
 
 def step_prior(settings: FiguresSettings) -> Callable[[str], float]:
   """Seconds per image-step of each tap before it has run: THE prior behind the ETA printed before
-  the first step. (From `rfspec.progress.cpu_prior` until `rfspec.throughput` lands.)"""
-  return progress_lib.cpu_prior(settings.image_hw, planned_work(settings))
+  the first step: `rfspec.throughput.cpu_prior`, from its measured table."""
+  return throughput.cpu_prior(settings.image_hw, planned_work(settings))
 
 
 # ----------------------------------------------------------------------------- one panel

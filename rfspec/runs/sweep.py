@@ -38,7 +38,8 @@ from rfspec.engine import VisConfig, initial_image, visualize_batch
 from rfspec.errors import UserError
 from rfspec.files import plain_numbers as _num  # JSON numbers: NaN/inf -> None
 from rfspec.models import googlenet
-from rfspec.progress import RunProgress, check_run_progress, cpu_prior
+from rfspec.progress import RunProgress, check_run_progress
+from rfspec.throughput import cpu_prior
 from rfspec.runs.store import Store
 
 __all__ = ["SCHEMA", "SweepResult", "SweepSettings", "TapRun", "natural_photos", "run_sweep", "settings_from_config"]

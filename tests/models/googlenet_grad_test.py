@@ -223,5 +223,41 @@ class InputGradTest(parameterized.TestCase):
     _assert_close(self, fast, plain)
 
 
+class ForwardGradTest(parameterized.TestCase):
+  """A user's jax.grad of rfspec.forward: the batch cut (`grad_parts`) changes neither the values
+  of an undifferentiated call nor the gradients, and every element's gradient is its own."""
+
+  def _setup(self, n=3):
+    params = real_params()
+    images = jnp.asarray(np.random.default_rng(5).uniform(size=(n, *_IMAGE_HW, 3)).astype(np.float32))
+    tap = "inception_3a/output"
+    mask = jnp.asarray(np.random.default_rng(6).uniform(
+        size=rfspec.forward(params, images[:1], taps=tap)[tap].shape[1:]).astype(np.float32))
+    return params, images, tap, mask
+
+  def test_values_do_not_depend_on_the_cut(self):
+    params, images, tap, _ = self._setup()
+    whole = rfspec.forward(params, images, taps=tap, grad_parts=1)[tap]
+    cut = rfspec.forward(params, images, taps=tap, grad_parts=2)[tap]
+    np.testing.assert_array_equal(whole, cut)  # undifferentiated, the cut is not taken
+
+  @parameterized.parameters(2, 3)
+  def test_input_and_param_gradients_equal_the_uncut_ones(self, parts):
+    params, images, tap, mask = self._setup()
+    obj = lambda p, x, k: jnp.sum(rfspec.forward(p, x, taps=tap, grad_parts=k)[tap] * mask)
+    g_cut = jax.jit(jax.grad(obj, argnums=(0, 1)), static_argnums=2)(params, images, parts)
+    g_whole = jax.jit(jax.grad(obj, argnums=(0, 1)), static_argnums=2)(params, images, 1)
+    _assert_close(self, g_cut[1], g_whole[1])
+    for name in ("conv1/7x7_s2", "inception_3a/5x5"):
+      _assert_close(self, g_cut[0][name]["kernel"], g_whole[0][name]["kernel"])
+    # Each element's gradient is what it gets alone.
+    alone = jax.grad(obj, argnums=1)(params, images[1:2], 1)
+    _assert_close(self, g_cut[1][1:2], alone)
+
+  def test_default_is_two_pieces_on_a_lone_cpu(self):
+    self.assertEqual(googlenet.default_grad_parts(jax.devices("cpu")[:1]), 2)
+    self.assertEqual(googlenet.default_grad_parts(jax.devices("cpu")[:1] * 2), 1)
+
+
 if __name__ == "__main__":
   absltest.main()
