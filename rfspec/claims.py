@@ -186,7 +186,7 @@ def _channel_numbers(ar: dict, st: _Static, k, w, swap, chan_labels):
   others), swaps [n_pairs + P, S] (pairs, then (p, centre) for the null and transfer) and channel
   labels [P, K, S]. Returns psi(p, centre) [P], psi of every pair [n_pairs], the truncation null
   [P], auc_id [P], transfer [P] and its null [P]."""
-  seeds, n_pairs, p_n, s_n = ar["seeds"], len(st.pairs), st.p, st.s
+  seeds, n_pairs, p_n = ar["seeds"], len(st.pairs), st.p
   if n_pairs:
     pp = jnp.asarray([p for p, _ in st.pairs])
     qq = jnp.asarray([q for _, q in st.pairs])

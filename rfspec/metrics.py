@@ -135,7 +135,7 @@ def frame_windows(boxes, image_hw: tuple[int, int], *, min_share: float = MIN_WI
   share = area / float(r * r)
   defined = share >= min_share
   reason = [["" if defined[p, q] else
-             (f"the common window is empty" if area[p, q] == 0 else
+             ("the common window is empty" if area[p, q] == 0 else
               f"the common window is {share[p, q]:.0%} of the RF, below the minimum {min_share:.0%}")
              for q in range(len(b))] for p in range(len(b))]
   return FrameWindows(window, share, defined, reason)
