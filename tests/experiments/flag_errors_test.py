@@ -50,6 +50,11 @@ CASES = {
     "sweep_n_boot": ("specificity", ["--config.n_boot=0"], ["config.n_boot must be a whole number in [20, 100000]"]),
     "atlas_n_boot": ("position_atlas", ["--config.n_boot=0"], ["config.n_boot must be a whole number in [20, 100000]"]),
     "paper_n_boot": ("reproduce_paper", ["--config.n_boot=0"], ["config.n_boot must be a whole number in [20, 100000]"]),
+    # int('abc') raised a plain ValueError: a traceback.
+    "paper_image_hw_text": ("reproduce_paper", ["--config.vis.image_hw=abc"],
+                            ["config.vis.image_hw must be (H, W), two whole numbers of pixels"]),
+    "paper_every_bad_field": ("reproduce_paper", ["--config.n_boot=0", "--config.n_perm=0", "--config.analysis_seed=-1"],
+                              ["3 bad field(s)", "config.n_boot", "config.n_perm", "config.analysis_seed"]),
     "atlas_seeds_text": ("position_atlas", ["--config.seeds=abc"], ["config.seeds must be a list of whole numbers"]),
     "atlas_seeds_fraction": ("position_atlas", ["--config.seeds=(0, 1.5)"],
                              ["config.seeds must be a list of whole numbers", "(0, 1.5)"]),
