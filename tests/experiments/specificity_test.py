@@ -82,12 +82,19 @@ class QuickRunTest(absltest.TestCase):
     self.assertEqual(_mtimes(self.workdir), before)
     with open(os.path.join(self.workdir, "specificity.html"), "r+") as f:
       f.truncate(100)  # a damaged page is redone, not kept
+    path = os.path.join(self.workdir, "specificity.json")
+    with open(path) as f:
+      made = json.load(f)
+    with open(path, "w") as f:
+      json.dump(dict(made, claims=[dict(c, estimate=0.99) for c in made["claims"]]), f)  # hand-edited
     units = _mtimes(self.workdir, "sweep")
     fixed = run_binary(f"--workdir={self.workdir}", QUICK, weights_flag())
     self.assertEqual(fixed.returncode, 0, fixed.stderr[-2000:])
     self.assertNotIn("up to date", fixed.stdout)
     with open(os.path.join(self.workdir, "specificity.html")) as f:
       self.assertIn("</html>", f.read())
+    with open(path) as f:
+      self.assertEqual(json.load(f)["claims"], made["claims"])  # the run's numbers, not the edit
     self.assertEqual(_mtimes(self.workdir, "sweep"), units)  # no visual batch or measure recomputed
 
   def test_a_killed_run_resumes_from_its_batches(self):
