@@ -137,19 +137,34 @@ def _config_message(e: BaseException) -> str:
                      a.split("=")[0].split(".")[-1] == field), "--config.FIELD")
     hint = re.search(r'Did you mean "([^"]+)"', msg)
     hint = f"; did you mean {hint.group(1)!r}?" if hint else "."
+    if override.startswith("--config.vis.") and not hint.startswith(";") and field in _vis_fields():
+      return (f"{override}: {field!r} is a VisConfig field that this config leaves to its recipe, so config.vis "
+              f"has no {field!r} entry and the locked config cannot take it from the command line. Copy the "
+              f"config file, add {field}=... to its vis, and pass --config=YOUR_COPY.py[:VARIANT].")
     return (f"{override}: the config has no field {field!r}{hint} Its fields are fixed by the "
             "config file (locked), so a mistyped override is an error rather than a new field.")
   msg = lines[-1] if lines else type(e).__name__
   bad = _bad_override(text)
   if bad is not None:
     return bad
+  if type(e) is ValueError:  # a config file's own refusal (e.g. an unknown variant) is already a sentence
+    return f"--config: {msg.removeprefix('ValueError: ')}"
   return f"--config: {msg}" if msg.startswith(type(e).__name__) else f"--config: {type(e).__name__}: {msg}"
+
+
+def _vis_fields() -> set[str]:
+  import dataclasses
+
+  from rfspec.engine import VisConfig
+
+  return {f.name for f in dataclasses.fields(VisConfig)}
 
 
 _KINDS = (("invalid literal for int()", "a whole number", "500"),
           ("could not convert string to float", "a number", "0.5"),
           ("int too large", "a whole number that fits", "500"),
-          ("cannot convert float", "a finite whole number", "500"))
+          ("cannot convert float", "a finite whole number", "500"),
+          ("Non-boolean argument", "True or False", "False"))
 
 
 def _bad_override(text: str) -> str | None:
@@ -164,8 +179,8 @@ def _bad_override(text: str) -> str | None:
       continue
     for needle, kind, example in _KINDS:
       if needle in text:
-        return (f"{name}={value}: the field holds {kind}, and {value!r} is not one; write it in digits without an "
-                f"exponent or quotes, e.g. {name}={example}.")
+        how = "write True or False" if kind == "True or False" else "write it in digits without an exponent or quotes"
+        return f"{name}={value}: the field holds {kind}, and {value!r} is not one; {how}, e.g. {name}={example}."
     return (f"{name}={value}: the value does not fit the field ({' '.join(text.split())}); give a value of the "
             "type the config file sets for it.")
   return None

@@ -36,6 +36,14 @@ CASES = {
                              ["steps must be a whole number in [1, 2**31 - 1]"]),
     "text_for_a_number": ("specificity", ["--config.seed_pool=abc"],
                           ["--config.seed_pool=abc: the field holds a whole number, and 'abc' is not one"]),
+    "text_for_a_bool": ("position_atlas", ["--config.smoke_test=maybe"],
+                        ["--config.smoke_test=maybe: the field holds True or False", "--config.smoke_test=False"]),
+    # A VisConfig field that the config leaves to its recipe: not a typo, say how to set it.
+    "recipe_field": ("specificity", ["--config.vis.learning_rate=-1"],
+                     ["'learning_rate' is a VisConfig field that this config leaves to its recipe",
+                      "add learning_rate=... to its vis"]),
+    "unknown_variant": ("position_atlas", ["--config=experiments/configs/position_atlas.py:nope"],
+                        ["--config: Unknown position_atlas config variant 'nope'; use one of: full, cpu, quick."]),
     # Claim 3's auc_id needs another channel: one channel per tap ran to the end with auc_id NaN
     # everywhere and no reason (an IndexError after 33 s before that).
     "one_channel_per_tap": ("specificity", ["--config.channels_per_tap=1"],
