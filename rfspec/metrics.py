@@ -533,7 +533,14 @@ def check_images(images, name: str = "images", ndim: int | None = 5, *, in_range
   array (inside `jax.jit`) cannot be looked at and is passed through."""
   if isinstance(images, jax.core.Tracer):
     return images
-  x = np.asarray(images)
+  try:
+    x = np.asarray(images)
+  except (TypeError, ValueError) as e:  # e.g. a list of images of different sizes
+    raise UserError(f"{name} must be one array of RGB images of one size; np.asarray could not stack them "
+                    f"({' '.join(str(e).split())}). Resize them to one size first.") from None
+  if x.dtype == object:
+    raise UserError(f"{name} must be one array of RGB images of one size; got an object array of shape "
+                    f"{tuple(x.shape)}. Resize them to one size first.")
   if (x.ndim != ndim if ndim is not None else x.ndim < 3) or x.ndim == 0 or x.shape[-1] != 3:
     want = {5: "[P, S, H, W, 3]", 4: "[N, H, W, 3]"}.get(ndim, "[..., H, W, 3]")
     how = (" Stack one node type's visualizations as positions x seeds." if ndim == 5 else "")
@@ -556,16 +563,18 @@ def check_images(images, name: str = "images", ndim: int | None = 5, *, in_range
 
 def check_key(key) -> jax.Array:
   """A `jax.random.key(...)` (or a legacy uint32[2] key), else a UserError."""
-  if isinstance(key, jax.Array) and (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or
+  if isinstance(key, jax.Array) and ((jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ()) or
                                      (key.dtype == jnp.uint32 and key.shape == (2,))):
     return key
-  raise UserError(f"key must be a JAX random key, e.g. jax.random.key(0); got {key!r}. Every random draw in rfspec "
+  what = f"an array of {key.shape[0] if key.shape else 0} keys" if isinstance(key, jax.Array) and key.shape else repr(key)
+  raise UserError(f"key must be ONE JAX random key, e.g. jax.random.key(0); got {what}. Every random draw in rfspec "
                   "comes from an explicit key so that results repeat bit for bit.")
 
 
-def check_count(value, name: str, minimum: int) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-    raise UserError(f"{name} must be a whole number >= {minimum}; got {value!r}.")
+def check_count(value, name: str, minimum: int, maximum: int = 100_000) -> int:
+  """A whole number in [minimum, maximum], else a UserError (a billion bootstrap draws would not fit)."""
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not minimum <= value <= maximum:
+    raise UserError(f"{name} must be a whole number in [{minimum}, {maximum}]; got {value!r}.")
   return int(value)
 
 

@@ -386,6 +386,17 @@ class EveryMeasureRefusesBadImagesTest(parameterized.TestCase):
     with self.assertRaisesRegex(UserError, r"remnant must be a number in \[0, 1\]"):
       metrics.start_remnant_share(self.images[0], self.images[0], float("nan"))
 
+  def test_images_of_different_sizes(self):
+    ragged = [self.images[0, 0], self.images[0, 0, :16]]
+    with self.assertRaisesRegex(UserError, r"one array of RGB images of one size.*Resize them"):
+      metrics.spectrum_slope(ragged)
+
+  def test_several_keys_and_a_billion_draws(self):
+    with self.assertRaisesRegex(UserError, r"key must be ONE JAX random key.*got an array of 3 keys"):
+      metrics.position_specificity(None, self.images, self.boxes, key=jax.random.split(jax.random.key(0), 3))
+    with self.assertRaisesRegex(UserError, r"n_boot must be a whole number in \[20, 100000\]; got 1000000000"):
+      metrics.position_specificity(None, self.images, self.boxes, key=jax.random.key(0), n_boot=10 ** 9)
+
   @parameterized.parameters(([[0, 1.5, 2], [0, 1, 2]],), ([0, 1, 2],))
   def test_position_specificity_seeds_are_whole_and_per_image(self, seeds):
     with self.assertRaisesRegex(UserError, r"seeds must be \[P, S\] = \[2, 3\] whole numbers"):
