@@ -708,6 +708,7 @@ def main(argv):
       "device_count": jax.device_count(), "cpu_count": os.cpu_count(), "host": platform.machine(),
       "cpu_model": _cpu_model(),
       "jax": jax.__version__, "rfspec_commit": _git_commit(), "malloc_arena_max_1": _KEEP_MEMORY_AB, "load_average_1_5_15_min_at_start": list(os.getloadavg()),
+      "weights": _WEIGHTS.value, "weights_sha256": _cli.weights_digest(_WEIGHTS.value),  # as every output JSON
   }
   if "forward" in _SECTIONS.value:
     report.update(bench_forward(params, _REPEATS.value))

@@ -23,6 +23,9 @@ class BenchmarkSmokeTest(absltest.TestCase):
     self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     self.assertEqual(report, json.load(open(os.path.join(workdir, "benchmark.json"))))
+    from rfspec.weights.store import weights_sha256
+
+    self.assertEqual(report["weights_sha256"], weights_sha256(str(shared_file(CAFFEMODEL))))  # issue 20 item 3
     self.assertEqual([r["batch"] for r in report["forward"]], [1, 8])
     for row in report["forward"]:
       self.assertGreater(row["ratio"], 0)  # OpenCV ran side by side
