@@ -189,19 +189,25 @@ function showTile(k){
   const t = D.tiles[k], det = document.getElementById('detail');
   document.getElementById('tile-link-' + t.position.join('-')).classList.add('sel');
   det.hidden = false;
+  // A margin on each side that holds the box's overhang there (up to 70 % of the image side, enough for
+  // inception_4c's 299 px RF on 224 px; further off it is cut), and two starts a row when there are more.
+  const bx = t.box, cap = 0.7 * Math.max(H, W);
+  const over = [-bx[0], -bx[1], bx[2] - H, bx[3] - W].map(v => Math.max(v, 0));  // top, left, bottom, right
+  const [mt, ml, mb, mr] = over.map(v => Math.round(Math.max(4, Math.min(v + 4, cap))));
+  const perRow = t.seeds.length <= 2 ? t.seeds.length : Math.ceil(t.seeds.length / 2);
   document.getElementById('dtitle').textContent = 'Position (i, j) = (' + t.position.join(', ') + '): every start, ' +
-    'its RF box in red (a thin line over the image, hatched where the RF lies off it)';
-  const mg = Math.round(0.25 * Math.max(H, W));
-  const fit = (0.94 * window.innerWidth - 80) / (t.seeds.length * (W + 2 * mg + 12));
+    'its RF box in red (a thin line over the image, hatched where the RF lies off it' +
+    (Math.max(...over) + 4 > cap ? ', cut at the frame\'s edge)' : ')');
+  const fit = (0.94 * window.innerWidth - 80) / (perRow * (W + ml + mr + 12));
   const k2 = Math.max(0.25, Math.min(D.detail_px / Math.max(H, W), fit));
   const seeds = document.getElementById('dseeds'); seeds.textContent = '';
   t.seeds.forEach((s, n) => {
     const fig = el('figure'), fr = el('div', {className: 'frame big'});
-    Object.assign(fr.style, {width: px((W + 2 * mg) * k2), height: px((H + 2 * mg) * k2)});
-    const b = t.box, box = {top: px((b[0] + mg) * k2), left: px((b[1] + mg) * k2), height: px((b[2] - b[0]) * k2), width: px((b[3] - b[1]) * k2)};
+    Object.assign(fr.style, {width: px((W + ml + mr) * k2), height: px((H + mt + mb) * k2)});
+    const b = t.box, box = {top: px((b[0] + mt) * k2), left: px((b[1] + ml) * k2), height: px((b[2] - b[0]) * k2), width: px((b[3] - b[1]) * k2)};
     const rf = el('div', {className: 'rf'}); Object.assign(rf.style, box); fr.appendChild(rf);
     const img = el('img', {src: D.images[k][n], alt: 'position (' + t.position.join(', ') + '), start ' + s});
-    const on = {left: px(mg * k2), top: px(mg * k2), width: px(W * k2), height: px(H * k2)};
+    const on = {left: px(ml * k2), top: px(mt * k2), width: px(W * k2), height: px(H * k2)};
     Object.assign(img.style, on); fr.appendChild(img);
     // The RF edge where it crosses the image: a thin line over the image, cut to it (as on the tiles).
     const clip = el('div', {className: 'clip'}); Object.assign(clip.style, on);
@@ -305,7 +311,8 @@ def atlas_html(summary: Mapping[str, Any], images, *, heatmap, heatmap_cells, de
              "itself, or with too few starts. The right panel gives each window's share of the RF.")
   legend = (f"Each tile is the first start at its position, {t_px} px, in a white margin: the red RF box is dashed "
             "where it lies off the image and a thin solid line where its edge crosses the image; the margin cuts "
-            "what lies further off. Click a tile to see every start large.")
+            "what lies further off. Under each tile: its (i, j), its start seed and the share of its RF inside the "
+            "image. Click a tile to see every start large.")
   heat_alt = (f"Heat map of psi_auc of each of the {n_r} x {n_c} positions against the centre position "
               f"({ref['position'][0]}, {ref['position'][1]}), on their common RF-frame window, with 95 % intervals; "
               "and the window's share of the RF")

@@ -163,6 +163,15 @@ class ChromiumTest(absltest.TestCase):
     self.assertLen([a for tag, a, _ in shown if tag == "img"], n_s)
     self.assertLen([a for tag, a, _ in shown if a.get("class") == "rf"], n_s)  # the whole box, off the image
     self.assertLen([a for tag, a, up in shown if a.get("class") == "rfin" and (None, "clip") in up], n_s)  # on it
+    # The frame holds the whole box (inception_4c/5x5's 299 px RF at a 224 px corner), not cut at 25 %.
+    style = lambda a: {k.strip(): float(v.strip()[:-2]) for k, v in  # noqa: E731
+                       (kv.split(":") for kv in a["style"].split(";") if kv.strip())}
+    frames = [style(a) for tag, a, _ in shown if a.get("class") == "frame big"]
+    boxes = [style(a) for tag, a, _ in shown if a.get("class") == "rf"]
+    for f, b in zip(frames, boxes):
+      self.assertGreaterEqual(min(b["top"], b["left"]), 0, (f, b))
+      self.assertLessEqual(b["top"] + b["height"], f["height"] + 0.5, (f, b))
+      self.assertLessEqual(b["left"] + b["width"], f["width"] + 0.5, (f, b))
     cell = Tree()
     cell.feed(screenshots.dom(chromium, screenshots.page_url(page, cell=(0, 0))))
     body = next(a for tag, a, _ in cell.elements if a.get("id") == "pairbody")
