@@ -461,8 +461,7 @@ def batch_parts(devices: Sequence[jax.Device]) -> int:
   (`--xla_force_host_platform_device_count`) already run concurrently, and on a GPU or TPU a
   smaller batch only leaves the chip idler.
   """
-  devices = list(devices)
-  return 2 if len(devices) == 1 and devices[0].platform == "cpu" else 1
+  return googlenet.default_grad_parts(devices)  # the same rule as a user's jax.grad of rfspec.forward
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8  # glibc's mallopt parameters
