@@ -68,13 +68,16 @@ def compile_cache_dir() -> str:
 
 def enable_compile_cache(directory: str | None = None) -> str | None:
   """Turns on JAX's persistent compilation cache in `directory` (default `compile_cache_dir()`);
-  returns it, or None when it cannot be created (then nothing is cached, and nothing fails)."""
+  returns it, or None when the nearest existing folder on its path is not a writable directory
+  (then nothing is cached, and nothing fails). Nothing is created until JAX first compiles, so a
+  run that stops early (e.g. missing weights) leaves the cache dir as it was."""
   import jax
 
   directory = directory or compile_cache_dir()
-  try:
-    os.makedirs(directory, exist_ok=True)
-  except OSError:
+  existing = directory
+  while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+    existing = os.path.dirname(existing)
+  if not (os.path.isdir(existing) and os.access(existing, os.W_OK | os.X_OK)):
     return None
   jax.config.update("jax_compilation_cache_dir", directory)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)  # only what is worth reading back

@@ -462,8 +462,7 @@ def batch_parts(devices: Sequence[jax.Device]) -> int:
   (`--xla_force_host_platform_device_count`) already run concurrently, and on a GPU or TPU a
   smaller batch only leaves the chip idler.
   """
-  devices = list(devices)
-  return 2 if len(devices) == 1 and devices[0].platform == "cpu" else 1
+  return googlenet.default_grad_parts(devices)  # the same rule as a user's jax.grad of rfspec.forward
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8  # glibc's mallopt parameters
@@ -476,10 +475,11 @@ def keep_freed_memory(enable: bool = True) -> bool:
   Every call of a compiled function on XLA's CPU runtime allocates a fresh temporary buffer; a
   gradient's is large (every blob the backward needs: ~160 MB for 4 images at 224 px up to
   inception_4c), so glibc maps it anew and each call takes ~40,000 page faults. With this on,
-  freed memory stays in one heap and the next call reuses it: measured in one process at 224 px,
-  batch 4, up to inception_4c/output, a `jax.jit(jax.grad(...))` call of `rfspec.forward` took
-  0.82 of the time without it (`experiments/benchmark.py --sections=grad`). The engine runs
-  `cfg.chunk` steps per call and pays the faults once per chunk, so it gains little.
+  freed memory stays in one heap and the next call reuses it (no page faults): at 224 px, batch
+  4, up to inception_4c/output, a `jax.jit(jax.grad(...))` call of `rfspec.forward` took 2.46
+  forwards instead of 2.52 in the recorded benchmark (`experiments/results/benchmark_cpu.json`,
+  section grad, on a busy 2-core machine; a few per cent). The engine runs `cfg.chunk` steps per
+  call and pays the faults once per chunk, so it gains less.
 
   Call it once, before JAX's first computation (worker threads choose their heap on their first
   allocation): `rfspec.engine.keep_freed_memory()` right after the imports. The cost: the

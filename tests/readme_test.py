@@ -30,6 +30,7 @@ class ReadmeTourTest(absltest.TestCase):
     with mock.patch.dict(os.environ, {"RFSPEC_WEIGHTS": str(shared_file(CAFFEMODEL))}):
       exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 -- our own README
     self.assertEqual(scope["acts"]["inception_4c/output"].shape, (2, 14, 14, 512))
+    self.assertEqual(scope["grads"].shape, (2, 224, 224, 3))
     rf = scope["rf"]
     self.assertEqual((rf.size, rf.stride, rf.offset, rf.grid), (299, 16, 14.0, (14, 14)))
     self.assertEqual(rf.box(0, 7), (-135, -23, 164, 276))
