@@ -476,10 +476,10 @@ def keep_freed_memory(enable: bool = True) -> bool:
   gradient's is large (every blob the backward needs: ~160 MB for 4 images at 224 px up to
   inception_4c), so glibc maps it anew and each call takes ~40,000 page faults. With this on,
   freed memory stays in one heap and the next call reuses it (no page faults): at 224 px, batch
-  4, up to inception_4c/output, a `jax.jit(jax.grad(...))` call of `rfspec.forward` took 2.46
-  forwards instead of 2.52 in the recorded benchmark (`experiments/results/benchmark_cpu.json`,
-  section grad, on a busy 2-core machine; a few per cent). The engine runs `cfg.chunk` steps per
-  call and pays the faults once per chunk, so it gains less.
+  4, up to inception_4c/output, a `jax.jit(jax.grad(...))` call of `rfspec.forward` took 2.25
+  forwards instead of 2.55 in the recorded benchmark (`experiments/results/benchmark_cpu.json`,
+  section grad, on a shared 2-core machine; 2.46 vs 2.52 in a run at a higher load). The engine
+  runs `cfg.chunk` steps per call and pays the faults once per chunk, so it gains less.
 
   Call it once, before JAX's first computation (worker threads choose their heap on their first
   allocation): `rfspec.engine.keep_freed_memory()` right after the imports. The cost: the
