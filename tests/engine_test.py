@@ -1,6 +1,6 @@
 """The visualisation engine: recipes work, masks isolate nodes, the grid is one compiled call.
 
-Real BVLC weights, tiny images (40-48 px), a few steps.
+Random weights of the real shapes (tests/conftest.py: tiny_params), tiny images (40-48 px), a few steps.
 """
 
 import dataclasses
@@ -9,12 +9,13 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from absl.testing import absltest, parameterized
 
 import rfspec.engine
 from rfspec import masks, objectives
 from rfspec.geometry import receptive_field
-from tests.conftest import real_params
+from tests.conftest import tiny_params
 
 vis = rfspec.engine
 VisConfig = vis.VisConfig
@@ -22,6 +23,8 @@ VisConfig = vis.VisConfig
 TAP, HW = "conv2/3x3", (40, 40)  # grid 10 x 10, RF 19 px: most pixels lie outside one node's RF
 # pre_relu: every node has a gradient from the start, whatever the seed.
 SMALL = VisConfig(tap=TAP, image_hw=HW, steps=6, jitter=3, chunk=4, learning_rate=0.02, objective="pre_relu")
+# No jitter, 3 steps: one compiled shape shared by the tests that need pixels to stay put.
+STILL = dataclasses.replace(SMALL, jitter=0, steps=3)
 QUIET = dict(progress=lambda info: None)
 
 
@@ -86,8 +89,9 @@ class VisualizeTest(parameterized.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.params = real_params()
+    cls.params = tiny_params()
 
+  @pytest.mark.slow
   @parameterized.parameters("deepdream", "lucid")
   def test_target_node_grows_tenfold_in_every_element(self, recipe):
     """Both recipes at 48 px: every (position, seed) ends at >= 10x its start activation."""
@@ -114,7 +118,7 @@ class VisualizeTest(parameterized.TestCase):
 
   def test_mask_isolates_the_node(self):
     """Pixel parameterisation, no transforms: pixels outside the node's RF box never move."""
-    cfg = dataclasses.replace(SMALL, jitter=0, steps=5)
+    cfg = STILL
     i, j = 2, 7
     image = vis.visualize(self.params, 3, masks.node_mask(TAP, 11, HW, (i, j)), cfg, **QUIET)
     start = np.asarray(vis.initial_image(3, cfg))
@@ -168,7 +172,7 @@ class VisualizeTest(parameterized.TestCase):
     # visualize_grid cuts each step's batch into independent pieces on a lone CPU device; every
     # element must still get its own seed, mask and state whatever the piece (3 elements, 2
     # uneven pieces, and more pieces than elements).
-    cfg = dataclasses.replace(SMALL, steps=3, chunk=3)
+    cfg = STILL
     seeds = np.array([3, 11, 5], np.int32)
     ms = np.concatenate([_masks(cfg), _masks(cfg)[:1]])
     fns = vis._chunk_fns(cfg)
@@ -192,7 +196,7 @@ class VisualizeTest(parameterized.TestCase):
     self.assertEqual(calls, [(2,), (3,), (2,)])
 
   def test_trace_starts_at_the_initial_objective(self):
-    cfg = dataclasses.replace(SMALL, jitter=0, steps=3)
+    cfg = STILL
     m = _masks(cfg)[0]
     image, trace = vis.visualize(self.params, 4, m, cfg, return_trace=True, **QUIET)
     self.assertEqual(trace.shape, (3,))
