@@ -6,6 +6,7 @@ import subprocess
 import sys
 import tempfile
 
+import pytest
 from absl.testing import absltest
 
 from tests.conftest import CAFFEMODEL, REPO, shared_file
@@ -25,6 +26,7 @@ def stray_files(workdir):
   return [f for f in os.listdir(workdir) if f.startswith(".") or f.endswith(".tmp")]
 
 
+@pytest.mark.slow
 class GeometryOnlyTest(absltest.TestCase):
   """Quick config with the ERF section off: no weights needed."""
 
@@ -78,6 +80,7 @@ class GeometryOnlyTest(absltest.TestCase):
     self.assertEqual(sorted(os.listdir(self.workdir)), sorted(OUTPUTS))
 
 
+@pytest.mark.slow
 class WithWeightsTest(absltest.TestCase):
   """Quick config with the ERF section on the real BVLC weights."""
 
@@ -104,6 +107,7 @@ class WithWeightsTest(absltest.TestCase):
     self.assertEqual(stray_files(workdir), [])
 
 
+@pytest.mark.slow
 class UserErrorTest(absltest.TestCase):
 
   def _fails(self, *args, message):
