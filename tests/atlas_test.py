@@ -5,22 +5,21 @@ here, the atlas's bookkeeping is (the real weights run in tests/experiments/posi
 Kept small: each psi_auc costs a `claims.condition_psi` call (about a second, mostly compiling).
 """
 
-import functools
 import os
 from unittest import mock
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+import pytest
 from absl.testing import absltest, parameterized
 
 import rfspec
 from rfspec import engine, metrics, objectives, plots, report
 from rfspec.errors import UserError
-from rfspec.models import googlenet
 from rfspec.progress import RunProgress
 from rfspec.runs import atlas
 from rfspec.runs.store import Store
+from tests.conftest import tiny_params
 
 TAP = "conv2/3x3"  # RF 19 px: at 32 px the grid is 8 x 8 and the corner RFs run off the image
 HW = (32, 32)
@@ -29,21 +28,6 @@ HW = (32, 32)
 CONFIG = dict(tap=TAP, vis=dict(recipe="zipser2015", image_hw=HW, steps=2, chunk=2), seeds=tuple(range(8)),
               seeds_per_position=3, lattice=2, batch_positions=3, n_boot=20, n_perm=20)
 QUIET = RunProgress(quiet=True)
-
-
-@functools.lru_cache(maxsize=None)
-def tiny_params():
-  """Random params of GoogLeNet's real shapes from jax.random.key(0): He-scaled kernels, small biases."""
-  shapes = googlenet.param_shapes()
-  sizes = [int(np.prod(s["kernel"])) for s in shapes.values()]
-  flat = np.asarray(jax.random.normal(jax.random.key(0), (sum(sizes),), jnp.float32))  # one draw, one compile
-  params, start = {}, 0
-  for (name, s), n in zip(shapes.items(), sizes):
-    fan_in = int(np.prod(s["kernel"][:-1]))
-    params[name] = dict(kernel=jnp.asarray(flat[start:start + n].reshape(s["kernel"]) * np.sqrt(2.0 / fan_in)),
-                        bias=jnp.full(s["bias"], 0.01, jnp.float32))
-    start += n
-  return params
 
 
 class _Killed(Exception):
@@ -59,6 +43,7 @@ class KilledAfterFirstBatch(Store):
       raise _Killed(unit)
 
 
+@pytest.mark.slow
 class RunAtlasTest(parameterized.TestCase):
 
   @classmethod

@@ -2,21 +2,15 @@
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from absl.testing import absltest, parameterized
 
 from rfspec import masks
-from rfspec.models import googlenet, preprocess
+from rfspec.models import preprocess
 from rfspec.engine import VisConfig, embed_canvas, visualize
+from tests.conftest import tiny_params
 
 TAP = "conv2/3x3"
-
-
-def tiny_params():
-  """Random conv1/conv2 params (enough for conv2/3x3)."""
-  rng = np.random.default_rng(0)
-  shapes = googlenet.param_shapes()
-  return {name: {k: jnp.asarray(rng.normal(scale=0.05, size=shapes[name][k]), jnp.float32) for k in ("kernel", "bias")}
-          for name in ("conv1/7x7_s2", "conv2/3x3_reduce", "conv2/3x3")}
 
 
 class CanvasTest(parameterized.TestCase):
@@ -76,6 +70,7 @@ if __name__ == "__main__":
   absltest.main()
 
 
+@pytest.mark.slow
 class LucidGridTest(absltest.TestCase):
 
   def test_lucid_grid_runs_twice_and_matches_single(self):

@@ -8,6 +8,7 @@ verdict rules, the nulls, dead runs and the collapse of intervals are checked on
 
 import jax
 import numpy as np
+import pytest
 from absl.testing import absltest
 
 from rfspec import claims
@@ -47,6 +48,7 @@ def _summary(m):
   return claims.summarize_tap(m, jax.random.key(0), n_boot=N_DRAWS, n_perm=N_DRAWS)
 
 
+@pytest.mark.slow
 class TapSummaryTest(absltest.TestCase):
 
   def test_same_pattern_everywhere_gives_psi_near_zero_and_a_wide_null(self):

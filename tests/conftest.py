@@ -1,12 +1,27 @@
-"""Shared test fixtures: where ../shared lives, and the real BVLC weights loaded once per session.
+"""Shared test fixtures: where ../shared lives, the real BVLC weights, and random weights of the
+real shapes (`tiny_params`), each made once per test process; `session_once` for what the whole
+session (all xdist workers) makes once.
 
 `RFSPEC_SHARED` points at the shared data folder (default: ../shared from the repo root). CI has
 it, so tests that need it fail loudly rather than skip when it is missing.
+
+Weights: `tiny_params()` (random, He-scaled, from jax.random.key(0)) for every test that checks
+the code rather than the net's numbers; `tiny_weights()` is the same params as an orbax
+checkpoint directory, for the binaries' --weights. `real_params()` (the 28 MB BVLC file) only where
+exactness is the point: the Caffe port, the recipe transcription, calibration on photos.
+
+Tests that run a binary end to end or an expensive computation are marked `slow` (pytest.ini);
+`-m "not slow"` gives a fast inner loop, and CI runs everything.
 """
 
+import atexit
+import contextlib
+import fcntl
 import functools
 import os
 import pathlib
+import shutil
+import tempfile
 
 import pytest
 from absl import flags
@@ -17,6 +32,35 @@ if not flags.FLAGS.is_parsed():
 
 # No test may reach the internet: any accidental download goes to a closed port on this machine.
 os.environ.setdefault("RFSPEC_WEIGHTS_URL", "http://127.0.0.1:9/bvlc_googlenet.caffemodel")
+
+# One folder per pytest session, shared by the xdist workers and every process a test starts (they
+# inherit the environment). The main pytest process imports this file before the workers start;
+# it makes the folder and removes it at exit. It holds what the session makes once for all its
+# processes (`session_once`): the tiny weights' checkpoint, the binaries' quick runs
+# (tests/experiments/quick_runs.py), and JAX's persistent compilation cache, so the same
+# computation at the same shapes is compiled once per session, not once per process (a cache the
+# caller names is kept as it is).
+if "RFSPEC_TESTS_SESSION_DIR" not in os.environ:
+  os.environ["RFSPEC_TESTS_SESSION_DIR"] = tempfile.mkdtemp(prefix="rfspec_tests_")
+  atexit.register(shutil.rmtree, os.environ["RFSPEC_TESTS_SESSION_DIR"], ignore_errors=True)
+SESSION_DIR = os.environ["RFSPEC_TESTS_SESSION_DIR"]
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(SESSION_DIR, "jax_cache"))
+# Every program, not only those over JAX's default 1 s: the sweep's quick run alone compiles about
+# 470 small ones (eager ops at each new shape), which its reruns in other processes then reuse.
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+
+@contextlib.contextmanager
+def session_once(name: str):
+  """Holds the session's lock `name` across processes; yields the path SESSION_DIR/name, for what
+  is made once per session (the first holder makes it, later ones find it)."""
+  with open(os.path.join(SESSION_DIR, name + ".lock"), "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      yield os.path.join(SESSION_DIR, name)
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
+
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SHARED = pathlib.Path(os.environ.get("RFSPEC_SHARED", REPO.parent / "shared"))
@@ -53,3 +97,56 @@ def real_params():
 def bvlc_params():
   """The real BVLC GoogLeNet params (pytest fixture form of `real_params`)."""
   return real_params()
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_params():
+  """Random GoogLeNet params of the real shapes from jax.random.key(0): He-scaled kernels, biases
+  0.01 (so ReLUs start on). The same numbers in every process; made once per process."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from rfspec.models import googlenet
+
+  shapes = googlenet.param_shapes()
+  sizes = [int(np.prod(s["kernel"])) for s in shapes.values()]
+  flat = np.asarray(jax.random.normal(jax.random.key(0), (sum(sizes),), jnp.float32))  # one draw, one compile
+  params, start = {}, 0
+  for (name, s), n in zip(shapes.items(), sizes):
+    fan_in = int(np.prod(s["kernel"][:-1]))
+    params[name] = dict(kernel=jnp.asarray(flat[start:start + n].reshape(s["kernel"]) * np.sqrt(2.0 / fan_in)),
+                        bias=jnp.full(s["bias"], 0.01, jnp.float32))
+    start += n
+  return params
+
+
+@pytest.fixture(name="tiny_params", scope="session")
+def _tiny_params_fixture():
+  """Random params of the real shapes (pytest fixture form of `tiny_params`)."""
+  return tiny_params()
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_weights() -> str:
+  """`tiny_params()` as an orbax checkpoint directory (what a binary's --weights accepts), written
+  once per session into SESSION_DIR (the same path in every process, so runs keyed on the weights
+  agree)."""
+  from rfspec.weights import store
+
+  with session_once("tiny_weights") as path:
+    if not store.is_checkpoint(path):
+      store.save_checkpoint(tiny_params(), path)
+    return path
+
+
+# Slow modules whose files are not this suite's to edit (benchmark_test.py is maintained with the
+# benchmark): marked here rather than in the file.
+_SLOW_MODULES = ("tests/experiments/benchmark_test.py",)
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+  for item in items:
+    if item.nodeid.split("::")[0] in _SLOW_MODULES:
+      item.add_marker(pytest.mark.slow)

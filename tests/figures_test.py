@@ -1,4 +1,4 @@
-"""rfspec.runs.figures on random params of the real shapes (conv1 .. inception_3a, fixed key): the
+"""rfspec.runs.figures on random params of the real shapes (tests/conftest.py: tiny_params): the
 settings are validated as a whole, each panel is one grid call, its layout, boxes and final
 activations are what the net and the geometry say, the numbers come with their reasons, and the
 ETA before the first step is the plan priced by the prior (fake clock: no timing)."""
@@ -10,31 +10,20 @@ from unittest import mock
 
 import jax
 import numpy as np
+import pytest
 from absl.testing import absltest
 from absl.testing import parameterized
 
 import rfspec
 from rfspec import masks, metrics, progress, report, selection, throughput
 from rfspec.errors import UserError
-from rfspec.models import googlenet, preprocess
+from rfspec.models import preprocess
 from rfspec.runs import figures
 from rfspec.runs.store import Store
+from tests.conftest import tiny_params
 
 HW = (96, 96)  # conv2/3x3's RF (19 px) is under a quarter of 96 px
 VIS = dict(recipe="zipser2015", image_hw=[96, 96], steps=2, chunk=2)
-
-
-def tiny_params():
-  """Random GoogLeNet params of the real shapes up to inception_3a (the judge), He-scaled, from a
-  fixed JAX key."""
-  shapes = googlenet.param_shapes()
-  out = {}
-  for n, name in enumerate(k for k in shapes if k.startswith(("conv1", "conv2", "inception_3a/"))):
-    k_w, k_b = jax.random.split(jax.random.fold_in(jax.random.key(0), n))
-    kernel = shapes[name]["kernel"]
-    out[name] = dict(kernel=jax.random.normal(k_w, kernel) * np.sqrt(2.0 / np.prod(kernel[:-1])),
-                     bias=0.1 * jax.random.normal(k_b, shapes[name]["bias"]))
-  return out
 
 
 def config(figs, **extra):
@@ -111,6 +100,7 @@ class SettingsTest(parameterized.TestCase):
         figures.settings_from_config(dict(config({"a": fig([LOW0])}), vis=dict(VIS, image_hw=(6000, 6000))))
 
 
+@pytest.mark.slow
 class RunFiguresTest(absltest.TestCase):
 
   @classmethod

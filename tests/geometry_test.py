@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 
+import pytest
 from absl.testing import absltest, parameterized
 import jax
 import jax.numpy as jnp
@@ -420,6 +421,7 @@ class ErfStatsTest(absltest.TestCase):
     self.assertTrue(np.isnan(np.asarray(centroid)).all() and np.isnan(shift[0]) and np.isnan(radius[0]))
 
 
+@pytest.mark.slow
 class EffectiveRFTest(parameterized.TestCase):
   HW = (96, 112)
 

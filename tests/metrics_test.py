@@ -14,6 +14,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from absl.testing import absltest, parameterized
 from PIL import Image
 
@@ -113,6 +114,7 @@ class DescriptorInvarianceTest(absltest.TestCase):
         np.testing.assert_allclose(d[p, 0, q], d[q, 0, p], rtol=2e-4, atol=2e-4 * np.abs(d[p, 0, q]).max())
 
 
+@pytest.mark.slow
 class NaturalPhotoCalibrationTest(parameterized.TestCase):
   """The calibration of issue 19: photos in the RF frame, S starts with jitter and noise."""
 

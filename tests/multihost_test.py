@@ -11,13 +11,13 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import textwrap
 
 import numpy as np
+import pytest
 from absl.testing import absltest
 
-from tests.conftest import CAFFEMODEL, REPO, shared_file
+from tests.conftest import REPO
 
 _SCRIPT = textwrap.dedent("""
     import sys
@@ -30,12 +30,12 @@ _SCRIPT = textwrap.dedent("""
                                  process_id=process_id, initialization_timeout=60)
     import rfspec
     from rfspec import masks
-    from tests.conftest import real_params
+    from tests.conftest import tiny_params
 
     assert jax.device_count() == 4 and jax.local_device_count() == (2 if process_id >= 0 else 4)
     cfg = rfspec.VisConfig(tap="conv2/3x3", image_hw=(40, 40), steps=4, chunk=2, jitter=3)
     ms = masks.node_masks(cfg.tap, 11, cfg.image_hw, [(2, 3), (7, 6), (5, 5)])
-    result = rfspec.engine.visualize_batch(real_params(), np.tile([0, 7], 3), np.repeat(ms, 2, axis=0), cfg,
+    result = rfspec.engine.visualize_batch(tiny_params(), np.tile([0, 7], 3), np.repeat(ms, 2, axis=0), cfg,
                                            progress=lambda _: None)
     np.savez(out, images=result.images.reshape(3, 2, 40, 40, 3), traces=result.traces.reshape(3, 2, -1))
     print("DONE", process_id, jax.process_count())
@@ -48,10 +48,10 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 class MultiHostTest(absltest.TestCase):
 
   def test_two_processes_return_the_single_process_grid_bit_for_bit(self):
-    shared_file(CAFFEMODEL)
     tmp = self.create_tempdir().full_path
     port = str(_free_port())
     env = dict(os.environ, JAX_PLATFORMS="cpu")

@@ -7,7 +7,7 @@ from absl.testing import absltest, parameterized
 
 from rfspec import objectives
 from rfspec.models import googlenet
-from tests.conftest import real_params
+from tests.conftest import tiny_params
 
 HW = (40, 40)
 
@@ -42,7 +42,7 @@ class TapActivationTest(parameterized.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.params = real_params()
+    cls.params = tiny_params()
 
   @parameterized.parameters("conv1/7x7_s2", "conv2/3x3", "inception_3a/output")
   def test_pre_relu_is_the_blob_before_relu(self, tap):

@@ -1,6 +1,6 @@
 """The channel rule that decides every figure: active on the start image at every position shown.
 
-Real BVLC weights, 96 px. The activations are recomputed here from the data blob itself (the
+Random weights of the real shapes (tests/conftest.py: tiny_params), 96 px. The activations are recomputed here from the data blob itself (the
 Flax net applied to Caffe's data space), not through `rfspec.selection`.
 """
 
@@ -15,7 +15,7 @@ import rfspec
 from rfspec import selection
 from rfspec.errors import UserError
 from rfspec.models import googlenet
-from tests.conftest import real_params
+from tests.conftest import tiny_params
 
 TAP, HW = "inception_4c/5x5", (96, 96)  # grid 6 x 6; the paper's tap
 POSITIONS = [(0, 2), (2, 2), (5, 2)]  # the column: top, middle, bottom
@@ -35,7 +35,7 @@ class ChannelRuleTest(absltest.TestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.params = real_params()
+    cls.params = tiny_params()
     cls.cfg = rfspec.VisConfig.from_recipe("zipser2015", tap=TAP, image_hw=HW)
     blobs = [_blob_at_start(cls.params, cls.cfg, s) for s in SEEDS]
     cls.weakest = np.min([[b[i, j] for i, j in POSITIONS] for b in blobs], axis=(0, 1))  # [C]

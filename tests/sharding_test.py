@@ -9,9 +9,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from absl.testing import absltest
 
-from tests.conftest import CAFFEMODEL, REPO, shared_file
+from tests.conftest import REPO
 
 _SCRIPT = textwrap.dedent("""
     import sys
@@ -21,11 +22,11 @@ _SCRIPT = textwrap.dedent("""
 
     import rfspec.engine
     from rfspec import masks
-    from tests.conftest import real_params
+    from tests.conftest import tiny_params
 
     vis = rfspec.engine
     assert len(jax.devices()) == 4, jax.devices()
-    params = real_params()
+    params = tiny_params()
     cfg = vis.VisConfig(tap="conv2/3x3", image_hw=(40, 40), steps=4, chunk=2, jitter=3,
                         learning_rate=0.02, objective="pre_relu")
     ms = masks.node_masks(cfg.tap, 11, cfg.image_hw, [(2, 3), (7, 6), (5, 5)])
@@ -52,10 +53,10 @@ _SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 class ShardingTest(absltest.TestCase):
 
   def test_sharded_grid_equals_unsharded(self):
-    shared_file(CAFFEMODEL)
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, "-c", _SCRIPT], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=900)

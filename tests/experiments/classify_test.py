@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 from absl.testing import absltest
 
 from tests.conftest import CAFFEMODEL, IMAGES, REPO, shared_file
@@ -13,6 +14,7 @@ def classify(*args):
                         cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 class ClassifyBinaryTest(absltest.TestCase):
 
   def test_top5_for_example_images(self):

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import textwrap
 
+import pytest
 from absl.testing import absltest
 
 from tests.conftest import IMAGES, REPO, shared_file
@@ -85,6 +86,7 @@ def _start(args, env=None):
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 class CliTest(absltest.TestCase):
 
   @classmethod

@@ -1,6 +1,7 @@
 """experiments/colab.ipynb runs top to bottom under nbclient from Jupyter's default directory (the
-notebook's own, experiments/), in quick mode on the real weights; its install cell finds the
-checkout from there and stops the notebook when it cannot install."""
+notebook's own, experiments/), in quick mode on random weights of the real shapes (the notebook
+checks its pipeline, not the net's numbers); its install cell finds the checkout from there and
+stops the notebook when it cannot install."""
 
 import os
 import pathlib
@@ -8,10 +9,11 @@ import subprocess
 from unittest import mock
 
 import nbformat
+import pytest
 from absl.testing import absltest
 from nbclient import NotebookClient
 
-from tests.conftest import CAFFEMODEL, REPO, shared_file
+from tests.conftest import REPO, tiny_weights
 
 NOTEBOOK = REPO / "experiments" / "colab.ipynb"
 
@@ -31,9 +33,10 @@ def text_of(cell) -> str:
 
 class ColabNotebookTest(absltest.TestCase):
 
+  @pytest.mark.slow
   def test_runs_top_to_bottom_from_the_notebooks_directory(self):
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    env = {"RFSPEC_QUICK": "1", "RFSPEC_WEIGHTS": str(shared_file(CAFFEMODEL))}
+    env = {"RFSPEC_QUICK": "1", "RFSPEC_WEIGHTS": tiny_weights()}
     with mock.patch.dict(os.environ, env):
       os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend must capture the figure
       # Jupyter's kernel starts in the notebook's folder; a failing cell raises CellExecutionError.

@@ -1,36 +1,30 @@
-"""experiments.position_atlas on the real weights: outputs, the page, sealed outputs redone, user errors.
+"""experiments.position_atlas end to end: outputs, the page, sealed outputs redone, user errors.
 
 One run of the quick variant shrunk further (conv2/3x3 at 32 px, a 2 x 2 lattice: two psi_auc values
-and one undefined), then its page truncated and its JSON edited and the run repeated (both are
-redone, no batch is), then once more (nothing to do). Resume after a kill is tested on the library
-(tests/atlas_test.py).
+and one undefined; random weights of the real shapes, tests/experiments/quick_runs.py), then its
+page truncated and its JSON edited and the run repeated (both are redone, no batch is), then once
+more (nothing to do). Resume after a kill is tested on the library (tests/atlas_test.py).
 """
 
-import hashlib
 import html.parser
 import os
 import re
-import subprocess
-import sys
-import tempfile
 
 import numpy as np
+import pytest
 from absl.testing import absltest
 
 from rfspec import files, report
-from tests.conftest import CAFFEMODEL, REPO, shared_file
+from rfspec.weights import store
+from tests.conftest import tiny_weights
+from tests.experiments import quick_runs
+from tests.experiments.quick_runs import weights_flag
 
-QUICK = ["--config=experiments/configs/position_atlas.py:quick", "--config.tap=conv2/3x3",
-         "--config.vis.image_hw=(32, 32)", "--config.lattice=2"]
+QUICK = list(quick_runs.ATLAS_ARGS)
 
 
 def run_binary(*args, timeout=600):
-  return subprocess.run([sys.executable, "-m", "experiments.position_atlas", *args], cwd=REPO,
-                        capture_output=True, text=True, timeout=timeout)
-
-
-def weights_flag():
-  return f"--weights={shared_file(CAFFEMODEL)}"
+  return quick_runs.run_binary("position_atlas", *args, timeout=timeout)
 
 
 def mtimes(folder):
@@ -49,14 +43,15 @@ class PageParser(html.parser.HTMLParser):
     self.tags.append((tag, dict(attrs)))
 
 
+@pytest.mark.slow
 class QuickRunTest(absltest.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.workdir = tempfile.mkdtemp(prefix="atlas_")
+    shared, cls.first = quick_runs.atlas()
+    cls.workdir = quick_runs.copy_workdir(shared, "atlas_rerun_")  # the session's run stays as it is
     args = [f"--workdir={cls.workdir}", *QUICK, weights_flag()]
-    cls.first = run_binary(*args)
     assert cls.first.returncode == 0, cls.first.stderr[-3000:]
     cls.page = open(os.path.join(cls.workdir, "atlas.html")).read()
     cls.meta = files.read_json(os.path.join(cls.workdir, "atlas.json"))
@@ -85,12 +80,11 @@ class QuickRunTest(absltest.TestCase):
     self.assertRegex(first, r"whole run 0% of [\d,]+ image-steps, ETA \d+(s|m\d\ds)$")  # priced, not '?'
 
   def test_json_records_the_weights_and_every_tile(self):
-    digest = hashlib.sha256(open(shared_file(CAFFEMODEL), "rb").read()).hexdigest()
-    self.assertEqual(self.meta["weights_sha256"], digest)
+    self.assertEqual(self.meta["weights_sha256"], store.weights_sha256(tiny_weights()))
     self.assertTrue(self.meta["smoke_test"])
     self.assertLen(self.meta["tiles"], 4)
     self.assertEqual([t["position"] for t in self.meta["tiles"]], [[0, 0], [0, 7], [7, 0], [7, 7]])
-    self.assertTrue(np.all(self.npz["start_activation"] > 0))  # the channel rule's promise, on the real net
+    self.assertTrue(np.all(self.npz["start_activation"] > 0))  # the channel rule's promise
     psi = {tuple(t["position"]): (t["psi_auc"], t["psi_reason"]) for t in self.meta["tiles"]}
     self.assertEqual(psi[(0, 0)], (None, "the reference itself"))
     self.assertIsNone(psi[(7, 7)][0])
@@ -156,6 +150,7 @@ class QuickRunTest(absltest.TestCase):
     self.assertEqual(self.after_third, self.after_second)
 
 
+@pytest.mark.slow
 class BadSettingsTest(absltest.TestCase):
 
   def test_every_bad_field_in_one_paragraph_and_exit_1(self):

@@ -1,17 +1,19 @@
 """The figures run resumes through its Store: a run killed mid-way redoes only the panel it lost, and
 its images are bit for bit those of a run that was never killed; a finished run redoes nothing; a
-damaged unit is redone alone. Random params of the real shapes (tests/figures_test.py), 96 px, 2 steps."""
+damaged unit is redone alone. Random params of the real shapes (tests/conftest.py), 96 px, 2 steps."""
 
 import os
 from unittest import mock
 
 import numpy as np
+import pytest
 from absl.testing import absltest
 
 from rfspec import progress
 from rfspec.runs import figures
 from rfspec.runs.store import Store
-from tests.figures_test import LOW0, config, fig, tiny_params
+from tests.conftest import tiny_params
+from tests.figures_test import LOW0, config, fig
 
 # Grids of 2 positions x 2 seeds and 1 x 4, the shape tests/figures_test.py compiles too.
 SETTINGS = figures.settings_from_config(config({"a": fig([LOW0], seeds=(0, 1)),
@@ -40,6 +42,7 @@ class KillAt(progress.RunProgress):
     return kill
 
 
+@pytest.mark.slow
 class ResumeTest(absltest.TestCase):
 
   @classmethod

@@ -1,7 +1,8 @@
-"""experiments.reproduce_paper end to end on the real weights, kept small (Figure 4 of the quick
-variant at 2 steps): outputs, the smoke-test line, the ETA before the first step, a report that
-parses offline, the RF inset in the PNG, sealed outputs (a rerun does nothing; a truncated report
-is redone), the variant picked for the machine, and user errors."""
+"""experiments.reproduce_paper end to end, kept small (Figure 4 of the quick variant at 2 steps, on
+random weights of the real shapes: tests/experiments/quick_runs.py): outputs, the smoke-test line,
+the ETA before the first step, a report that parses offline, the RF inset in the PNG, sealed
+outputs (a rerun does nothing; a truncated report is redone), the variant picked for the machine,
+and user errors."""
 
 import html.parser
 import os
@@ -11,34 +12,28 @@ import sys
 import tempfile
 
 import numpy as np
+import pytest
 from absl.testing import absltest
 from absl.testing import parameterized
 
 from rfspec import files, plots, report
-from tests.conftest import CAFFEMODEL, REPO, shared_file
+from tests.conftest import REPO
+from tests.experiments import quick_runs
+from tests.experiments.quick_runs import weights_flag
 
-SMALL = ["--config=experiments/configs/reproduce_paper.py:quick", "--figures=fig4", "--config.vis.steps=2",
-         "--config.vis.chunk=2"]
+SMALL = list(quick_runs.PAPER_ARGS)
 ABSL_LOG = re.compile(r"^[IWEF]\d{4} ")  # absl/JAX log lines (e.g. a machine without a TPU says so)
 
 
 def start_binary(*args, env=None):
-  return subprocess.Popen([sys.executable, "-m", "experiments.reproduce_paper", *args], cwd=REPO,
-                          env=dict(os.environ, **(env or {})), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True)
+  return quick_runs.start_binary("reproduce_paper", *args, env=env)
 
 
-def finish(proc, timeout=600):
-  out, err = proc.communicate(timeout=timeout)
-  return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+finish = quick_runs.finish
 
 
 def run_binary(*args, env=None):
   return finish(start_binary(*args, env=env))
-
-
-def weights_flag():
-  return f"--weights={shared_file(CAFFEMODEL)}"
 
 
 def own_lines(stderr):
@@ -81,12 +76,12 @@ def check_page(testcase, path):
   return text
 
 
+@pytest.mark.slow
 class SmallRunTest(absltest.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.workdir = tempfile.mkdtemp(prefix="paper_")
     cls.cache = tempfile.mkdtemp(prefix="cache_")
     # The user errors run beside the real run (they stop before any work).
     cls.errors = {
@@ -96,7 +91,7 @@ class SmallRunTest(absltest.TestCase):
                                 env={"RFSPEC_CACHE": cls.cache,
                                      "RFSPEC_WEIGHTS_URL": "http://127.0.0.1:9/x.caffemodel"}),
     }
-    cls.first = run_binary(f"--workdir={cls.workdir}", *SMALL, weights_flag())
+    cls.workdir, cls.first = quick_runs.paper()
     cls.errors = {name: finish(p) for name, p in cls.errors.items()}
 
   def test_outputs_and_the_smoke_line(self):
@@ -150,25 +145,27 @@ class SmallRunTest(absltest.TestCase):
     self.assertTrue(all("seed" in label for label in layout["col_labels"]))
 
   def test_sealed_outputs_rerun_does_nothing_and_a_truncated_report_is_redone(self):
+    workdir = quick_runs.copy_workdir(self.workdir, "paper_rerun_")  # the session's run stays as it is
+
     def mtimes():
       return {os.path.join(d, f): os.path.getmtime(os.path.join(d, f))
-              for d, _, fs in os.walk(self.workdir) for f in fs if f != ".rfspec.lock"}  # the lock records each run
+              for d, _, fs in os.walk(workdir) for f in fs if f != ".rfspec.lock"}  # the lock records each run
 
     before = mtimes()
-    again = run_binary(f"--workdir={self.workdir}", *SMALL, weights_flag())
+    again = run_binary(f"--workdir={workdir}", *SMALL, weights_flag())
     self.assertEqual(again.returncode, 0, again.stderr[-2000:])
     self.assertIn("reproduce_paper: up to date, outputs verified by checksum", again.stdout)
     self.assertNotIn("loading weights", again.stderr)
     self.assertEqual(mtimes(), before)
-    page = os.path.join(self.workdir, "report.html")
+    page = os.path.join(workdir, "report.html")
     with open(page, "r+b") as f:
       f.truncate(os.path.getsize(page) // 2)
-    png = open(os.path.join(self.workdir, "fig4.png"), "rb").read()
-    fixed = run_binary(f"--workdir={self.workdir}", *SMALL, weights_flag())
+    png = open(os.path.join(workdir, "fig4.png"), "rb").read()
+    fixed = run_binary(f"--workdir={workdir}", *SMALL, weights_flag())
     self.assertEqual(fixed.returncode, 0, fixed.stderr[-2000:])
     self.assertIn("0 figure(s) made, 1 restored from the store", fixed.stdout)
     check_page(self, page)
-    self.assertEqual(open(os.path.join(self.workdir, "fig4.png"), "rb").read(), png)  # bit for bit
+    self.assertEqual(open(os.path.join(workdir, "fig4.png"), "rb").read(), png)  # bit for bit
     units = {p: t for p, t in before.items() if os.sep + "figures" + os.sep in p}
     self.assertNotEmpty(units)
     self.assertEqual({p: os.path.getmtime(p) for p in units}, units)  # no unit redone

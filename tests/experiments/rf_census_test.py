@@ -6,6 +6,7 @@ import subprocess
 import sys
 import tempfile
 
+import pytest
 from absl.testing import absltest
 
 from rfspec.locking import LOCK_FILE
@@ -26,6 +27,7 @@ def stray_files(workdir):
   return [f for f in os.listdir(workdir) if f != LOCK_FILE and (f.startswith(".") or f.endswith(".tmp"))]
 
 
+@pytest.mark.slow
 class GeometryOnlyTest(absltest.TestCase):
   """Quick config with the ERF section off: no weights needed."""
 
@@ -79,6 +81,7 @@ class GeometryOnlyTest(absltest.TestCase):
     self.assertEqual(sorted(set(os.listdir(self.workdir)) - {LOCK_FILE}), sorted(OUTPUTS))
 
 
+@pytest.mark.slow
 class WithWeightsTest(absltest.TestCase):
   """Quick config with the ERF section on the real BVLC weights."""
 
@@ -121,6 +124,7 @@ class WithWeightsTest(absltest.TestCase):
       self.assertEqual(json.load(f)["erf"]["rows"], erf["rows"])
 
 
+@pytest.mark.slow
 class UserErrorTest(absltest.TestCase):
 
   def _fails(self, *args, message):

@@ -1,28 +1,26 @@
-"""experiments.specificity end to end in quick mode: the five claims in the JSON the issue asks for, the
-smoke-test line, outputs verified by checksum on rerun, resume, the lock, and user errors."""
+"""experiments.specificity end to end in quick mode (random weights of the real shapes,
+tests/experiments/quick_runs.py): the five claims in the JSON the issue asks for, the smoke-test
+line, outputs verified by checksum on rerun, resume from the stored batches, and user errors."""
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 
+import pytest
 from absl.testing import absltest
 
-from tests.conftest import CAFFEMODEL, REPO, shared_file
+from rfspec.weights import store
+from tests.conftest import tiny_weights
+from tests.experiments import quick_runs
+from tests.experiments.quick_runs import weights_flag
 from tests.experiments.reproduce_paper_test import check_page
 
-QUICK = "--config=experiments/configs/specificity.py:quick"
+QUICK = quick_runs.SPEC_ARGS[0]
 SMOKE = "smoke test (tiny size and steps): checks the pipeline, not the science"
 
 
 def run_binary(*args, timeout=900):
-  return subprocess.run([sys.executable, "-m", "experiments.specificity", *args], cwd=REPO, env=dict(os.environ),
-                        capture_output=True, text=True, timeout=timeout)
-
-
-def weights_flag():
-  return f"--weights={shared_file(CAFFEMODEL)}"
+  return quick_runs.run_binary("specificity", *args, timeout=timeout)
 
 
 def _mtimes(workdir, sub=""):
@@ -34,13 +32,13 @@ def _mtimes(workdir, sub=""):
   return out
 
 
+@pytest.mark.slow
 class QuickRunTest(absltest.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.workdir = tempfile.mkdtemp(prefix="spec_")
-    cls.first = run_binary(f"--workdir={cls.workdir}", QUICK, weights_flag())
+    cls.workdir, cls.first = quick_runs.specificity()
 
   def test_writes_the_five_claims_as_the_issue_asks(self):
     self.assertEqual(self.first.returncode, 0, self.first.stderr[-3000:])
@@ -56,7 +54,7 @@ class QuickRunTest(absltest.TestCase):
         self.assertIn(field, c)
       self.assertEqual(c["verdict"], "not evaluated")  # a smoke test decides nothing
     self.assertEqual(set(summary["dead_runs"]), {"conv2/3x3", "inception_4a/output"})
-    self.assertEqual(summary["weights_sha256"], "27b6f275d2be77e4a3556d67ce5689315fb1e0a41a01b6f8092954451d345bbd")
+    self.assertEqual(summary["weights_sha256"], store.weights_sha256(tiny_weights()))
 
   def test_every_output_says_smoke_test(self):
     self.assertTrue(self.first.stdout.startswith(SMOKE + "; specificity: claims 1: not evaluated;"), self.first.stdout)
@@ -75,48 +73,67 @@ class QuickRunTest(absltest.TestCase):
     self.assertRegex(first, r"whole run 0% of [\d,]+ image-steps, ETA \d+(s|m\d\ds)$")  # priced, not '?'
 
   def test_rerun_verifies_outputs_and_redoes_what_fails(self):
-    before = _mtimes(self.workdir)
-    again = run_binary(f"--workdir={self.workdir}", QUICK, weights_flag())
+    workdir = quick_runs.copy_workdir(self.workdir, "spec_rerun_")  # the session's run stays as it is
+    before = _mtimes(workdir)
+    again = run_binary(f"--workdir={workdir}", QUICK, weights_flag())
     self.assertEqual(again.returncode, 0, again.stderr[-2000:])
     self.assertTrue(again.stdout.startswith(SMOKE + "; specificity: up to date"), again.stdout)
-    self.assertEqual(_mtimes(self.workdir), before)
-    with open(os.path.join(self.workdir, "specificity.html"), "r+") as f:
+    self.assertEqual(_mtimes(workdir), before)
+    with open(os.path.join(workdir, "specificity.html"), "r+") as f:
       f.truncate(100)  # a damaged page is redone, not kept
-    path = os.path.join(self.workdir, "specificity.json")
+    path = os.path.join(workdir, "specificity.json")
     with open(path) as f:
       made = json.load(f)
     with open(path, "w") as f:
       json.dump(dict(made, claims=[dict(c, estimate=0.99) for c in made["claims"]]), f)  # hand-edited
-    units = _mtimes(self.workdir, "sweep")
-    fixed = run_binary(f"--workdir={self.workdir}", QUICK, weights_flag())
+    units = _mtimes(workdir, "sweep")
+    fixed = run_binary(f"--workdir={workdir}", QUICK, weights_flag())
     self.assertEqual(fixed.returncode, 0, fixed.stderr[-2000:])
     self.assertNotIn("up to date", fixed.stdout)
-    with open(os.path.join(self.workdir, "specificity.html")) as f:
+    with open(os.path.join(workdir, "specificity.html")) as f:
       self.assertIn("</html>", f.read())
     with open(path) as f:
       self.assertEqual(json.load(f)["claims"], made["claims"])  # the run's numbers, not the edit
-    self.assertEqual(_mtimes(self.workdir, "sweep"), units)  # no visual batch or measure recomputed
+    self.assertEqual(_mtimes(workdir, "sweep"), units)  # no visual batch or measure recomputed
 
-  def test_a_killed_run_resumes_from_its_batches(self):
-    workdir = tempfile.mkdtemp(prefix="spec_resume_")
-    # Build one tap's batches, then "kill": drop that tap's measures and the other tap entirely.
-    cfg = ("--config.taps=('conv2/3x3',)",)
-    run = run_binary(f"--workdir={workdir}", QUICK, weights_flag(), *cfg)
-    self.assertEqual(run.returncode, 0, run.stderr[-2000:])
-    batches = {p: t for p, t in _mtimes(workdir, "sweep").items() if "batch_" in p}
+  def test_a_killed_run_resumes_from_its_batches_and_a_damaged_page_is_redone(self):
+    # A copy of the finished run with a truncated page (its seal no longer holds) and without
+    # conv2/3x3's measures (as if killed before they were saved). The rerun visualizes nothing,
+    # recomputes only those measures from the stored batches, rewrites the page, and says what the
+    # uninterrupted run said.
+    self.assertEqual(self.first.returncode, 0, self.first.stderr[-3000:])
+    workdir = quick_runs.copy_workdir(self.workdir, "spec_resume_")
+    with open(os.path.join(workdir, "specificity.html"), "r+") as f:
+      f.truncate(100)
+    measures = os.path.join(workdir, "sweep", "conv2_3x3", "measures")
     for suffix in (".npz", ".json", ".done.json"):
-      os.unlink(os.path.join(workdir, "sweep", "conv2_3x3", "measures" + suffix))
-    again = run_binary(f"--workdir={workdir}", QUICK, weights_flag(), *cfg)
+      os.unlink(measures + suffix)
+    kept = {p: t for p, t in _mtimes(workdir, "sweep").items() if "batch_" in p or "inception_4a" in p}
+    self.assertLen([p for p in kept if "measures" in p], 3)
+    again = run_binary(f"--workdir={workdir}", QUICK, weights_flag())
     self.assertEqual(again.returncode, 0, again.stderr[-2000:])
+    self.assertNotIn("up to date", again.stdout)
     self.assertNotIn("image-steps/s", again.stderr)  # nothing was visualized again
-    self.assertEqual({p: t for p, t in _mtimes(workdir, "sweep").items() if "batch_" in p}, batches)
+    self.assertEqual({p: t for p, t in _mtimes(workdir, "sweep").items() if p in kept}, kept)  # nor restored units redone
+    self.assertTrue(os.path.isfile(measures + ".npz"))
+    with open(os.path.join(workdir, "specificity.html")) as f:
+      self.assertIn("</html>", f.read())
+    with open(os.path.join(self.workdir, "specificity.json")) as f:
+      want = json.load(f)
+    with open(os.path.join(workdir, "specificity.json")) as f:
+      got = json.load(f)
+    for field in ("claims", "dead_runs", "settings"):
+      self.assertEqual(got[field], want[field], field)
 
   def test_config_errors_are_one_paragraph(self):
-    for override, words in (("--config.channels_per_tap=0", "channels_per_tap"),
-                            ("--config.seeds_per_position=2", "seeds_per_position"),
-                            ("--config.taps=('inception_3a/output',)", "judge layer"),
-                            ("--config.vis.stepz=3", "stepz")):
-      out = run_binary(f"--workdir={tempfile.mkdtemp()}", QUICK, weights_flag(), override, timeout=300)
+    cases = (("--config.channels_per_tap=0", "channels_per_tap"),
+             ("--config.seeds_per_position=2", "seeds_per_position"),
+             ("--config.taps=('inception_3a/output',)", "judge layer"),
+             ("--config.vis.stepz=3", "stepz"))
+    procs = [quick_runs.start_binary("specificity", f"--workdir={tempfile.mkdtemp()}", QUICK, weights_flag(), override)
+             for override, _ in cases]  # side by side: each stops before any work
+    for (override, words), proc in zip(cases, procs):
+      out = quick_runs.finish(proc, timeout=300)
       self.assertEqual(out.returncode, 1, (override, out.stderr[-1500:]))
       self.assertIn(words, out.stderr)
       self.assertNotIn("Traceback", out.stderr)

@@ -15,6 +15,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from absl.testing import absltest, parameterized
 
 import rfspec
@@ -198,6 +199,7 @@ class ConvGradTest(parameterized.TestCase):
     np.testing.assert_array_equal(fast, plain)
 
 
+@pytest.mark.slow
 class InputGradTest(parameterized.TestCase):
 
   @parameterized.parameters(("inception_3a/output", False), ("inception_3a/output", True))

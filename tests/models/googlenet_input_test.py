@@ -8,7 +8,7 @@ from absl.testing import absltest, parameterized
 
 from rfspec.errors import UserError
 from rfspec.models import googlenet
-from tests.conftest import real_params
+from tests.conftest import tiny_params
 
 TAP = "conv1/7x7_s2"
 
@@ -37,7 +37,7 @@ class ForwardInputTest(parameterized.TestCase):
 
   def test_images_in_range_and_slight_overshoot_run(self):
     # Optimised images overshoot [0, 1] a little; that is not a units mistake.
-    params = real_params()
+    params = tiny_params()
     images = np.random.default_rng(0).uniform(-0.3, 1.3, (2, 32, 32, 3)).astype(np.float32)
     out = googlenet.forward(params, images, taps=TAP)[TAP]
     self.assertEqual(out.shape, (2, 16, 16, 64))

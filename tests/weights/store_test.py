@@ -19,6 +19,7 @@ import tempfile
 import threading
 from unittest import mock
 
+import pytest
 from absl.testing import absltest, parameterized
 import jax
 import numpy as np
@@ -575,6 +576,7 @@ class WeightsEnvTest(StoreTestCase):
         store.load_params("bvlc_googlenet", url=url, progress=False)
 
 
+@pytest.mark.slow
 class ConvertWeightsBinaryTest(absltest.TestCase):
 
   def run_binary(self, *args):
