@@ -45,6 +45,8 @@ if "RFSPEC_TESTS_SESSION_DIR" not in os.environ:
   atexit.register(shutil.rmtree, os.environ["RFSPEC_TESTS_SESSION_DIR"], ignore_errors=True)
 SESSION_DIR = os.environ["RFSPEC_TESTS_SESSION_DIR"]
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(SESSION_DIR, "jax_cache"))
+# The binaries turn the cache on themselves (experiments/_cli.py): the same folder, not the user's.
+os.environ.setdefault("RFSPEC_COMPILE_CACHE", os.environ["JAX_COMPILATION_CACHE_DIR"])
 # Every program, not only those over JAX's default 1 s: the sweep's quick run alone compiles about
 # 470 small ones (eager ops at each new shape), which its reruns in other processes then reuse.
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
