@@ -80,7 +80,9 @@ def enable_compile_cache(directory: str | None = None) -> str | None:
   if not (os.path.isdir(existing) and os.access(existing, os.W_OK | os.X_OK)):
     return None
   jax.config.update("jax_compilation_cache_dir", directory)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)  # only what is worth reading back
+  # Every program: a grid call also runs dozens of small ones (its init, the masks, the checks) that
+  # compile in well under a second each but together cost as much as the big one on a second run.
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   return directory
 
 
