@@ -582,11 +582,13 @@ def _chunk_fns(cfg: VisConfig) -> _ChunkFns:
   def init(seeds):
     return jax.vmap(lambda s: _init_state(s, cfg))(seeds)
 
-  def chunk(params, seeds, masks, state, step0, parts=1):
-    step_all = jax.vmap(_step, in_axes=(None, 0, 0, 0, None, None))
+  # Its own jit, so that the batch's equal pieces share one trace and one lowering: the step is
+  # most of a grid's first-call time, paid again by every process (issue 23: compile once).
+  step_all = jax.jit(jax.vmap(functools.partial(_step, cfg=cfg), in_axes=(None, 0, 0, 0, None)))
 
+  def chunk(params, seeds, masks, state, step0, parts=1):
     def body(state, step):
-      return apply_in_parts(lambda s, m, st: step_all(params, s, m, st, step, cfg), parts, seeds, masks, state)
+      return apply_in_parts(lambda s, m, st: step_all(params, s, m, st, step), parts, seeds, masks, state)
 
     # The scan runs the whole batch step by step (not one scan per element, vmapped), so that
     # a step can be cut into independent pieces (`batch_parts`).

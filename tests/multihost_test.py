@@ -59,7 +59,7 @@ class MultiHostTest(absltest.TestCase):
     def start(process_id, devices):
       out = os.path.join(tmp, f"p{process_id}.npz")
       proc = subprocess.Popen([sys.executable, "-c", _SCRIPT, out, str(process_id), port], cwd=REPO,
-                              env=dict(env, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}"),
+                              env=dict(env, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
       return proc, out
 

@@ -57,7 +57,8 @@ _SCRIPT = textwrap.dedent("""
 class ShardingTest(absltest.TestCase):
 
   def test_sharded_grid_equals_unsharded(self):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4",
+               JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, "-c", _SCRIPT], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=900)
     self.assertEqual(proc.returncode, 0, proc.stderr[-4000:])

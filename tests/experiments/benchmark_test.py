@@ -45,52 +45,6 @@ class BenchmarkSmokeTest(absltest.TestCase):
       self.assertLessEqual(sub["step_s_quartiles"][0], sub["step_s_quartiles"][1])
     self.assertEqual(step["step_over_forward"], step["in_parts"]["step_over_forward"])  # judged as the engine runs
 
-  def test_speed_sections_report_their_ratios(self):
-    # The sections behind the speed claims, tiny: their keys, positive finite ratios, and each
-    # headline number equal to the section row it comes from (never a timing threshold).
-    workdir = self.create_tempdir().full_path
-    taps = ["conv2/3x3", "inception_3a/output"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "experiments.benchmark", f"--weights={shared_file(CAFFEMODEL)}", f"--workdir={workdir}",
-         "--sections=grad,flops,compile,throughput,grid", "--repeats=2", "--step_size=40", "--step_batch=2",
-         "--tap=conv2/3x3", "--flops_tap=conv2/3x3", "--flops_grid=2,1", "--flops_steps=2", "--matmul_size=128",
-         "--compile_steps=2", f"--throughput_taps={','.join(taps)}", "--throughput_grid=1,2", "--throughput_steps=3",
-         "--scale_grid=2,1", "--scale_steps=2", "--scale_dtypes=float32,bfloat16"],
-        cwd=REPO, env=dict(os.environ, RFSPEC_SHARED=str(SHARED)), capture_output=True, text=True, timeout=900)
-    self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
-    self.assertEqual(report["sections"], ["grad", "flops", "compile", "throughput", "grid"])
-    for key in ("load_average_1_5_15_min_at_start", "load_average_1_5_15_min_at_end"):
-      self.assertLen(report[key], 3)
-    for key, section in (("grad_over_forward", "grad"), ("flops_over_matmul", "flops"),
-                         ("warm_compile_over_cold", "compile")):
-      self.assertTrue(np.isfinite(report[key]) and report[key] > 0, key)
-      self.assertEqual(report[key], report[section][key])
-    grad = report["grad"]
-    self.assertEqual((grad["batch"], grad["tap"], grad["parts"]), (2, "conv2/3x3", 2))
-    self.assertAlmostEqual(grad["grad_over_forward"], grad["grad_s"] / grad["forward_s"])
-    self.assertAlmostEqual(grad["uncut_over_forward"], grad["grad_uncut_s"] / grad["forward_s"])
-    if report["malloc_arena_max_1"]:  # glibc: the same gradient with rfspec.engine.keep_freed_memory() on
-      self.assertAlmostEqual(grad["kept_memory_over_forward"], grad["grad_kept_memory_s"] / grad["forward_s"])
-    flops = report["flops"]
-    self.assertGreater(flops["flops_per_image_step"], 0)
-    self.assertAlmostEqual(flops["flops_over_matmul"], flops["achieved_gflops"] / flops["matmul_gflops"])
-    self.assertAlmostEqual(flops["image_steps_per_s"], 2 * 1 * 2 / flops["grid_s"])
-    comp = report["compile"]
-    self.assertGreater(comp["cache_entries"], 0)  # the first process wrote the cache the second read
-    self.assertEqual(comp["cold"]["cache_dir"], comp["warm"]["cache_dir"])
-    self.assertAlmostEqual(comp["warm_compile_over_cold"], comp["warm"]["first_call_s"] / comp["cold"]["first_call_s"])
-    thr = report["throughput"]
-    self.assertEqual(list(thr["image_steps_per_s"]), taps)
-    self.assertEqual([r["tap"] for r in thr["rows"]], taps)
-    for row in thr["rows"]:
-      self.assertTrue(np.isfinite(row["image_steps_per_s"]) and row["image_steps_per_s"] > 0)
-      self.assertAlmostEqual(row["image_steps_per_s"], 2 * 3 / row["grid_s"])
-    self.assertEqual([r["dtype"] for r in report["grid"]], ["float32", "bfloat16"])
-    for row in report["grid"]:
-      self.assertGreater(row["peak_memory_bytes"], 0)
-      self.assertGreater(row["flops_per_image_step"], 0)
-
   def test_recorded_cpu_benchmark_is_consistent(self):
     # The one recorded JSON (experiments/results/benchmark_cpu.json) behind the README's speed
     # section and rfspec.throughput: its ratios are there, positive and finite, and the table
@@ -106,9 +60,11 @@ class BenchmarkSmokeTest(absltest.TestCase):
       self.assertAlmostEqual(throughput.CPU_224[tap], rate, places=1)
     self.assertLen(report["load_average_1_5_15_min_at_start"], 3)
 
-  def test_device_check_dry_run(self):
-    # experiments/device_check.sh end to end on CPU at tiny sizes: no install, every section in
-    # one process, the quick atlas, one merged JSON with the headline ratios.
+  def test_device_check_dry_run_reports_every_speed_section(self):
+    # experiments/device_check.sh end to end on CPU at tiny sizes: no install, the speed sections
+    # (grid, flops, grad, compile, throughput) in one benchmark process, the quick atlas, one merged
+    # JSON. The sections' keys, positive finite ratios, and each headline number equal to the
+    # section row it comes from (never a timing threshold).
     out = self.create_tempdir().full_path
     proc = subprocess.run(["bash", "experiments/device_check.sh", "--dry_run", f"--weights={shared_file(CAFFEMODEL)}",
                            f"--out={out}"], cwd=REPO, env=dict(os.environ, RFSPEC_SHARED=str(SHARED), PYTHON=sys.executable),
@@ -117,10 +73,39 @@ class BenchmarkSmokeTest(absltest.TestCase):
     report = json.load(open(os.path.join(out, "device_check_dry_run.json")))
     self.assertTrue(report["dry_run"])
     self.assertEqual(report["sections_run"], ["grid", "flops", "grad", "compile", "throughput"])
-    for key in ("grad_over_forward", "flops_over_matmul", "warm_compile_over_cold"):
-      self.assertTrue(np.isfinite(report[key]) and report[key] > 0, key)
     self.assertEqual(report["atlas"]["exit"], "0", open(os.path.join(out, "device_check.log")).read()[-3000:])
     self.assertTrue(os.path.exists(os.path.join(out, "device_check_atlas")))
+    for key in ("load_average_1_5_15_min_at_start", "load_average_1_5_15_min_at_end"):
+      self.assertLen(report[key], 3)
+    for key, section in (("grad_over_forward", "grad"), ("flops_over_matmul", "flops"),
+                         ("warm_compile_over_cold", "compile")):
+      self.assertTrue(np.isfinite(report[key]) and report[key] > 0, key)
+      self.assertEqual(report[key], report[section][key])
+    grad = report["grad"]
+    self.assertEqual((grad["batch"], grad["tap"], grad["parts"]), (2, "inception_3a/output", 2))
+    self.assertAlmostEqual(grad["grad_over_forward"], grad["grad_s"] / grad["forward_s"])
+    self.assertAlmostEqual(grad["uncut_over_forward"], grad["grad_uncut_s"] / grad["forward_s"])
+    if report["malloc_arena_max_1"]:  # glibc: the same gradient with rfspec.engine.keep_freed_memory() on
+      self.assertAlmostEqual(grad["kept_memory_over_forward"], grad["grad_kept_memory_s"] / grad["forward_s"])
+    flops = report["flops"]
+    self.assertGreater(flops["flops_per_image_step"], 0)
+    self.assertAlmostEqual(flops["flops_over_matmul"], flops["achieved_gflops"] / flops["matmul_gflops"])
+    self.assertAlmostEqual(flops["image_steps_per_s"], 2 * 1 * 2 / flops["grid_s"])
+    comp = report["compile"]
+    self.assertGreater(comp["cache_entries"], 0)  # the first process wrote the cache the second read
+    self.assertEqual(comp["cold"]["cache_dir"], comp["warm"]["cache_dir"])
+    self.assertAlmostEqual(comp["warm_compile_over_cold"], comp["warm"]["first_call_s"] / comp["cold"]["first_call_s"])
+    taps = ["conv2/3x3", "inception_3a/output"]
+    thr = report["throughput"]
+    self.assertEqual(list(thr["image_steps_per_s"]), taps)
+    self.assertEqual([r["tap"] for r in thr["rows"]], taps)
+    for row in thr["rows"]:
+      self.assertTrue(np.isfinite(row["image_steps_per_s"]) and row["image_steps_per_s"] > 0)
+      self.assertAlmostEqual(row["image_steps_per_s"], 2 * 3 / row["grid_s"])
+    self.assertEqual([r["dtype"] for r in report["grid"]], ["float32", "bfloat16"])
+    for row in report["grid"]:
+      self.assertGreater(row["peak_memory_bytes"], 0)
+      self.assertGreater(row["flops_per_image_step"], 0)
 
   def test_unknown_section_is_a_user_error(self):
     proc = subprocess.run([sys.executable, "-m", "experiments.benchmark", f"--weights={shared_file(CAFFEMODEL)}",
