@@ -331,41 +331,44 @@ def _mirror_numbers(m: TapMeasures, key: jax.Array, n_boot: int) -> tuple[float,
   mean; bootstrap over starts within channel and over channels."""
   if m.mirror_desc.size == 0:
     return float("nan"), np.full(n_boot, np.nan)
-  k_n, _, s_n, _ = m.mirror_desc.shape
-  corner = m.roles.index("corner")
-  mirror = m.roles.index("mirror")
-  d = jnp.asarray(m.mirror_desc, jnp.float32)
-  i2, _ = metrics.upper_pairs(2 * s_n)
+  uniq, inv = np.unique(m.seeds, return_inverse=True)
+  est, boot = _mirror_draws(jnp.asarray(m.mirror_desc, jnp.float32), jnp.asarray(m.seeds),
+                            jnp.asarray(m.alive, jnp.float32), jnp.asarray(inv.reshape(m.seeds.shape)), key,
+                            corner=m.roles.index("corner"), mirror=m.roles.index("mirror"), n_unique=len(uniq),
+                            n_boot=n_boot)
+  return float(_nanmean(np.asarray(est), 0)), _nanmean(np.asarray(boot), 1)
+
+
+# One compiled program (eager, its dozens of small ops each compiled on their own).
+@functools.partial(jax.jit, static_argnames=("corner", "mirror", "n_unique", "n_boot"))
+def _mirror_draws(d, seeds, alive, uid, key, *, corner: int, mirror: int, n_unique: int, n_boot: int):
+  """(est [K], boot [n_boot, K]) of `_mirror_numbers`; d = mirror_desc [K, 4, S, C]."""
+  k_n, _, s_n, _ = d.shape
   x_c = jnp.concatenate([d[:, 0], d[:, 1]], axis=1)  # corner vs centre on W*
   x_m = jnp.concatenate([d[:, 2], d[:, 3]], axis=1)  # mirror vs centre on mirror(W*)
   i, j = metrics.upper_pairs(2 * s_n)
   gt_c = metrics.compare(metrics.cosine(x_c, x_c)[..., i, j])
   gt_m = metrics.compare(metrics.cosine(x_m, x_m)[..., i, j])
-  seeds = jnp.asarray(m.seeds)
-  alive = jnp.asarray(m.alive, jnp.float32)
   labels = jnp.concatenate([jnp.zeros(s_n, jnp.int32), jnp.ones(s_n, jnp.int32)])
-  uniq, inv = np.unique(m.seeds, return_inverse=True)
-  uid = jnp.asarray(inv.reshape(m.seeds.shape))
 
   def diff(k, c):
     w = alive[k] * c[uid[k]]  # [P, S]
     a = metrics.psi_from(gt_c[k], jnp.concatenate([seeds[k, corner], seeds[k, 0]]), labels,
-                  jnp.concatenate([w[corner], w[0]]))
+                         jnp.concatenate([w[corner], w[0]]))
     b = metrics.psi_from(gt_m[k], jnp.concatenate([seeds[k, mirror], seeds[k, 0]]), labels,
-                  jnp.concatenate([w[mirror], w[0]]))
+                         jnp.concatenate([w[mirror], w[0]]))
     return b - a
 
-  est = jax.vmap(diff)(jnp.arange(k_n), jnp.ones((k_n, len(uniq))))
+  est = jax.vmap(diff)(jnp.arange(k_n), jnp.ones((k_n, n_unique)))
 
   def draw(kk):
     k1, k2 = jax.random.split(kk)
     picks = jax.random.randint(k1, (k_n,), 0, k_n)
-    counts = jax.vmap(lambda q: jnp.bincount(jax.random.randint(q, (len(uniq),), 0, len(uniq)), length=len(uniq))
+    counts = jax.vmap(lambda q: jnp.bincount(jax.random.randint(q, (n_unique,), 0, n_unique), length=n_unique)
                       .astype(jnp.float32))(jax.random.split(k2, k_n))
     return jax.vmap(diff)(picks, counts)
 
-  boot = np.asarray(jax.lax.map(draw, jax.random.split(key, n_boot)))
-  return float(_nanmean(np.asarray(est), 0)), _nanmean(boot, 1)
+  return est, jax.lax.map(draw, jax.random.split(key, n_boot))
 
 
 def summarize_tap(m: TapMeasures, key: jax.Array, *, n_boot: int = 1000, n_perm: int = 1000) -> TapSummary:

@@ -84,6 +84,21 @@ class TapSummaryTest(absltest.TestCase):
     self.assertEqual(a.dead, 1)
     np.testing.assert_allclose(a.psi_centre, b.psi_centre)
 
+  def test_mirror_ablation_known_answers(self):
+    # mirror_desc [K, 4, S, C]: corner on W*, centre on W*, mirror on mirror(W*), centre on
+    # mirror(W*). A mirror position that shows the centre's pattern while the corner shows its own
+    # gives psi(mirror) - psi(corner) = 0 - 1 = -1; the other way round +1.
+    rng = np.random.default_rng(3)
+    centre = rng.standard_normal((K, 1, 1, C)) * 2 + 0.5 * rng.standard_normal((K, 1, S, C))
+    other = rng.standard_normal((K, 1, 1, C)) * 2 + 0.5 * rng.standard_normal((K, 1, S, C))
+    base = _measures(0.0)._replace(roles=("centre", "mirror", "corner"))
+    for mirror_like, corner_like, answer in ((centre, other, -1.0), (other, centre, 1.0)):
+      d = np.concatenate([corner_like, centre, mirror_like, centre], axis=1).astype(np.float32)
+      est, boot = claims._mirror_numbers(base._replace(mirror_desc=d), jax.random.key(1), 40)
+      self.assertAlmostEqual(est, answer, places=5)
+      self.assertEqual(boot.shape, (40,))
+      self.assertTrue(np.all(np.abs(boot - answer) < 1e-5), boot)
+
   def test_dead_run_rule(self):
     act = np.array([[10.0, 9.0, 0.3, 0.0, -1.0, 8.0]])  # median 4.15: 0.3 is below 10 % of it
     np.testing.assert_array_equal(claims.dead_runs(act), [[False, False, True, True, True, False]])

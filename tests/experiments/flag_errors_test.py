@@ -3,11 +3,13 @@ exit status 1, no traceback, and it comes before any weights load or compile.
 
 --weights names a file that does not exist: a config that got past validation would fail on the
 weights instead, with another message, so each case also shows that the whole config is checked
-first. Each case is a real subprocess, four at a time, all from setUpClass (quick configs; nothing is
-computed).
+first. Each case is its own process running the binary as `python -m` does (`runpy`, as __main__),
+all from setUpClass (quick configs; nothing is computed). They are forked from one runner process
+that has already imported JAX, rfspec and the binaries' libraries (not the binaries themselves, so
+every case defines and parses its flags afresh): 22 interpreter starts cost 25 s of the suite.
 """
 
-import concurrent.futures
+import json
 import os
 import shutil
 import subprocess
@@ -75,14 +77,63 @@ CASES = {
 }
 
 
-def _run(binary, workdir, overrides):
-  cmd = [sys.executable, "-m", f"experiments.{binary}", f"--workdir={workdir}", QUICK[binary], NO_WEIGHTS, *overrides]
-  try:
-    proc = subprocess.run(cmd, cwd=REPO, env=dict(os.environ, RFSPEC_WEIGHTS=""), capture_output=True, text=True,
-                          timeout=300)
-  except subprocess.TimeoutExpired as e:
-    return None, e.stdout or "", (e.stderr or "") + "\n<<timed out>>"
-  return proc.returncode, proc.stdout, proc.stderr
+# The runner: argv[1] is a JSON list of [name, binary, argv, folder]; it prints a JSON dict name ->
+# [exit status, stdout, stderr]. A child that does not finish in 120 s is killed (status None).
+_RUNNER = r"""
+import json, os, runpy, signal, sys, time
+import jax, ml_collections  # noqa: F401  (what every binary imports, once)
+import experiments._cli  # noqa: F401
+import rfspec.runs.atlas, rfspec.runs.figures, rfspec.runs.sweep  # noqa: F401
+cases, children = json.loads(sys.argv[1]), {}
+for name, binary, argv, folder in cases:
+  os.makedirs(folder, exist_ok=True)
+  out, err = os.path.join(folder, "stdout"), os.path.join(folder, "stderr")
+  pid = os.fork()
+  if pid == 0:
+    code = 0
+    try:
+      os.dup2(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 1)
+      os.dup2(os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+      sys.argv = argv
+      runpy.run_module(binary, run_name="__main__", alter_sys=True)
+    except SystemExit as e:
+      code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:
+      import traceback
+      traceback.print_exc()
+      code = 2
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+  children[pid] = (name, out, err)
+results, deadline = {}, time.monotonic() + 120
+while children:
+  pid, status = os.waitpid(-1, os.WNOHANG)
+  if pid == 0:
+    if time.monotonic() > deadline:
+      for p in children:
+        os.kill(p, signal.SIGKILL)
+      deadline = float("inf")
+    time.sleep(0.02)
+    continue
+  name, out, err = children.pop(pid)
+  code = os.waitstatus_to_exitcode(status)
+  results[name] = [code if code >= 0 else None, open(out).read(), open(err).read()]
+print(json.dumps(results))
+"""
+
+
+def _run_all(tmp):
+  """{case: (exit status, stdout, stderr)} of every case, from one runner process."""
+  cases = [[name, f"experiments.{binary}",
+            [f"experiments/{binary}.py", f"--workdir={os.path.join(tmp, name, 'workdir')}", QUICK[binary], NO_WEIGHTS,
+             *overrides], os.path.join(tmp, name)]
+           for name, (binary, overrides, _) in CASES.items()]
+  proc = subprocess.run([sys.executable, "-c", _RUNNER, json.dumps(cases)], cwd=REPO,
+                        env=dict(os.environ, RFSPEC_WEIGHTS=""), capture_output=True, text=True, timeout=600)
+  if proc.returncode:
+    raise RuntimeError(f"the flag-error runner failed ({proc.returncode}): {proc.stderr[-3000:]}")
+  return {name: tuple(r) for name, r in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
 
 
 class FlagErrorsTest(absltest.TestCase):
@@ -92,10 +143,7 @@ class FlagErrorsTest(absltest.TestCase):
     super().setUpClass()
     tmp = tempfile.mkdtemp(prefix="flag_errors_")
     cls.addClassCleanup(shutil.rmtree, tmp, ignore_errors=True)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:  # a few at a time: each imports JAX
-      futures = {name: pool.submit(_run, binary, os.path.join(tmp, name), overrides)
-                 for name, (binary, overrides, _) in CASES.items()}
-      cls.results = {name: f.result() for name, f in futures.items()}
+    cls.results = _run_all(tmp)
 
   def check(self, name):
     code, out, err = self.results[name]
