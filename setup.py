@@ -22,6 +22,9 @@ setup(
         "absl-py>=1.0",
         "ml_collections>=0.1.1",
         "matplotlib>=3.6",
+        # jax.export's serialization (26 kB, pure Python): a traced grid program is kept on disk,
+        # so a later process skips tracing (rfspec/program_cache.py; compile once per machine).
+        "flatbuffers>=23",
     ],
     extras_require={
         # pytest-xdist runs the suite on both cores of a small machine (-n 2: about 8 min instead

@@ -46,7 +46,7 @@ from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from rfspec import masks as masks_lib
-from rfspec import memory, objectives, param, recipes, transforms
+from rfspec import memory, objectives, param, program_cache, recipes, transforms
 from rfspec.progress import Progress, print_progress
 from rfspec.errors import UserError
 from rfspec.models import googlenet, preprocess
@@ -602,6 +602,16 @@ def _chunk_fns(cfg: VisConfig) -> _ChunkFns:
   return _ChunkFns(jax.jit(init), jax.jit(chunk, donate_argnums=(3,), static_argnames=("parts",)))
 
 
+def _chunk_key(cfg: VisConfig) -> str:
+  return f"engine.chunk {cfg!r}"
+
+
+def chunk_compiles(cfg: VisConfig) -> int:
+  """How many chunk programs of `cfg` this process has compiled, directly or through
+  `rfspec.program_cache` (one per batch shape and device set, whatever the seeds and masks)."""
+  return _chunk_fns(cfg).chunk._cache_size() + program_cache.compiled(_chunk_key(cfg))
+
+
 class NonFiniteError(FloatingPointError, ValueError):
   """Raised when an element's image or objective went NaN or inf; names the elements."""
 
@@ -687,7 +697,10 @@ def _run_grid(params, seeds: np.ndarray, masks: np.ndarray, cfg: VisConfig, prog
   state = fns.init(seeds_d)
   traces, snaps, start, first_done, first_step = [], {}, time.perf_counter(), None, 0
   for step0 in range(0, cfg.steps, n):
-    state, trace, images, finite = fns.chunk(params_d, seeds_d, masks_d, state, np.int32(step0), parts=parts)
+    if step0 == 0:  # traced once per machine (when the compilation cache is on), see rfspec.program_cache
+      chunk = program_cache.cached(fns.chunk, _chunk_key(cfg), (params_d, seeds_d, masks_d, state, np.int32(0)),
+                                   jax.tree.structure((state, 0, 0, 0)), donate_argnums=(3,), parts=parts)
+    state, trace, images, finite = chunk(params_d, seeds_d, masks_d, state, np.int32(step0))
     traces.append(trace)
     finite = _get(finite)[:batch]
     done = min(step0 + n, cfg.steps)

@@ -328,8 +328,6 @@ def transfer_activations(params, images, boxes, windows: FrameWindows, positions
   into T(p -> q) = mean out[p, q, 0] / mean out[p, q, 1]. act_q is `tap`'s blob (post-ReLU, as Caffe
   stores it) at node q = positions[q], `channel`, as the run's net sees it (`mean_bgr`, `pad_mode`).
   """
-  from rfspec import objectives
-
   images = check_images(images)
   b = _check_positions(boxes, images, windows)
   images = jnp.asarray(images)
@@ -342,24 +340,33 @@ def transfer_activations(params, images, boxes, windows: FrameWindows, positions
   fill = neutral_fill(mean_bgr)
   pos = np.asarray(positions, np.int64)
 
-  @jax.jit
-  def node_q(x_all, rect_p, shift_p, rect_q, x_q, ij):
-    # x_all [P, S, ...]: each p's images cut to window[p, q] and moved by shift_p[p] into q's frame.
-    moved = jax.vmap(jax.vmap(cut_and_move, (0, None, None, None)), (0, 0, 0, None))(x_all, rect_p, shift_p, fill)
-    own = jax.vmap(jax.vmap(cut_and_move, (0, None, None, None)), (None, 0, None, None))(
-        x_q, rect_q, jnp.zeros(2), fill)
-    batch = jnp.concatenate([moved, own]).reshape(-1, *x_all.shape[2:])
-    act = objectives.tap_activation(params, batch, tap, mean_bgr=mean_bgr, pad_mode=pad_mode)
-    return act[:, ij[0], ij[1], channel].astype(jnp.float32).reshape(2, n_p, n_s)
-
   out = np.zeros((n_p, n_p, 2, n_s), np.float32)
   for q in range(n_p):
     rect_q = rects[q]  # window[q, p] at q == window[p, q] at q (the window is symmetric)
-    a = node_q(images, jnp.asarray(rects[:, q]), jnp.asarray(b[q, :2] - b[:, :2]), jnp.asarray(rect_q),
-               images[q], jnp.asarray(pos[q]))
+    a = _transfer_node(params, images, jnp.asarray(rects[:, q]), jnp.asarray(b[q, :2] - b[:, :2]),
+                       jnp.asarray(rect_q), images[q], jnp.asarray(pos[q]), fill, channel, tap=tap,
+                       mean_bgr=tuple(float(v) for v in np.asarray(mean_bgr).reshape(-1)), pad_mode=pad_mode)
     out[:, q, 0] = np.asarray(a[0])
     out[:, q, 1] = np.asarray(a[1])
   return out
+
+
+# Module level, with the params an argument: one compile per (tap, shapes), shared by every node q,
+# channel and call (a closure over the params would compile again at each call).
+@functools.partial(jax.jit, static_argnames=("tap", "mean_bgr", "pad_mode"))
+def _transfer_node(params, x_all, rect_p, shift_p, rect_q, x_q, ij, fill, channel, *, tap: str, mean_bgr: tuple,
+                   pad_mode: str):
+  """[2, P, S] node-q activations of `transfer_activations`; x_all [P, S, H, W, 3]: each p's images cut
+  to window[p, q] and moved by shift_p[p] into q's frame; row 1: q's own images on the same window."""
+  from rfspec import objectives
+
+  n_p, n_s = x_all.shape[:2]
+  moved = jax.vmap(jax.vmap(cut_and_move, (0, None, None, None)), (0, 0, 0, None))(x_all, rect_p, shift_p, fill)
+  own = jax.vmap(jax.vmap(cut_and_move, (0, None, None, None)), (None, 0, None, None))(
+      x_q, rect_q, jnp.zeros(2), fill)
+  batch = jnp.concatenate([moved, own]).reshape(-1, *x_all.shape[2:])
+  act = objectives.tap_activation(params, batch, tap, mean_bgr=mean_bgr, pad_mode=pad_mode)
+  return act[:, ij[0], ij[1], channel].astype(jnp.float32).reshape(2, n_p, n_s)
 
 
 # ----------------------------------------------------------------------------- indices from similarities

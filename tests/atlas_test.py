@@ -53,9 +53,9 @@ class RunAtlasTest(parameterized.TestCase):
     cls.settings = atlas.settings_from_config(CONFIG)
     cls.cfg = cls.settings.cfg()
     fns = engine._chunk_fns(cls.cfg)  # cached per cfg; no other test uses this one
-    cls.traces_before = (fns.init._cache_size(), fns.chunk._cache_size())
+    cls.traces_before = (fns.init._cache_size(), engine.chunk_compiles(cls.cfg))
     cls.result = atlas.run_atlas(cls.params, cls.settings, Store(None), progress=QUIET)
-    cls.traces_after = (fns.init._cache_size(), fns.chunk._cache_size())
+    cls.traces_after = (fns.init._cache_size(), engine.chunk_compiles(cls.cfg))
 
   def test_shapes_and_lattice(self):
     r = self.result

@@ -167,7 +167,7 @@ class VisualizeTest(parameterized.TestCase):
     vis.visualize_grid(self.params, [0, 1], _masks(cfg), cfg, progress=calls.append)
     vis.visualize_grid(self.params, [987654, -3], _masks(cfg), cfg, progress=calls.append)
     # One compiled chunk function for both grids and every chunk (the last one is padded).
-    self.assertEqual(vis._chunk_fns(cfg).chunk._cache_size(), 1)
+    self.assertEqual(vis.chunk_compiles(cfg), 1)
     self.assertEqual([c.step for c in calls], [2, 4, 5] * 2)
     self.assertTrue(all(c.total == 5 and c.images == 4 and c.image_steps_per_s > 0 for c in calls))
     self.assertEqual(calls[-1].eta_s, 0.0)
