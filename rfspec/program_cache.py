@@ -9,8 +9,8 @@ jaxlib, and a digest of rfspec's own source: a later process loads it instead of
 compile is then a read from JAX's cache. Any change to rfspec's code is a new key.
 
 It is on exactly when the compilation cache is (every `experiments/` binary turns it on; opt out
-with `--nocompile_cache`), and off for multi-process runs. A file that fails to load is traced
-afresh and rewritten (write to a temporary file, then rename).
+with `--nocompile_cache`), and off for multi-process runs. Each file starts with its payload's
+sha256: a file that fails the check or fails to load is traced afresh and rewritten atomically.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ import hashlib
 import logging
 import os
 import pathlib
-import tempfile
 from typing import Callable
 
 import jax
+
+from rfspec import files
 
 __all__ = ["cached", "compiled", "directory"]
 
@@ -84,8 +85,11 @@ def cached(jitted: Callable, key: str, args: tuple, out_tree, *, donate_argnums:
   if os.path.isfile(path):
     try:
       with open(path, "rb") as f:
-        exported = jax.export.deserialize(bytearray(f.read()))
-    except Exception as e:  # a damaged file: trace afresh and replace it
+        head, payload = f.read().split(b"\n", 1)
+      if hashlib.sha256(payload).hexdigest().encode() != head:
+        raise ValueError("its checksum does not match")
+      exported = jax.export.deserialize(bytearray(payload))
+    except Exception as e:  # a damaged file is detected, not loaded: trace afresh and replace it
       _log.warning("rfspec: could not load the traced program %s (%s); tracing it again", path, e)
   if exported is None:
     def flat(*flat_args):
@@ -96,11 +100,8 @@ def cached(jitted: Callable, key: str, args: tuple, out_tree, *, donate_argnums:
       return out_leaves
 
     exported = jax.export.export(jax.jit(flat))(*leaves)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    with os.fdopen(fd, "wb") as f:
-      f.write(exported.serialize())
-    os.replace(tmp, path)
+    payload = bytes(exported.serialize())
+    files.atomic_write(path, hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
   counts = [len(jax.tree.leaves(a)) for a in args]
   starts = [sum(counts[:i]) for i in range(len(args))]
   donated = tuple(starts[i] + j for i in donate_argnums for j in range(counts[i]))

@@ -66,14 +66,22 @@ class ProgramCacheTest(absltest.TestCase):
     self._run()
     folder = os.path.join(self.folder, "rfspec_programs")
     (name,) = os.listdir(folder)
-    with open(os.path.join(folder, name), "wb") as f:
-      f.write(b"not a program")
-    self._new_process()
-    with self.assertLogs(program_cache._log, "WARNING"):
-      got = self._run()
-    self.assertLen(TRACED, 1)
-    self.assertGreater(os.path.getsize(os.path.join(folder, name)), 100)
-    np.testing.assert_allclose(got[1], _step(*self._args(), scale=2.0)[1])
+    path = os.path.join(folder, name)
+    good = open(path, "rb").read()
+    flipped = bytearray(good)
+    flipped[-40] ^= 1  # one bit inside the program: caught by the checksum, never deserialized
+    for damaged in (b"not a program", bytes(flipped), good[: len(good) // 2]):
+      with open(path, "wb") as f:
+        f.write(damaged)
+      self._new_process()
+      with self.assertLogs(program_cache._log, "WARNING") as logs:
+        got = self._run()
+      self.assertIn("tracing it again", logs.output[0])
+      self.assertLen(TRACED, 1)
+      np.testing.assert_allclose(got[1], _step(*self._args(), scale=2.0)[1])
+      self._new_process()  # the rewritten file loads without a trace
+      self._run()
+      self.assertEmpty(TRACED)
 
   def test_off_without_a_compilation_cache(self):
     with mock.patch.object(program_cache, "directory", lambda: None):
