@@ -589,6 +589,8 @@ def run_sweep(params, settings: SweepSettings, store: Store, *, natural: tuple[n
       r_imgs, _ = _visualize(params, r_cfg, r_seeds, r_masks, dataclasses.replace(settings, batch=len(r_seeds)), store,
                              f"{unit}/realism", dict(tap_key, arm="realism"), progress)
       arm = (r_imgs[:s_n], r_imgs[s_n:], settings.realism_steps)
+    # The analysis below takes minutes at 224 px with nothing else to report: say what it is doing.
+    progress.note(f"[{tap}] measuring {main} images: effective RFs, RF-frame descriptors, transfer, nulls")
     erf_off = geometry.erf_off_share(params, tap, hw, plan.positions, key=jax.random.fold_in(key, 1000 + t))
 
     def measure(imgs, steps):
@@ -600,6 +602,8 @@ def run_sweep(params, settings: SweepSettings, store: Store, *, natural: tuple[n
     m = measure(images, cfg.steps)
     for n_step, step in enumerate(settings.snapshot_steps):
       pilot_measures.setdefault(step, []).append(measure(snaps[n_step], step))
+    if tap in settings.input_size_taps or tap in settings.padding_taps:
+      progress.note(f"[{tap}] ablations (their grids join the run's image-steps as they start)")
     ablations = _ablations(params, settings, tap, cfg, plan, choice, images[:main].reshape(
         k_n, p_n, s_n, *images.shape[1:]), store, unit, tap_key, progress, jax.random.fold_in(key, 2000 + t))
     arrays, meta = measures_to_arrays(m)
