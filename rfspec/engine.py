@@ -695,11 +695,11 @@ def _run_grid(params, seeds: np.ndarray, masks: np.ndarray, cfg: VisConfig, prog
   n = min(cfg.chunk, cfg.steps)
   parts = batch_parts(mesh.devices.flat)
   state = fns.init(seeds_d)
+  # Traced once per machine when the compilation cache is on (rfspec.program_cache).
+  chunk = program_cache.cached(fns.chunk, _chunk_key(cfg), (params_d, seeds_d, masks_d, state, np.int32(0)),
+                               jax.tree.structure((state, 0, 0, 0)), donate_argnums=(3,), parts=parts)
   traces, snaps, start, first_done, first_step = [], {}, time.perf_counter(), None, 0
   for step0 in range(0, cfg.steps, n):
-    if step0 == 0:  # traced once per machine (when the compilation cache is on), see rfspec.program_cache
-      chunk = program_cache.cached(fns.chunk, _chunk_key(cfg), (params_d, seeds_d, masks_d, state, np.int32(0)),
-                                   jax.tree.structure((state, 0, 0, 0)), donate_argnums=(3,), parts=parts)
     state, trace, images, finite = chunk(params_d, seeds_d, masks_d, state, np.int32(step0))
     traces.append(trace)
     finite = _get(finite)[:batch]
