@@ -92,7 +92,9 @@ class TapMeasures(NamedTuple):
       W*, mirror and centre images on the mirrored window (empty K x 0 without a mirror).
     single_slope, tiled_slope: [S] spectrum slopes of channels[0] at the centre and tiled (empty if
       not run); single_start_share, tiled_start_share: [S] the share of each image's variance that is
-      left-over start noise (`metrics.start_remnant_share`).
+      left-over start noise (`metrics.start_remnant_share`); single_final, tiled_final: [S] the node's
+      value on each final image (the tiled one: the channel's mean over the map), for `dead_runs`
+      (empty: not recorded, e.g. a unit stored before the realism arm kept them).
   """
 
   tap: str
@@ -120,6 +122,8 @@ class TapMeasures(NamedTuple):
   tiled_slope: np.ndarray
   single_start_share: np.ndarray
   tiled_start_share: np.ndarray
+  single_final: np.ndarray = np.zeros(0)
+  tiled_final: np.ndarray = np.zeros(0)
 
 
 def dead_runs(final_act) -> np.ndarray:
@@ -693,15 +697,26 @@ def _claim5(taps, realism: Realism | None, key: jax.Array, n_boot: int) -> Claim
     return Claim(CLAIMS[4], measure, float("nan"), nan2, False, float("nan"), "", float("nan"), "not measured",
                  f"{have} natural reference photos; the comparison needs >= {MIN_NATURAL_PHOTOS}",
                  "install scikit-image (pip install -e .[test]) for its bundled photos, or pass reference images", 0, {})
-  worst = max(float(np.max(np.concatenate([m.single_start_share, m.tiled_start_share]))) for m in runs)
+  if any(m.single_final.size != m.single_slope.size or m.tiled_final.size != m.tiled_slope.size for m in runs):
+    return Claim(CLAIMS[4], measure, float("nan"), nan2, False, float("nan"), "", float("nan"), "not measured",
+                 "the realism arm recorded no final node activations, so its dead runs cannot be excluded",
+                 "rerun the sweep: the realism arm is its own stored unit and reruns alone", 0, {})
+  # A start is used only if both its single and its tiled run are alive (the pair is the unit).
+  alive = [~(dead_runs(m.single_final[None])[0] | dead_runs(m.tiled_final[None])[0]) for m in runs]
+  dead = {m.tap: int((~a).sum()) for m, a in zip(runs, alive)}
+  if any(not a.any() for a in alive):
+    return Claim(CLAIMS[4], measure, float("nan"), nan2, False, float("nan"), "", float("nan"), "not measured",
+                 f"every realism start of a tap is a dead run (dead per tap: {dead})", "run more starts", 0, {})
+  worst = max(float(np.max(np.concatenate([m.single_start_share[a], m.tiled_start_share[a]])))
+              for m, a in zip(runs, alive))
   if worst > MAX_START_SHARE:
     return Claim(CLAIMS[4], measure, float("nan"), nan2, False, float("nan"), "", float("nan"), "not measured",
-                 f"start noise remains: up to {worst:.0%} of an image's variance is the decayed start (needs < "
+                 f"start noise remains: up to {worst:.0%} of a live image's variance is the decayed start (needs < "
                  f"{MAX_START_SHARE:.0%}), so the spectrum would measure the noise",
                  "run more steps (the decay removes 0.5 % of the start per step under zipser2015)", 0, {})
   nat = float(np.median(realism.natural_slope))
-  single = [np.abs(np.asarray(m.single_slope) - nat) for m in runs]
-  tiled = [np.abs(np.asarray(m.tiled_slope) - nat) for m in runs]
+  single = [np.abs(np.asarray(m.single_slope)[a] - nat) for m, a in zip(runs, alive)]
+  tiled = [np.abs(np.asarray(m.tiled_slope)[a] - nat) for m, a in zip(runs, alive)]
   diffs = [a - b for a, b in zip(single, tiled)]
   est = float(np.mean([d.mean() for d in diffs]))
   boot, perm = [], []
@@ -714,7 +729,9 @@ def _claim5(taps, realism: Realism | None, key: jax.Array, n_boot: int) -> Claim
   n = int(sum(d.size for d in diffs))
   c = _greater(CLAIMS[4], measure, est, np.mean(boot, 0), np.mean(perm, 0), 0.0,
                "single and tiled labels swapped within each start (null 0)", 0.0, n, max(d.size for d in diffs), None)
-  return c._replace(second=dict(name="median spectrum slope of the natural photos", estimate=nat,
+  n_dead = sum(dead.values())
+  return c._replace(why=f"{c.why}; {n_dead} dead realism start(s) left out ({', '.join(f'{t}: {d}' for t, d in dead.items())})",
+                    second=dict(name="median spectrum slope of the natural photos", estimate=nat,
                                 ci=tuple(float(v) for v in np.percentile(realism.natural_slope, [2.5, 97.5])),
                                 null=float("nan"), p_value=float("nan"),
                                 says=f"{len(realism.natural_slope)} photos ({', '.join(realism.natural_names[:4])}, ...)"))

@@ -510,7 +510,7 @@ def specificity_markdown(summary: Mapping[str, Any]) -> str:
          if nat else []) + _pilot(summary))
 
 
-SWEEP_REPORT_VERSION = 2  # bump when the sweep's rendered outputs change (stored units stay valid)
+SWEEP_REPORT_VERSION = 3  # bump when the sweep's rendered outputs change (stored units stay valid)
 
 
 def _html_table(header, rows) -> str:

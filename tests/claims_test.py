@@ -41,7 +41,8 @@ def _measures(sep: float, *, tap="t", rf_size=50, inside=(1.0, 0.8, 0.4), transf
       channels=np.arange(K), eligible=K, seeds=seeds, final_act=final, alive=~claims.dead_runs(final), desc=desc,
       null_desc=null_desc, transfer=transfer, null_transfer=null_transfer, mirror_desc=np.zeros((K, 0, S, C)),
       single_slope=np.asarray(r.get("single", empty)), tiled_slope=np.asarray(r.get("tiled", empty)),
-      single_start_share=np.asarray(r.get("corr", empty)), tiled_start_share=np.asarray(r.get("corr", empty)))
+      single_start_share=np.asarray(r.get("corr", empty)), tiled_start_share=np.asarray(r.get("corr", empty)),
+      single_final=np.asarray(r.get("final", empty)), tiled_final=np.asarray(r.get("final", empty)))
 
 
 def _summary(m):
@@ -145,7 +146,7 @@ class DecideTest(absltest.TestCase):
     self.assertIn("small-RF", v[0].why)
 
   def test_claim5_needs_photos_and_no_start_noise(self):
-    real = dict(single=np.full(S, -0.5), tiled=np.full(S, -2.0), corr=np.zeros(S))
+    real = dict(single=np.full(S, -0.5), tiled=np.full(S, -2.0), corr=np.zeros(S), final=np.ones(S))
     m = _measures(1.0, tap="large", rf_size=90, realism=real)
     s = _summary(m)
     few = claims.Realism(np.full(5, -2.5), tuple("abcde"))
@@ -155,6 +156,32 @@ class DecideTest(absltest.TestCase):
     self.assertEqual(self._decide([(m, s)], realism=many)[4].verdict, "supported")
     noisy = m._replace(single_start_share=np.full(S, 0.3))
     self.assertIn("start noise", self._decide([(noisy, s)], realism=many)[4].why)
+    unrecorded = m._replace(single_final=np.zeros(0), tiled_final=np.zeros(0))
+    self.assertIn("no final node activations", self._decide([(unrecorded, s)], realism=many)[4].why)
+
+  def test_claim5_leaves_out_dead_realism_starts(self):
+    # Start 0's single run died: its image is all start noise and its slope is wildly off. The dead
+    # rule removes it (and its tiled partner); left in, it would trip the start-noise gate.
+    R = 8  # realism starts (enough for p < 0.05 with one left out)
+    single_slope = np.full(R, -0.5)
+    single_slope[0] = 5.0
+    share = np.zeros(R)
+    share[0] = 1.9
+    final = np.ones(R)
+    final[0] = 0.0
+    real = dict(single=single_slope, tiled=np.full(R, -2.0), corr=share, final=final)
+    m = _measures(1.0, tap="large", rf_size=90, realism=real)
+    s = _summary(m)
+    rng = np.random.default_rng(0)
+    many = claims.Realism(-2.5 + 0.2 * rng.standard_normal(25), tuple(map(str, range(25))))
+    c = self._decide([(m, s)], realism=many)[4]
+    self.assertEqual(c.verdict, "supported")
+    self.assertEqual(c.n, R - 1)
+    self.assertAlmostEqual(c.estimate, abs(-0.5 - np.median(many.natural_slope)) - abs(-2.0 - np.median(
+        many.natural_slope)), places=6)
+    self.assertIn("1 dead realism start", c.why)
+    alive_noisy = m._replace(single_final=np.ones(R), tiled_final=np.ones(R))  # the same image counted alive trips the gate
+    self.assertIn("start noise", self._decide([(alive_noisy, s)], realism=many)[4].why)
 
 
 class ConditionPsiTest(absltest.TestCase):

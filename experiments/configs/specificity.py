@@ -17,7 +17,7 @@ Fields (see `rfspec.runs.sweep.SweepSettings`):
     (`rfspec.selection`), with `channel_key`.
   n_positions: positions along the diagonal from the centre node to the corner; mirror: add the
     corner's true mirror about the image; tiled: the first channel also tiled (claim 5);
-    realism_steps: if > 0, claim 5's single and tiled images are a separate arm of this many steps.
+    realism_steps: claim 5's single and tiled images are an arm of their own, run this many steps (0: vis.steps).
   batch: elements per compiled batch (16 suits 2 CPU cores; a GPU takes hundreds).
   n_boot, n_perm: bootstrap draws and permutations.
   snapshot_steps: also score the images after these steps (the pilot).
@@ -78,7 +78,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.seed_pool = 16
     c.n_positions = 4
     c.mirror = False
-    c.batch = 27  # the whole pilot (2 x 4 x 3 + 3 tiled) in one compiled batch
+    c.batch = 24  # the whole pilot grid (2 x 4 x 3) in one compiled batch
     c.snapshot_steps = (300, 600, 1000)
     c.input_size_taps = ()
     c.padding_taps = ()

@@ -66,9 +66,9 @@ class SweepSettings:
     n_positions: positions along the diagonal, centre to corner.
     mirror: add the corner's true mirror position (the mirror ablation).
     tiled: also visualize the first channel tiled over every position (claim 5).
-    realism_steps: if > 0, claim 5's images (the first channel's centre node and the channel tiled,
-      S starts each) are a separate arm run for this many steps, so the start noise has decayed
-      (its share is checked); 0 takes them from the main grid.
+    realism_steps: claim 5's images (the first channel's centre node and the channel tiled, from the
+      centre's S starts) are an arm of their own, run for this many steps (0: the main grid's), so
+      the start noise can decay (its share is checked) without running the whole grid longer.
     batch: grid elements per compiled batch (every batch has this shape).
     n_boot, n_perm: bootstrap draws and permutations.
     snapshot_steps: also measure the images after these step counts (the pilot).
@@ -180,7 +180,7 @@ def settings_from_config(config) -> SweepSettings:
   a_k = whole("ablation_channels", 1, max_k)
   a_s = whole("ablation_seeds", 2, 4096)
   channel_key = whole("channel_key", 0, 2 ** 31 - 1)
-  realism_steps = whole("realism_steps", 0, 2 ** 31 - 1, " (0: claim 5 takes its images from the main grid)")
+  realism_steps = whole("realism_steps", 0, 2 ** 31 - 1, " (0: claim 5's arm runs the main grid's steps)")
   snaps = val("snapshot_steps") or ()
   if isinstance(snaps, (str, bytes)) or not hasattr(snaps, "__iter__") or not all(_whole(v) for v in snaps):
     bad.append(f"config.snapshot_steps must be whole step counts, e.g. (300, 600); got {val('snapshot_steps')!r}.")
@@ -336,21 +336,29 @@ def _plan(tap: str, settings: SweepSettings) -> _Plan:
   return _Plan(positions, tuple(roles[:len(positions)]), np.array([rf.box(*p) for p in positions], np.int64))
 
 
+# params are an argument, so one compile serves every call with the same tap, mean, padding and batch.
+_blob = jax.jit(objectives.tap_activation, static_argnames=("tap", "pre_relu", "dtype", "mean_bgr", "pad_mode"))
+
+
+def _tap_values(params, images: np.ndarray, cfg: VisConfig, batch: int = 16) -> np.ndarray:
+  """The tap's blob on each image: float32 [N, h, w, C] (no jitter, the run's net), in fixed batches."""
+  out = []
+  for lo in range(0, len(images), batch):
+    x = images[lo:lo + batch]
+    pad = batch - len(x)
+    x = jnp.asarray(np.concatenate([x, np.repeat(x[:1], pad, 0)]) if pad else x)
+    out.append(np.asarray(_blob(params, x, tap=cfg.tap, mean_bgr=cfg.caffe_mean, pad_mode=cfg.pad_mode))[:len(images[lo:lo + batch])])
+  return np.concatenate(out).astype(np.float32)
+
+
 def _node_values(params, images: np.ndarray, cfg: VisConfig, nodes: np.ndarray, channels: np.ndarray,
                  batch: int = 16) -> np.ndarray:
   """The tap's blob at node (i, j), channel c, for each image: float32 [N] (no jitter, the run's net)."""
   out = []
-
-  @jax.jit
-  def blob(x):
-    return objectives.tap_activation(params, x, cfg.tap, mean_bgr=cfg.caffe_mean, pad_mode=cfg.pad_mode)
-
   for lo in range(0, len(images), batch):
-    x = images[lo:lo + batch]
-    pad = batch - len(x)
-    a = np.asarray(blob(jnp.asarray(np.concatenate([x, np.repeat(x[:1], pad, 0)]) if pad else x)))[:len(x)]
+    a = _tap_values(params, images[lo:lo + batch], cfg, batch)
     n = nodes[lo:lo + batch]
-    out.append(a[np.arange(len(x)), n[:, 0], n[:, 1], channels[lo:lo + batch]])
+    out.append(a[np.arange(len(a)), n[:, 0], n[:, 1], channels[lo:lo + batch]])
   return np.concatenate(out).astype(np.float32)
 
 
@@ -416,8 +424,7 @@ def measure_tap(params, cfg: VisConfig, plan: _Plan, choice: selection.ChannelCh
   Args:
     images: [K, P, S, H, W, 3] every (channel, position, start).
     final_act: [K, P, S] the node's value on each final image.
-    realism: (single [S, H, W, 3], tiled [S, H, W, 3], steps): the first channel's centre node and the
-      channel tiled, from its centre starts, after `steps` steps; or None.
+    realism: `realism_measures(...)` of claim 5's images, or None.
   """
   hw = cfg.image_hw
   k_n, p_n, s_n = images.shape[:3]
@@ -445,16 +452,8 @@ def measure_tap(params, cfg: VisConfig, plan: _Plan, choice: selection.ChannelCh
     x = images[:, which]  # [K, 4, S, ...]
     r = np.broadcast_to(mirror_rects[None, :, None], (k_n, 4, s_n, 4))
     mirror_desc = np.asarray(metrics.describe(params, jnp.asarray(x), jnp.asarray(r)))
-  empty = np.zeros((0,), np.float32)
-  if realism is not None:
-    single, tiled, steps = realism
-    starts = np.stack([np.asarray(initial_image(int(s), cfg)) for s in choice.seeds[0, 0]])
-    remnant = (1.0 - cfg.decay) ** steps  # the decay shrinks the start's deviation from the mean colour each step
-    realism = dict(single_slope=metrics.spectrum_slope(single), tiled_slope=metrics.spectrum_slope(tiled),
-                   single_start_share=metrics.start_remnant_share(single, starts, remnant),
-                   tiled_start_share=metrics.start_remnant_share(tiled, starts, remnant))
-  else:
-    realism = dict(single_slope=empty, tiled_slope=empty, single_start_share=empty, tiled_start_share=empty)
+  if realism is None:
+    realism = {f: np.zeros((0,)) for f in REALISM_FIELDS}
   return claims.TapMeasures(
       tap=cfg.tap, image_hw=tuple(hw), rf_size=int(rf.size), positions=pos, roles=tuple(plan.roles), boxes=plan.boxes,
       inside=np.array([rf.inside_fraction(*p) for p in plan.positions]), erf_off=np.asarray(erf_off, np.float64),
@@ -463,6 +462,29 @@ def measure_tap(params, cfg: VisConfig, plan: _Plan, choice: selection.ChannelCh
       alive=alive, desc=desc.astype(np.float32), null_desc=null_desc.astype(np.float32),
       transfer=transfer.astype(np.float32), null_transfer=null_transfer.astype(np.float32),
       mirror_desc=mirror_desc.astype(np.float32), **{k: np.asarray(v, np.float64) for k, v in realism.items()})
+
+
+REALISM_FIELDS = ("single_slope", "tiled_slope", "single_start_share", "tiled_start_share", "single_final", "tiled_final")
+REALISM_VERSION = 1  # bump when realism_measures changes: the realism units are measured again (their images stay)
+
+
+def realism_measures(params, cfg: VisConfig, single: np.ndarray, tiled: np.ndarray, steps: int, seeds: np.ndarray,
+                     node: tuple[int, int], channel: int) -> dict:
+  """Claim 5's numbers for one tap: {field: [S]} for `REALISM_FIELDS`.
+
+  Args:
+    single, tiled: [S, H, W, 3] the channel's node at `node` and the channel tiled, from starts `seeds`
+      [S], after `steps` steps.
+  """
+  starts = np.stack([np.asarray(initial_image(int(s), cfg)) for s in seeds])
+  remnant = (1.0 - cfg.decay) ** steps  # the decay shrinks the start's deviation from the mean colour each step
+  s_n = len(single)
+  blob = _tap_values(params, np.concatenate([single, tiled]), cfg)  # [2S, h, w, C]
+  return {k: np.asarray(v, np.float64) for k, v in dict(
+      single_slope=metrics.spectrum_slope(single), tiled_slope=metrics.spectrum_slope(tiled),
+      single_start_share=metrics.start_remnant_share(single, starts, remnant),
+      tiled_start_share=metrics.start_remnant_share(tiled, starts, remnant),
+      single_final=blob[:s_n, node[0], node[1], channel], tiled_final=blob[s_n:, ..., channel].mean(axis=(1, 2))).items()}
 
 
 def measures_to_arrays(m: claims.TapMeasures) -> tuple[dict, dict]:
@@ -481,16 +503,36 @@ def measures_from_arrays(arrays: dict, meta: dict) -> claims.TapMeasures:
 # ----------------------------------------------------------------------------- the sweep
 
 
-def _realism_elements(tap: str, choice: selection.ChannelChoice, plan: _Plan, hw):
-  """The first channel's centre node, then the channel tiled, each from its centre starts."""
-  seeds = np.asarray(choice.seeds[0, 0], np.int64)
-  single = masks_lib.node_mask(tap, int(choice.channels[0]), hw, plan.positions[0])
-  tiled = masks_lib.node_mask(tap, int(choice.channels[0]), hw, None)
+def _realism_elements(tap: str, channel: int, seeds: np.ndarray, plan: _Plan, hw):
+  """The channel's centre node, then the channel tiled, each from the centre's starts `seeds` [S]."""
+  seeds = np.asarray(seeds, np.int64)
+  single = masks_lib.node_mask(tap, int(channel), hw, plan.positions[0])
+  tiled = masks_lib.node_mask(tap, int(channel), hw, None)
   return np.concatenate([seeds, seeds]), np.stack([single] * len(seeds) + [tiled] * len(seeds)).astype(np.float32)
 
 
-def _elements(tap: str, choice: selection.ChannelChoice, plan: _Plan, hw, tiled: bool):
-  """Flat (seed, mask) elements: every (channel, position, start), then the first channel tiled."""
+def _realism_arm(params, cfg: VisConfig, settings: SweepSettings, plan: _Plan, channel: int, seeds: np.ndarray,
+                 store: Store, unit: str, tap_key: dict, progress: RunProgress) -> dict:
+  """Claim 5's arm (`realism_steps`): its images (a stored batch) and their numbers (a stored
+  unit of their own, so the arm reruns alone without touching the tap's measures)."""
+  key = dict(tap_key, arm="realism", realism_version=REALISM_VERSION)
+  steps = settings.realism_steps or cfg.steps
+  hit = store.load(f"{unit}/realism_measures", key)
+  if hit is not None:
+    progress.skip(f"{unit}/realism/batch_000", tap=cfg.tap, work=2 * len(seeds) * steps)
+    return {f: hit[0][f] for f in REALISM_FIELDS}
+  r_cfg = dataclasses.replace(cfg, steps=steps)
+  r_seeds, r_masks = _realism_elements(cfg.tap, channel, seeds, plan, cfg.image_hw)
+  imgs, _ = _visualize(params, r_cfg, r_seeds, r_masks, dataclasses.replace(settings, batch=len(r_seeds)), store,
+                       f"{unit}/realism", dict(tap_key, arm="realism"), progress)
+  s_n = len(seeds)
+  out = realism_measures(params, r_cfg, imgs[:s_n], imgs[s_n:], steps, seeds, plan.positions[0], channel)
+  store.save(f"{unit}/realism_measures", key, out, dict(tap=cfg.tap, channel=int(channel)))
+  return out
+
+
+def _elements(tap: str, choice: selection.ChannelChoice, plan: _Plan, hw):
+  """Flat (seed, mask) elements: every (channel, position, start)."""
   k_n, p_n, s_n = choice.seeds.shape
   seeds, masks = [], []
   for k in range(k_n):
@@ -499,11 +541,6 @@ def _elements(tap: str, choice: selection.ChannelChoice, plan: _Plan, hw, tiled:
       for s in range(s_n):
         seeds.append(int(choice.seeds[k, p, s]))
         masks.append(m)
-  if tiled:
-    m = masks_lib.node_mask(tap, int(choice.channels[0]), hw, None)
-    for s in range(s_n):
-      seeds.append(int(choice.seeds[0, 0, s]))
-      masks.append(m)
   return np.asarray(seeds, np.int64), np.stack(masks).astype(np.float32)
 
 
@@ -520,13 +557,12 @@ def planned_work(settings: SweepSettings) -> list[tuple[str, str, int]]:
   grids = []
   for tap in settings.taps:
     n_p = len(_plan(tap, settings).positions)
-    inline = settings.tiled and not settings.realism_steps
-    n = settings.channels_per_tap * n_p * settings.seeds_per_position + (settings.seeds_per_position if inline else 0)
+    n = settings.channels_per_tap * n_p * settings.seeds_per_position
     steps = settings.cfg(tap).steps
     unit = f"sweep/{geometry.tap_filename(tap)}"
     grids += [(f"{unit}/batch_{i:03d}", tap, settings.batch * steps) for i in range(-(-n // settings.batch))]
-    if settings.tiled and settings.realism_steps:
-      grids.append((f"{unit}/realism/batch_000", tap, 2 * settings.seeds_per_position * settings.realism_steps))
+    if settings.tiled:
+      grids.append((f"{unit}/realism/batch_000", tap, 2 * settings.seeds_per_position * (settings.realism_steps or steps)))
   return grids
 
 
@@ -562,8 +598,11 @@ def run_sweep(params, settings: SweepSettings, store: Store, *, natural: tuple[n
     if hit is not None and not settings.snapshot_steps:
       m = measures_from_arrays(*hit)
       for name, g_tap, work in planned_work(settings):
-        if g_tap == tap:
+        if g_tap == tap and "/realism/" not in name:
           progress.skip(name, tap=tap, work=work)
+      if settings.tiled:
+        m = m._replace(**_realism_arm(params, cfg, settings, plan, int(m.channels[0]), m.seeds[0, 0], store, unit,
+                                      tap_key, progress))
       measures.append(m)
       runs.append(TapRun(tap, hit[1]["rule"], m.eligible, settings.channels_per_tap, 0.0, True,
                          hit[1].get("ablations", {})))
@@ -574,8 +613,7 @@ def run_sweep(params, settings: SweepSettings, store: Store, *, natural: tuple[n
                                        key=jax.random.fold_in(jax.random.key(settings.channel_key), t))
     progress.note(f"[{tap}] channels {choice.channels.tolist()} ({len(choice.eligible)} eligible), "
                   f"{len(plan.positions)} positions x {settings.seeds_per_position} starts")
-    inline = settings.tiled and not settings.realism_steps
-    seeds, node_masks = _elements(tap, choice, plan, hw, inline)
+    seeds, node_masks = _elements(tap, choice, plan, hw)
     images, snaps = _visualize(params, cfg, seeds, node_masks, settings, store, unit, tap_key, progress,
                                settings.snapshot_steps)
     k_n, p_n, s_n = choice.seeds.shape
@@ -583,28 +621,24 @@ def run_sweep(params, settings: SweepSettings, store: Store, *, natural: tuple[n
     nodes = np.array([plan.positions[p] for k in range(k_n) for p in range(p_n) for _ in range(s_n)])
     chans = np.repeat(choice.channels, p_n * s_n)
     arm = None
-    if settings.tiled and settings.realism_steps:
-      r_cfg = dataclasses.replace(cfg, steps=settings.realism_steps)
-      r_seeds, r_masks = _realism_elements(tap, choice, plan, hw)
-      r_imgs, _ = _visualize(params, r_cfg, r_seeds, r_masks, dataclasses.replace(settings, batch=len(r_seeds)), store,
-                             f"{unit}/realism", dict(tap_key, arm="realism"), progress)
-      arm = (r_imgs[:s_n], r_imgs[s_n:], settings.realism_steps)
+    if settings.tiled:
+      arm = _realism_arm(params, cfg, settings, plan, int(choice.channels[0]), choice.seeds[0, 0], store, unit, tap_key,
+                         progress)
     # The analysis below takes minutes at 224 px with nothing else to report: say what it is doing.
     progress.note(f"[{tap}] measuring {main} images: effective RFs, RF-frame descriptors, transfer, nulls")
     erf_off = geometry.erf_off_share(params, tap, hw, plan.positions, key=jax.random.fold_in(key, 1000 + t))
 
-    def measure(imgs, steps):
-      final = _node_values(params, imgs[:main], cfg, nodes, chans).reshape(k_n, p_n, s_n)
-      realism = (imgs[0:s_n], imgs[main:], steps) if inline else arm
-      return measure_tap(params, cfg, plan, choice, imgs[:main].reshape(k_n, p_n, s_n, *imgs.shape[1:]), final, realism,
+    def measure(imgs):
+      final = _node_values(params, imgs, cfg, nodes, chans).reshape(k_n, p_n, s_n)
+      return measure_tap(params, cfg, plan, choice, imgs.reshape(k_n, p_n, s_n, *imgs.shape[1:]), final, arm,
                          erf_off=erf_off)
 
-    m = measure(images, cfg.steps)
+    m = measure(images)
     for n_step, step in enumerate(settings.snapshot_steps):
-      pilot_measures.setdefault(step, []).append(measure(snaps[n_step], step))
+      pilot_measures.setdefault(step, []).append(measure(snaps[n_step]))
     if tap in settings.input_size_taps or tap in settings.padding_taps:
       progress.note(f"[{tap}] ablations (their grids join the run's image-steps as they start)")
-    ablations = _ablations(params, settings, tap, cfg, plan, choice, images[:main].reshape(
+    ablations = _ablations(params, settings, tap, cfg, plan, choice, images.reshape(
         k_n, p_n, s_n, *images.shape[1:]), store, unit, tap_key, progress, jax.random.fold_in(key, 2000 + t))
     arrays, meta = measures_to_arrays(m)
     store.save(unit + "/measures", measures_key, arrays, dict(meta, rule=choice.rule, ablations=ablations))
@@ -810,8 +844,7 @@ def tap_dict(m: claims.TapMeasures, s: claims.TapSummary, r: TapRun) -> dict:
                   what="psi_auc(mirror, centre) - psi_auc(corner, centre) on mirror-image windows (0: the net treats "
                        "mirror positions alike)"),
       dead_runs=s.dead, runs=s.runs, final_activation_median=_num(np.median(m.final_act)),
-      realism=dict(single_slope=_num(m.single_slope), tiled_slope=_num(m.tiled_slope),
-                   single_start_share=_num(m.single_start_share), tiled_start_share=_num(m.tiled_start_share)),
+      realism={f: _num(getattr(m, f)) for f in REALISM_FIELDS},
       ablations=r.ablations, seconds=r.seconds, resumed=r.resumed)
 
 
@@ -834,9 +867,7 @@ def summary(result: SweepResult, *, weights: str = "", weights_sha256: str = "")
     out["pilot"] = {str(step): dict(claims=[claim_dict(c) for c in v["claims"]],
                                     taps=[dict(tap=m.tap, psi_vs_centre=_num(s.psi_centre), auc_id=_num(s.auc_id),
                                                transfer=_num(s.transfer), dead_runs=s.dead,
-                                               single_slope=_num(m.single_slope), tiled_slope=_num(m.tiled_slope),
-                                               single_start_share=_num(m.single_start_share),
-                                               tiled_start_share=_num(m.tiled_start_share))
+                                               **{f: _num(getattr(m, f)) for f in REALISM_FIELDS})
                                           for m, s in zip(result.measures, v["summaries"])])
                     for step, v in result.pilot.items()}
     last = str(st["vis"]["steps"])

@@ -95,16 +95,19 @@ class QuickRunTest(absltest.TestCase):
     with open(path, "w") as f:
       json.dump(dict(made, claims=[dict(c, estimate=0.99) for c in made["claims"]]), f)  # hand-edited
     measures = os.path.join(workdir, "sweep", "conv2_3x3", "measures")
+    realism = os.path.join(workdir, "sweep", "conv2_3x3", "realism_measures")
     for suffix in (".npz", ".json", ".done.json"):
       os.unlink(measures + suffix)
+      os.unlink(realism + suffix)
     kept = {p: t for p, t in _mtimes(workdir, "sweep").items() if "batch_" in p or "inception_4a" in p}
-    self.assertLen([p for p in kept if "measures" in p], 3)
+    self.assertLen([p for p in kept if "measures" in p], 6)  # 4a's measures and realism_measures units
     again = run_binary(f"--workdir={workdir}", QUICK, weights_flag())
     self.assertEqual(again.returncode, 0, again.stderr[-2000:])
     self.assertNotIn("up to date", again.stdout)
     self.assertNotIn("image-steps/s", again.stderr)  # nothing was visualized again
     self.assertEqual({p: t for p, t in _mtimes(workdir, "sweep").items() if p in kept}, kept)  # nor restored units redone
     self.assertTrue(os.path.isfile(measures + ".npz"))
+    self.assertTrue(os.path.isfile(realism + ".npz"))  # from its stored batch (nothing visualized, above)
     with open(os.path.join(workdir, "specificity.html")) as f:
       self.assertIn("</html>", f.read())
     with open(os.path.join(self.workdir, "specificity.json")) as f:
@@ -113,6 +116,7 @@ class QuickRunTest(absltest.TestCase):
       got = json.load(f)
     for field in ("claims", "dead_runs", "settings"):
       self.assertEqual(got[field], want[field], field)
+    self.assertEqual([t["realism"] for t in got["taps"]], [t["realism"] for t in want["taps"]])
 
   def test_config_errors_are_one_paragraph(self):
     cases = (("--config.channels_per_tap=0", "channels_per_tap"),
