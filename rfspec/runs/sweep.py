@@ -511,11 +511,15 @@ def _realism_elements(tap: str, channel: int, seeds: np.ndarray, plan: _Plan, hw
   return np.concatenate([seeds, seeds]), np.stack([single] * len(seeds) + [tiled] * len(seeds)).astype(np.float32)
 
 
+def _realism_key(settings: SweepSettings, tap: str) -> dict:
+  return dict(_tap_key(settings, tap), arm="realism", realism_version=REALISM_VERSION)
+
+
 def _realism_arm(params, cfg: VisConfig, settings: SweepSettings, plan: _Plan, channel: int, seeds: np.ndarray,
                  store: Store, unit: str, tap_key: dict, progress: RunProgress) -> dict:
   """Claim 5's arm (`realism_steps`): its images (a stored batch) and their numbers (a stored
   unit of their own, so the arm reruns alone without touching the tap's measures)."""
-  key = dict(tap_key, arm="realism", realism_version=REALISM_VERSION)
+  key = _realism_key(settings, cfg.tap)
   steps = settings.realism_steps or cfg.steps
   hit = store.load(f"{unit}/realism_measures", key)
   if hit is not None:
@@ -581,12 +585,22 @@ def run_sweep(params, settings: SweepSettings, store: Store, *, natural: tuple[n
     key: the analysis key (bootstrap, permutations, ERF noise); default `jax.random.key(0)`.
   """
   key = jax.random.key(0) if key is None else key
-  plan = planned_work(settings)
-  progress = check_run_progress(progress, lambda: RunProgress(plan, label="specificity",
-                                                              prior_s=cpu_prior(settings.image_hw, plan)))
+  grids = planned_work(settings)
+  progress = check_run_progress(progress, lambda: RunProgress(grids, label="specificity",
+                                                              prior_s=cpu_prior(settings.image_hw, grids)))
   hw = settings.image_hw
   natural = natural_photos() if natural is None else natural
   measures, runs, pilot_measures = [], [], {}
+  # What the store already holds leaves the plan before the first step, so the ETA prices only what is left.
+  hits = {}
+  for tap in settings.taps:
+    unit = f"sweep/{geometry.tap_filename(tap)}"
+    hits[tap] = None if settings.snapshot_steps else store.load(
+        unit + "/measures", dict(_tap_key(settings, tap), measures_version=MEASURES_VERSION))
+    have_realism = settings.tiled and store.load(f"{unit}/realism_measures", _realism_key(settings, tap)) is not None
+    for name, g_tap, work in grids:
+      if g_tap == tap and (hits[tap] is not None if "/realism/" not in name else have_realism):
+        progress.skip(name, tap=tap, work=work)
   for t, tap in enumerate(settings.taps):
     t0 = time.perf_counter()
     cfg = settings.cfg(tap)
@@ -594,12 +608,9 @@ def run_sweep(params, settings: SweepSettings, store: Store, *, natural: tuple[n
     tap_key = _tap_key(settings, tap)
     unit = f"sweep/{geometry.tap_filename(tap)}"
     measures_key = dict(tap_key, measures_version=MEASURES_VERSION)
-    hit = store.load(unit + "/measures", measures_key)
-    if hit is not None and not settings.snapshot_steps:
+    hit = hits[tap]
+    if hit is not None:
       m = measures_from_arrays(*hit)
-      for name, g_tap, work in planned_work(settings):
-        if g_tap == tap and "/realism/" not in name:
-          progress.skip(name, tap=tap, work=work)
       if settings.tiled:
         m = m._replace(**_realism_arm(params, cfg, settings, plan, int(m.channels[0]), m.seeds[0, 0], store, unit,
                                       tap_key, progress))
