@@ -89,7 +89,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.seeds_per_position = 3
     c.seed_pool = 12
     c.n_positions = 3
-    c.batch = 24
+    c.batch = 6  # = 2 x seeds_per_position: the realism arm (single + tiled) reuses the grid's compiled program
     c.n_boot = 50
     c.n_perm = 50
     c.input_size_taps = ()

@@ -61,7 +61,7 @@ class SweepSettingsTest(parameterized.TestCase):
   def test_a_size_that_cannot_fit_is_refused_before_the_weights_load(self):
     with mock.patch.dict(os.environ, {"RFSPEC_MEMORY_LIMIT": "1G"}):
       with self.assertRaisesRegex(UserError, r"config.vis.image_hw / config.batch: VisConfig\(tap='conv2/3x3', "
-                                             r"image_hw=\(6000, 6000\)\) on a batch of 24 image\(s\) needs about"):
+                                             r"image_hw=\(6000, 6000\)\) on a batch of 6 image\(s\) needs about"):
         sweep.settings_from_config(quick(vis=dict(image_hw=(6000, 6000))))
 
   def test_the_configs_variants_are_valid(self):
