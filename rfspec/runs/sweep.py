@@ -826,6 +826,18 @@ def claim_dict(c: claims.Claim) -> dict:
   return d
 
 
+def _column_percentile(x: np.ndarray, q: float) -> np.ndarray:
+  """Each column's q-th percentile over its finite rows; NaN for a column with none (the centre's
+  own column, which is never compared), without numpy's All-NaN warning on the user's console."""
+  x = np.asarray(x, np.float64)
+  if not x.size:
+    return np.zeros((0,))
+  out = np.full(x.shape[1:], np.nan)
+  some = np.isfinite(x).any(axis=0)
+  out[some] = np.nanpercentile(x[:, some], q, axis=0)
+  return out
+
+
 def tap_dict(m: claims.TapMeasures, s: claims.TapSummary, r: TapRun) -> dict:
   """One tap's numbers (no images, no draws): positions, windows, per-position indices with 95 %
   intervals, nulls, dead runs, the channel rule, the ablations."""
@@ -847,7 +859,7 @@ def tap_dict(m: claims.TapMeasures, s: claims.TapSummary, r: TapRun) -> dict:
       window_defined_with_centre=[bool(v) for v in m.defined[0]],
       psi_vs_centre=_num(s.psi_centre), psi_vs_centre_ci=ci(s.psi_centre_boot, (-1, 1)),
       psi_truncation_null=_num(s.psi_null),
-      psi_permutation_95=_num(np.nanpercentile(s.psi_centre_perm, 95, axis=0)) if s.psi_centre_perm.size else [],
+      psi_permutation_95=_num(_column_percentile(s.psi_centre_perm, 95)),
       auc_id=_num(s.auc_id), auc_id_ci=ci(s.auc_id_boot, (0, 1)),
       transfer=_num(s.transfer), transfer_ci=ci(s.transfer_boot), transfer_truncation_null=_num(s.transfer_null),
       pairs=[[int(p), int(q)] for p, q in zip(s.pair_p, s.pair_q)], psi_pairs=_num(s.psi_pairs),
