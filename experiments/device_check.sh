@@ -75,8 +75,8 @@ fi
 
 # 2. The benchmark's sections, each under its own share of the budget.
 if [ "$DRY" = 1 ]; then
-  TINY=(--repeats=1 --step_size=48 --step_batch=2 --tap=inception_3a/output --flops_tap=conv2/3x3
-        --flops_grid=2,1 --flops_steps=2 --matmul_size=128 --compile_steps=2 --throughput_taps=conv2/3x3,inception_3a/output
+  TINY=(--repeats=1 --step_size=48 --step_batch=2 --tap=conv2/3x3 --flops_tap=conv2/3x3
+        --flops_grid=2,1 --flops_steps=2 --matmul_size=128 --compile_steps=2 --throughput_taps=conv1/7x7_s2,conv2/3x3
         --throughput_grid=1,2 --throughput_steps=3 --scale_grid=2,1 --scale_steps=2 --peer_steps=2 --peer_batch=1)
   # One process: the dry run checks the plumbing (and is tests/experiments/benchmark_test.py's check
   # of every speed section's JSON).
