@@ -121,10 +121,20 @@ def ave_pool(x, k: int, s: int, p: int):
 
 
 def _lrn_window_sum(x):
-  """Sum over the LRN_SIZE channels centred on each channel (zero beyond the ends), NHWC."""
+  """Sum over the LRN_SIZE channels centred on each channel (zero beyond the ends), NHWC.
+
+  Five shifted slices of the channel-padded array, which XLA's CPU backend fuses with the
+  elementwise work around them; the same sums as `jax.lax.reduce_window` (bit for bit in
+  tests/models), 12 % faster for LRN's forward + backward and 1.4 % for a whole 224 px gradient
+  to inception_4c/5x5 (measured, interleaved in one process).
+  """
   half = LRN_SIZE // 2
-  return jax.lax.reduce_window(x, np.array(0, x.dtype), jax.lax.add, (1, 1, 1, LRN_SIZE), (1, 1, 1, 1),
-                               ((0, 0), (0, 0), (0, 0), (half, half)))
+  padded = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (half, half)))
+  c = x.shape[-1]
+  total = padded[..., 0:c]
+  for i in range(1, LRN_SIZE):
+    total = total + padded[..., i:i + c]
+  return total
 
 
 def _lrn_pow(scale):
