@@ -672,13 +672,14 @@ def specificity_figure(summary):
       (axes[0], "psi_vs_centre", "psi_truncation_null", "psi_auc(p, centre): 0 = same pattern, 1 = separable"),
       (axes[1], "transfer", "transfer_truncation_null", "transfer T: node's response to the other's pattern / own")):
     for n, t in enumerate(taps):
-      colour = cmap(n / max(len(taps) - 1, 1))
+      colour = cmap(0.85 * n / max(len(taps) - 1, 1))  # viridis' light yellow end is unreadable on white
       off = 1.0 - np.asarray(t["inside"], np.float64)
       y = np.asarray([np.nan if v is None else v for v in t[key]], np.float64)
       cis = t[key + "_ci"]
       lo = np.asarray([np.nan if c["ci"] is None or c["ci"][0] is None else c["ci"][0] for c in cis])
       hi = np.asarray([np.nan if c["ci"] is None or c["ci"][1] is None else c["ci"][1] for c in cis])
       ok = np.isfinite(y)
+      ok = np.flatnonzero(ok)[np.argsort(off[ok], kind="stable")]  # drawn left to right (the mirror sits among the corners)
       ax.errorbar(off[ok] + 0.004 * n, y[ok], yerr=[y[ok] - lo[ok], hi[ok] - y[ok]], fmt="o-", color=colour, capsize=3,
                   lw=1, label=f"{_tap_label(t['tap'])} (RF {t['rf_size']} px)")
       null = np.asarray([np.nan if v is None else v for v in t[null_key]], np.float64)
