@@ -53,7 +53,7 @@ class QuickRunTest(absltest.TestCase):
       for field in ("verdict", "estimate", "ci", "null"):
         self.assertIn(field, c)
       self.assertEqual(c["verdict"], "not evaluated")  # a smoke test decides nothing
-    self.assertEqual(set(summary["dead_runs"]), {"conv2/3x3", "inception_4a/output"})
+    self.assertEqual(set(summary["dead_runs"]), {"conv2/3x3", "inception_3b/output"})
     self.assertEqual(summary["weights_sha256"], store.weights_sha256(tiny_weights()))
 
   def test_every_output_says_smoke_test(self):
@@ -99,8 +99,8 @@ class QuickRunTest(absltest.TestCase):
     for suffix in (".npz", ".json", ".done.json"):
       os.unlink(measures + suffix)
       os.unlink(realism + suffix)
-    kept = {p: t for p, t in _mtimes(workdir, "sweep").items() if "batch_" in p or "inception_4a" in p}
-    self.assertLen([p for p in kept if "measures" in p], 6)  # 4a's measures and realism_measures units
+    kept = {p: t for p, t in _mtimes(workdir, "sweep").items() if "batch_" in p or "inception_3b" in p}
+    self.assertLen([p for p in kept if "measures" in p], 6)  # 3b's measures and realism_measures units
     again = run_binary(f"--workdir={workdir}", QUICK, weights_flag())
     self.assertEqual(again.returncode, 0, again.stderr[-2000:])
     self.assertNotIn("up to date", again.stdout)
