@@ -678,8 +678,8 @@ def specificity_figure(summary):
       cis = t[key + "_ci"]
       lo = np.asarray([np.nan if c["ci"] is None or c["ci"][0] is None else c["ci"][0] for c in cis])
       hi = np.asarray([np.nan if c["ci"] is None or c["ci"][1] is None else c["ci"][1] for c in cis])
-      ok = np.isfinite(y)
-      ok = np.flatnonzero(ok)[np.argsort(off[ok], kind="stable")]  # drawn left to right (the mirror sits among the corners)
+      ok = np.flatnonzero(np.isfinite(y))
+      ok = ok[np.argsort(off[ok], kind="stable")]  # drawn left to right (the mirror sits among the corners)
       ax.errorbar(off[ok] + 0.004 * n, y[ok], yerr=[y[ok] - lo[ok], hi[ok] - y[ok]], fmt="o-", color=colour, capsize=3,
                   lw=1, label=f"{_tap_label(t['tap'])} (RF {t['rf_size']} px)")
       null = np.asarray([np.nan if v is None else v for v in t[null_key]], np.float64)
