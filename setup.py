@@ -25,6 +25,10 @@ setup(
         # jax.export's serialization (26 kB, pure Python): a traced grid program is kept on disk,
         # so a later process skips tracing (rfspec/program_cache.py; compile once per machine).
         "flatbuffers>=23",
+        # jax's dtype extension: 0.7.0 registers its ufunc loops in quadratic time, so `import jax`
+        # (hence every binary, test process and notebook) pays 1.1 s more than with 0.6.0 (0.1 s),
+        # measured with `python -X importtime -c "import ml_dtypes"` on numpy 2.4. jax needs >= 0.5.
+        "ml_dtypes>=0.5,<0.7",
     ],
     extras_require={
         # pytest-xdist runs the suite on both cores of a small machine (-n 2: about 8 min instead
