@@ -27,7 +27,7 @@ import math
 import os
 from typing import Iterator, NamedTuple
 
-import jax.numpy as jnp
+import jax
 import numpy as np
 
 from rfspec.errors import UserError
@@ -430,7 +430,9 @@ def _convert(layers: dict[str, list[np.ndarray | _Blob]], source: str,
     raise CaffeModelError(
         f"{source} does not fit the BVLC GoogLeNet deploy net ({len(problems)} problem(s)):\n  "
         + "\n  ".join(problems) + f"\n{_FIX}", problems)
-  return {name: {k: jnp.asarray(v) for k, v in p.items()} for name, p in params.items()}
+  # device_put, not jnp.asarray: on jax 0.10 jnp.asarray of a numpy array compiles a copy program
+  # per new shape (lax.stage), 116 of them here, about 1 s per process.
+  return {name: {k: jax.device_put(np.asarray(v, np.float32)) for k, v in p.items()} for name, p in params.items()}
 
 
 def to_params(blobs: dict[str, list[np.ndarray]], *, source: str = "The weights") -> dict:
