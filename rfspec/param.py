@@ -77,7 +77,9 @@ def data_dots(image_hw: tuple[int, int], *, amplitude: float = 225.0,
     A `Param` with z float32 [H, W, 3] RGB, `to_image` and `project` the identity.
   """
   h, w = image_hw
-  mean_rgb = jnp.asarray(np.asarray(mean_bgr, np.float32)[::-1])
+  # numpy, not jnp: a Param is cached per VisConfig (engine._parts) and may be built inside a
+  # trace, where jnp.asarray gives a tracer that would leak into every later call.
+  mean_rgb = np.asarray(mean_bgr, np.float32)[::-1].copy()
 
   def init(key):
     plane = amplitude * jax.random.uniform(key, (h, w, 1), jnp.float32)
@@ -131,7 +133,7 @@ def fourier(image_hw: tuple[int, int], *, init_scale: float = 0.01, decay_power:
   freqs = _fft_freqs(h, w)
   # The DC term would be infinite; cap it at the lowest non-zero frequency of the image.
   scale = 1.0 / np.maximum(freqs, 1.0 / max(h, w)) ** decay_power
-  scale = jnp.asarray((scale * np.sqrt(h * w))[..., None], jnp.float32)  # [h, wf, 1]
+  scale = np.asarray((scale * np.sqrt(h * w))[..., None], np.float32)  # [h, wf, 1]; numpy: see data_dots
 
   def init(key):
     return init_scale * jax.random.normal(key, (2, *freqs.shape, 3), jnp.float32)

@@ -80,5 +80,20 @@ class FourierTest(parameterized.TestCase):
     self.assertGreater(float(jnp.abs(g[1]).sum()), 0)
 
 
+class BuiltInsideJitTest(absltest.TestCase):
+
+  def test_a_start_first_made_under_jit_still_works_eagerly(self):
+    # The engine caches each config's Param (engine._parts); if the first use is inside jit (the
+    # docstring calls initial_image jittable), the cached Param must hold no tracer: the eager call
+    # after it used to raise UnexpectedTracerError (dots' mean colour; Fourier's 1/f scale).
+    import rfspec
+
+    for recipe in ("zipser2015", "lucid"):  # param "dots", then "fourier"
+      cfg = rfspec.VisConfig.from_recipe(recipe, tap="conv2/3x3", image_hw=(29, 31))  # a config no other test makes
+      traced = jax.jit(rfspec.initial_image, static_argnums=1)(0, cfg)
+      eager = rfspec.initial_image(0, cfg)
+      np.testing.assert_allclose(eager, traced, atol=1e-6, err_msg=recipe)
+
+
 if __name__ == "__main__":
   absltest.main()
