@@ -8,7 +8,7 @@ import sys
 from absl.testing import absltest
 import numpy as np
 
-from tests.conftest import CAFFEMODEL, REPO, SHARED, shared_file, tiny_weights
+from tests.conftest import CAFFEMODEL, REPO, SHARED, shared_file, smoke_env, tiny_weights
 
 
 class BenchmarkSmokeTest(absltest.TestCase):
@@ -19,7 +19,8 @@ class BenchmarkSmokeTest(absltest.TestCase):
         [sys.executable, "-m", "experiments.benchmark", f"--weights={shared_file(CAFFEMODEL)}", f"--workdir={workdir}",
          "--sections=forward,visualize,step", "--repeats=1", "--sizes=40", "--grid=2,2", "--steps=2", "--tap=conv2/3x3",
          "--step_size=40", "--step_batch=2", "--step_loop=2"],
-        cwd=REPO, env=dict(os.environ, RFSPEC_SHARED=str(SHARED)), capture_output=True, text=True, timeout=600)
+        cwd=REPO, env=dict(os.environ, RFSPEC_SHARED=str(SHARED), **smoke_env()), capture_output=True, text=True,
+        timeout=600)  # the plumbing and OpenCV side by side; timings, not numbers
     self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     self.assertEqual(report, json.load(open(os.path.join(workdir, "benchmark.json"))))
@@ -68,7 +69,8 @@ class BenchmarkSmokeTest(absltest.TestCase):
     out = self.create_tempdir().full_path
     # Random weights of the real shapes: the dry run checks the plumbing, not the net's numbers.
     proc = subprocess.run(["bash", "experiments/device_check.sh", "--dry_run", f"--weights={tiny_weights()}",
-                           f"--out={out}"], cwd=REPO, env=dict(os.environ, RFSPEC_SHARED=str(SHARED), PYTHON=sys.executable),
+                           f"--out={out}"], cwd=REPO,
+                          env=dict(os.environ, RFSPEC_SHARED=str(SHARED), PYTHON=sys.executable, **smoke_env()),
                           capture_output=True, text=True, timeout=1800)
     self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
     report = json.load(open(os.path.join(out, "device_check_dry_run.json")))

@@ -13,7 +13,7 @@ import pytest
 from absl.testing import absltest
 from nbclient import NotebookClient
 
-from tests.conftest import REPO, tiny_weights
+from tests.conftest import REPO, smoke_env, tiny_weights
 
 NOTEBOOK = REPO / "experiments" / "colab.ipynb"
 
@@ -36,7 +36,7 @@ class ColabNotebookTest(absltest.TestCase):
   @pytest.mark.slow
   def test_runs_top_to_bottom_from_the_notebooks_directory(self):
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    env = {"RFSPEC_QUICK": "1", "RFSPEC_WEIGHTS": tiny_weights()}
+    env = {"RFSPEC_QUICK": "1", "RFSPEC_WEIGHTS": tiny_weights(), **smoke_env()}
     with mock.patch.dict(os.environ, env):
       os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend must capture the figure
       # Jupyter's kernel starts in the notebook's folder; a failing cell raises CellExecutionError.
