@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from absl.testing import absltest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, smoke_env
 
 _SCRIPT = textwrap.dedent("""
     import sys
@@ -54,12 +54,12 @@ class MultiHostTest(absltest.TestCase):
   def test_two_processes_return_the_single_process_grid_bit_for_bit(self):
     tmp = self.create_tempdir().full_path
     port = str(_free_port())
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", **smoke_env())  # the processes agree with each other
 
     def start(process_id, devices):
       out = os.path.join(tmp, f"p{process_id}.npz")
       proc = subprocess.Popen([sys.executable, "-c", _SCRIPT, out, str(process_id), port], cwd=REPO,
-                              env=dict(env, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"),
+                              env=dict(env, XLA_FLAGS=f"{env['XLA_FLAGS']} --xla_force_host_platform_device_count={devices}"),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
       return proc, out
 

@@ -10,7 +10,7 @@ import pytest
 from absl.testing import absltest
 
 from rfspec.locking import LOCK_FILE
-from tests.conftest import CAFFEMODEL, REPO, shared_file
+from tests.conftest import CAFFEMODEL, REPO, shared_file, smoke_env
 
 QUICK = "--config=experiments/configs/rf_census.py:quick"
 OUTPUTS = ("rf_census.json", "rf_census.md", "pct_inside_vs_depth.png", "inside_fraction_inception_3a_output.png",
@@ -18,8 +18,8 @@ OUTPUTS = ("rf_census.json", "rf_census.md", "pct_inside_vs_depth.png", "inside_
 
 
 def run_binary(*args, timeout=600):
-  return subprocess.run([sys.executable, "-m", "experiments.rf_census", *args], cwd=REPO, env=dict(os.environ),
-                        capture_output=True, text=True, timeout=timeout)
+  return subprocess.run([sys.executable, "-m", "experiments.rf_census", *args], cwd=REPO,
+                        env=dict(os.environ, **smoke_env()), capture_output=True, text=True, timeout=timeout)
 
 
 def stray_files(workdir):
