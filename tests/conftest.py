@@ -130,6 +130,7 @@ def tiny_params():
   import numpy as np
 
   from rfspec.models import googlenet
+  from rfspec.weights import caffe
 
   shapes = googlenet.param_shapes()
   sizes = [int(np.prod(s["kernel"])) for s in shapes.values()]
@@ -137,11 +138,10 @@ def tiny_params():
   params, start = {}, 0
   for (name, s), n in zip(shapes.items(), sizes):
     fan_in = int(np.prod(s["kernel"][:-1]))
-    # device_put of numpy, not jnp.asarray / jnp.full: those compile a program per new shape.
-    kernel = (flat[start:start + n].reshape(s["kernel"]) * np.sqrt(2.0 / fan_in)).astype(np.float32)
-    params[name] = dict(kernel=jax.device_put(kernel), bias=jax.device_put(np.full(s["bias"], 0.01, np.float32)))
+    params[name] = dict(kernel=flat[start:start + n].reshape(s["kernel"]) * np.sqrt(2.0 / fan_in),
+                        bias=np.full(s["bias"], 0.01, np.float32))
     start += n
-  return params
+  return caffe.on_device(params)  # numpy built, then float32 on the device without a compile per shape
 
 
 @pytest.fixture(name="tiny_params", scope="session")

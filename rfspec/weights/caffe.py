@@ -430,9 +430,16 @@ def _convert(layers: dict[str, list[np.ndarray | _Blob]], source: str,
     raise CaffeModelError(
         f"{source} does not fit the BVLC GoogLeNet deploy net ({len(problems)} problem(s)):\n  "
         + "\n  ".join(problems) + f"\n{_FIX}", problems)
-  # device_put, not jnp.asarray: on jax 0.10 jnp.asarray of a numpy array compiles a copy program
-  # per new shape (lax.stage), 116 of them here, about 1 s per process.
-  return {name: {k: jax.device_put(np.asarray(v, np.float32)) for k, v in p.items()} for name, p in params.items()}
+  return on_device(params)
+
+
+def on_device(params) -> dict:
+  """{layer: {"kernel", "bias"}} of numpy arrays -> the same tree of float32 jax arrays.
+
+  `jax.device_put`, not `jnp.asarray`: on jax 0.10 `jnp.asarray` of a numpy array compiles a copy
+  program for each new shape (`lax.stage`), 116 of them for GoogLeNet, about 1 s per process.
+  """
+  return jax.tree.map(lambda v: jax.device_put(np.asarray(v, np.float32)), params)
 
 
 def to_params(blobs: dict[str, list[np.ndarray]], *, source: str = "The weights") -> dict:

@@ -404,9 +404,8 @@ def restore_checkpoint(directory: str | os.PathLike):
     raise CheckpointError(
         f"The checkpoint {directory} is damaged: {len(bad)} array(s) differ from {CHECKSUMS_FILE} "
         f"(in its data files):\n  " + "\n  ".join(bad) + f"\n{rewrite}", bad)
-  # Saved as numpy (no device or sharding baked into the file), so restored as numpy; device_put,
-  # not jnp.asarray, which compiles a copy program per new shape (see caffe.load_caffemodel).
-  return jax.tree.map(lambda v: jax.device_put(np.asarray(v, np.float32)), restored)
+  # Saved as numpy (no device or sharding baked into the file), so restored as numpy.
+  return caffe.on_device(restored)
 
 
 @contextlib.contextmanager
