@@ -153,7 +153,21 @@ def _prepare(m: TapMeasures) -> tuple[dict, _Static]:
   """Similarity comparisons of one tap, once (the draws only change weights and labels)."""
   k_n, p_n, s_n = m.seeds.shape
   pairs = tuple((p, q) for p in range(p_n) for q in range(p + 1, p_n) if m.defined[p, q])
-  desc = jnp.asarray(m.desc, jnp.float32)  # [K, P, S, P, C]
+  gt_pair, gt_null, gt_pos = _comparisons(jnp.asarray(m.desc, jnp.float32), jnp.asarray(m.null_desc, jnp.float32),
+                                          pairs=pairs)
+  uniq, inv = np.unique(m.seeds, return_inverse=True)
+  arrays = dict(gt_pair=gt_pair, gt_null=gt_null, gt_pos=gt_pos, uid=jnp.asarray(inv.reshape(m.seeds.shape)),
+                seeds=jnp.asarray(m.seeds), alive=jnp.asarray(m.alive, jnp.float32),
+                transfer=jnp.asarray(m.transfer, jnp.float32), null_transfer=jnp.asarray(m.null_transfer, jnp.float32))
+  static = _Static(k_n, p_n, s_n, int(len(uniq)), pairs, tuple(bool(v) for v in m.defined[0]))
+  return arrays, static
+
+
+@functools.partial(jax.jit, static_argnames=("pairs",))  # one program, not dozens of eager ops each compiled
+def _comparisons(desc, null_desc, *, pairs: tuple):
+  """(gt_pair [K, n_pairs, n2, n2], gt_null [K, P, n2, n2], gt_pos [P, nk, nk]) of `_prepare` from
+  desc [K, P, S, P, C] and null_desc [K, P, S, C] (n2, nk: the unordered pairs of 2S and K*S images)."""
+  k_n, p_n, s_n = desc.shape[:3]
   i2, j2 = metrics.upper_pairs(2 * s_n)
   if pairs:
     pp = np.array([p for p, _ in pairs])
@@ -164,17 +178,12 @@ def _prepare(m: TapMeasures) -> tuple[dict, _Static]:
   else:
     gt_pair = jnp.zeros((k_n, 0, len(i2), len(i2)), jnp.float32)
   centre_on_window = desc[:, 0].transpose(0, 2, 1, 3)  # [K, P, S, C]: the centre's images on window[centre, p]
-  xn = jnp.concatenate([jnp.asarray(m.null_desc, jnp.float32), centre_on_window], axis=2)
+  xn = jnp.concatenate([null_desc, centre_on_window], axis=2)
   gt_null = metrics.compare(metrics.cosine(xn, xn)[..., i2, j2])  # [K, P, n2, n2]
   ik, jk = metrics.upper_pairs(k_n * s_n)
   own = desc[:, np.arange(p_n), :, np.arange(p_n)].reshape(p_n, k_n * s_n, -1)  # [P, K*S, C] on own windows
   gt_pos = metrics.compare(metrics.cosine(own, own)[..., ik, jk])  # [P, nk, nk]
-  uniq, inv = np.unique(m.seeds, return_inverse=True)
-  arrays = dict(gt_pair=gt_pair, gt_null=gt_null, gt_pos=gt_pos, uid=jnp.asarray(inv.reshape(m.seeds.shape)),
-                seeds=jnp.asarray(m.seeds), alive=jnp.asarray(m.alive, jnp.float32),
-                transfer=jnp.asarray(m.transfer, jnp.float32), null_transfer=jnp.asarray(m.null_transfer, jnp.float32))
-  static = _Static(k_n, p_n, s_n, int(len(uniq)), pairs, tuple(bool(v) for v in m.defined[0]))
-  return arrays, static
+  return gt_pair, gt_null, gt_pos
 
 
 def _labels(swap):
@@ -246,37 +255,49 @@ def _seed_counts(key, st: _Static):
   return jnp.bincount(jax.random.randint(key, (st.n_unique,), 0, st.n_unique), length=st.n_unique).astype(jnp.float32)
 
 
-@functools.partial(jax.jit, static_argnames=("st", "n", "mode"))
 def _draws(ar: dict, key, st: _Static, n: int, mode: str) -> _Draws:
   """mode "boot": the hierarchical bootstrap (channels with replacement, then start seeds within each
   drawn channel). mode "perm": the permutation null (position labels swapped within start slots,
   channel labels permuted within (position, slot); every channel once, unit weights)."""
+  return _numbers_of_draws(ar, _draw_inputs(key, st, n, mode), st)
+
+
+@functools.partial(jax.jit, static_argnames=("st", "n", "mode"))
+def _draw_inputs(key, st: _Static, n: int, mode: str) -> tuple:
+  """What each of `_draws`' rows resamples: (picks [1 + n, K], counts [1 + n, K, n_unique], swaps
+  [1 + n, n_pairs + P, S], channel labels [1 + n, P, K, S]); row 0 is the estimate's (every channel
+  once, unit weights, nothing swapped)."""
   n_swap = len(st.pairs) + st.p
   ks = jnp.arange(st.k)
   ones = jnp.ones((st.k, st.n_unique))
   no_swap = jnp.zeros((n_swap, st.s), jnp.int32)
   chan = jnp.broadcast_to(jnp.arange(st.k)[None, :, None], (st.p, st.k, st.s))
 
-  def numbers(picks, counts, swap, chan_labels):
-    def per_pick(k, c):
-      return _channel_numbers(ar, st, k, ar["alive"] * c[ar["uid"]], swap, chan_labels)
-
-    return jax.vmap(per_pick)(picks, counts)
-
   def draw(key):
     k1, k2, k3 = jax.random.split(key, 3)
     if mode == "boot":
       picks = jax.random.randint(k1, (st.k,), 0, st.k)
       counts = jax.vmap(lambda kk: _seed_counts(kk, st))(jax.random.split(k2, st.k))
-      return numbers(picks, counts, no_swap, chan)
+      return picks, counts, no_swap, chan
     swap = jax.random.bernoulli(k1, 0.5, (n_swap, st.s)).astype(jnp.int32)
     perm = jax.vmap(jax.vmap(lambda kk: jax.random.permutation(kk, st.k)))(
         jax.random.split(k2, (st.p, st.s)))  # [P, S, K]
-    return numbers(ks, ones, swap, perm.transpose(0, 2, 1))
+    return ks, ones, swap, perm.transpose(0, 2, 1)
 
-  est = numbers(ks, ones, no_swap, chan)
-  rest = jax.lax.map(draw, jax.random.split(key, n))
-  return _Draws(*[jnp.concatenate([e[None], r]) for e, r in zip(est, rest)])
+  rest = jax.vmap(draw)(jax.random.split(key, n))
+  return tuple(jnp.concatenate([e[None], r]) for e, r in zip((ks, ones, no_swap, chan), rest))
+
+
+# The same program for the bootstrap and the permutations (only their inputs differ), with the
+# per-channel numbers traced once.
+@functools.partial(jax.jit, static_argnames=("st",))
+def _numbers_of_draws(ar: dict, inputs: tuple, st: _Static) -> _Draws:
+  def numbers(row):
+    picks, counts, swap, chan_labels = row
+    return jax.vmap(lambda k, c: _channel_numbers(ar, st, k, ar["alive"] * c[ar["uid"]], swap, chan_labels))(
+        picks, counts)
+
+  return _Draws(*jax.lax.map(numbers, inputs))
 
 
 # ----------------------------------------------------------------------------- tap summaries

@@ -312,8 +312,11 @@ def null_images(images_centre, boxes, centre: int, windows: FrameWindows) -> np.
   rects = window_rects(b, windows)[centre]  # window[c, p] placed at c: the shared part, in c's image
   shifts = b[:, :2] - b[centre, :2]  # c's frame -> p's frame
   fill = neutral_fill()
-  move = jax.jit(jax.vmap(jax.vmap(cut_and_move, (0, None, None, None)), (None, 0, 0, None)))
-  return np.asarray(move(x, jnp.asarray(rects), jnp.asarray(shifts), fill))
+  return np.asarray(_move_to_positions(x, jnp.asarray(rects), jnp.asarray(shifts), fill))
+
+
+# Module level: one trace per shape, not one per call.
+_move_to_positions = jax.jit(jax.vmap(jax.vmap(cut_and_move, (0, None, None, None)), (None, 0, 0, None)))
 
 
 # ----------------------------------------------------------------------------- transfer
@@ -596,6 +599,53 @@ def _check_seeds(seeds, n_pos: int, n_seeds: int) -> np.ndarray:
   return a.astype(np.int64)
 
 
+# One compiled program per (shapes, pairs, n_boot), reused by every later call (and by other processes,
+# through the persistent compilation cache): eager, its dozens of small ops and the bootstrap's map
+# were traced and compiled again at every call.
+@functools.partial(jax.jit, static_argnames=("pairs", "n_unique", "n_boot"))
+def _psi_draws(desc, ids, uid, floor_desc, key, *, pairs: tuple, n_unique: int, n_boot: int):
+  """(psi [P, P], auc [P], psi_boot [n_boot, P, P], auc_boot [n_boot, P]) of `position_specificity`
+  from its window descriptors desc [P, S, P, C], start ids and their unique index uid [P, S], the
+  floor's descriptors [P, S2, C] (or None) and the bootstrap key."""
+  n_pos, n_seeds = desc.shape[:2]
+  labels = jnp.concatenate([jnp.zeros(n_seeds, jnp.int32), jnp.ones(n_seeds, jnp.int32)])
+  if pairs:
+    i2, j2 = upper_pairs(2 * n_seeds)
+    pp, qq = np.array([p for p, _ in pairs]), np.array([q for _, q in pairs])
+    xs = jnp.concatenate([desc[pp, :, qq], desc[qq, :, pp]], axis=1)  # [n_pairs, 2S, C]
+    cmp = compare(cosine(xs, xs)[:, i2, j2])
+    pair_ids = jnp.concatenate([ids[pp], ids[qq]], axis=1)
+    pair_uid = jnp.concatenate([uid[pp], uid[qq]], axis=1)
+  floor = None
+  if floor_desc is not None:
+    n_floor = floor_desc.shape[1]
+    xo = jnp.concatenate([desc[np.arange(n_pos), :, np.arange(n_pos)], floor_desc], axis=1)  # [P, S + S2, C]
+    ia, ja = upper_pairs(xo.shape[1])
+    floor = dict(cmp=compare(cosine(xo, xo)[:, ia, ja]),
+                 ids=jnp.concatenate([ids, jnp.full((n_pos, n_floor), -1) - jnp.arange(n_floor)], 1),
+                 labels=jnp.concatenate([jnp.zeros((n_pos, n_seeds), jnp.int32),
+                                         jnp.ones((n_pos, n_floor), jnp.int32)], 1))
+
+  def indices(counts):
+    psi = jnp.full((n_pos, n_pos), jnp.nan)
+    if pairs:
+      vals = jax.vmap(lambda c, i, u: psi_from(c, i, labels, counts[u]))(cmp, pair_ids, pair_uid)
+      psi = psi.at[pp, qq].set(vals).at[qq, pp].set(vals)
+    psi = jnp.where(jnp.eye(n_pos, dtype=bool), 0.0, psi)
+    auc = jnp.full((n_pos,), jnp.nan)
+    if floor is not None:
+      w = jnp.concatenate([counts[uid], jnp.ones((n_pos, floor["ids"].shape[1] - n_seeds))], 1)
+      auc = jax.vmap(lambda c, i, l, wt: auc_id_from(c, i, l, wt, 0))(floor["cmp"], floor["ids"], floor["labels"], w)
+    return psi, auc
+
+  u = n_unique
+  psi, auc = indices(jnp.ones(u))
+  psi_b, auc_b = jax.lax.map(
+      lambda k: indices(jnp.bincount(jax.random.randint(k, (u,), 0, u), length=u).astype(jnp.float32)),
+      jax.random.split(key, n_boot))
+  return psi, auc, psi_b, auc_b
+
+
 def position_specificity(params, images, boxes, floor_images=None, key=None, n_boot: int = 200, *, seeds=None,
                          judge: str = JUDGE_TAP) -> PositionSpecificity:
   """Position specificity (psi_auc, every pair) and seed consistency (auc_id) of one node type.
@@ -644,53 +694,24 @@ def position_specificity(params, images, boxes, floor_images=None, key=None, n_b
   windows = frame_windows(b, x.shape[2:4])
   desc = jnp.asarray(window_descriptors(params, x, b, windows, tap=judge))  # [P, S, P, C]
   uniq, inv = np.unique(ids, return_inverse=True)
-  uid = jnp.asarray(inv.reshape(ids.shape))
   same_images = [bool(np.all(x[p] == x[p, :1])) for p in range(n_pos)]
   undefined = [[("" if p == q else windows.reason[p][q] or
                  (f"the starts at position {p if same_images[p] else q} are identical (no seed variation), so there is "
                   "no within-position spread to compare against" if same_images[p] or same_images[q] else ""))
                 for q in range(n_pos)] for p in range(n_pos)]
-  pairs = [(p, q) for p in range(n_pos) for q in range(p + 1, n_pos) if not undefined[p][q]]
-  i2, j2 = upper_pairs(2 * n_seeds)
-  labels = jnp.concatenate([jnp.zeros(n_seeds, jnp.int32), jnp.ones(n_seeds, jnp.int32)])
-  if pairs:
-    pp, qq = np.array([p for p, _ in pairs]), np.array([q for _, q in pairs])
-    xs = jnp.concatenate([desc[pp, :, qq], desc[qq, :, pp]], axis=1)  # [n_pairs, 2S, C]
-    cmp = compare(cosine(xs, xs)[:, i2, j2])
-    pair_ids = jnp.concatenate([jnp.asarray(ids[pp]), jnp.asarray(ids[qq])], axis=1)
-    pair_uid = jnp.concatenate([uid[pp], uid[qq]], axis=1)
-  floor = None
+  pairs = tuple((p, q) for p in range(n_pos) for q in range(p + 1, n_pos) if not undefined[p][q])
+  floor_desc = None
   if floor_images is not None:
     f = check_images(floor_images, "floor_images")
     if f.shape[0] != n_pos or f.shape[2:] != x.shape[2:]:
       raise UserError(f"floor_images must be [P, S2, H, W, 3] matching images {tuple(x.shape)}; got {tuple(f.shape)}. "
                       "Pass other channels of the same tap at the same positions.")
     own = np.stack([window_rects(b, windows)[p, p] for p in range(n_pos)])
-    fd = describe(params, jnp.asarray(f), jnp.asarray(np.broadcast_to(own[:, None], f.shape[:2] + (4,))), tap=judge)
-    xo = jnp.concatenate([desc[np.arange(n_pos), :, np.arange(n_pos)], fd], axis=1)  # [P, S + S2, C]
-    n_all = xo.shape[1]
-    ia, ja = upper_pairs(n_all)
-    floor = dict(cmp=compare(cosine(xo, xo)[:, ia, ja]),
-                 ids=jnp.concatenate([jnp.asarray(ids), jnp.full((n_pos, f.shape[1]), -1) - jnp.arange(f.shape[1])], 1),
-                 labels=jnp.concatenate([jnp.zeros((n_pos, n_seeds), jnp.int32), jnp.ones((n_pos, f.shape[1]), jnp.int32)], 1))
-
-  def indices(counts):
-    psi = jnp.full((n_pos, n_pos), jnp.nan)
-    if pairs:
-      vals = jax.vmap(lambda c, i, u: psi_from(c, i, labels, counts[u]))(cmp, pair_ids, pair_uid)
-      psi = psi.at[pp, qq].set(vals).at[qq, pp].set(vals)
-    psi = jnp.where(jnp.eye(n_pos, dtype=bool), 0.0, psi)
-    auc = jnp.full((n_pos,), jnp.nan)
-    if floor is not None:
-      w = jnp.concatenate([counts[uid], jnp.ones(floor["ids"].shape[:1] + (floor["ids"].shape[1] - n_seeds,))], 1)
-      auc = jax.vmap(lambda c, i, l, wt: auc_id_from(c, i, l, wt, 0))(floor["cmp"], floor["ids"], floor["labels"], w)
-    return psi, auc
-
-  u = len(uniq)
-  psi, auc = indices(jnp.ones(u))
-  draws = jax.lax.map(lambda k: indices(jnp.bincount(jax.random.randint(k, (u,), 0, u), length=u).astype(jnp.float32)),
-                      jax.random.split(key, n_boot))
-  psi_b, auc_b = np.asarray(draws[0]), np.asarray(draws[1])
+    floor_desc = describe(params, jnp.asarray(f), jnp.asarray(np.broadcast_to(own[:, None], f.shape[:2] + (4,))),
+                          tap=judge)
+  psi, auc, psi_b, auc_b = _psi_draws(desc, jnp.asarray(ids), jnp.asarray(inv.reshape(ids.shape)), floor_desc, key,
+                                      pairs=pairs, n_unique=len(uniq), n_boot=n_boot)
+  psi_b, auc_b = np.asarray(psi_b), np.asarray(auc_b)
   psi_ci = np.full((n_pos, n_pos, 2), np.nan)
   degenerate = np.zeros((n_pos, n_pos), bool)
   for p, q in pairs:

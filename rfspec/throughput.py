@@ -16,6 +16,7 @@ after a tap's first chunk the run's own measured rate replaces it.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Sequence
 
 from rfspec import masks as masks_lib
@@ -47,7 +48,7 @@ _IMAGE_HW = (224, 224)
 
 
 def _gmacs(tap: str, image_hw: tuple[int, int]) -> float:
-  return tap_macs(tap, tuple(image_hw)) / 1e9
+  return tap_macs(tap, image_hw) / 1e9
 
 
 def seconds_per_image_step(tap: str, image_hw: tuple[int, int] = _IMAGE_HW) -> float:
@@ -85,6 +86,11 @@ def markdown_table(image_hw: tuple[int, int] = _IMAGE_HW, atlas_image_steps: int
 def tap_macs(tap: str, image_hw: tuple[int, int]) -> int:
   """Multiply-adds of the convolutions (and the classifier) a forward pass to `tap` needs: its
   ancestors in `googlenet.LAYERS`. A prior for how an image-step's cost grows with depth."""
+  return _tap_macs(tap, tuple(int(v) for v in image_hw))
+
+
+@functools.lru_cache(maxsize=None)  # pure in (tap, size), and every ETA line asks for it again
+def _tap_macs(tap: str, image_hw: tuple[int, int]) -> int:
   needed, todo = set(), [tap]
   while todo:
     name = todo.pop()
