@@ -26,7 +26,7 @@ class ReadmeTourTest(absltest.TestCase):
     self.assertIn("steps=60)", code)
     # Same code, fewer steps, and local weights instead of a download (the comments hold shapes and
     # geometry, not the net's numbers: random weights of the real shapes do).
-    code = code.replace("steps=60)", "steps=2, chunk=2)")
+    code = code.replace("steps=60)", "steps=1, chunk=1)")
     self.assertIn('rfspec.load_params("bvlc_googlenet")', code)
     scope = {}
     # Offline, as a newcomer without internet runs it: RFSPEC_WEIGHTS names the weights.

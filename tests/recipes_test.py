@@ -8,6 +8,7 @@ Real BVLC weights, small images.
 """
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -32,10 +33,23 @@ def _data(rgb):
 
 def _script_gradient(params, tap, data, mask):
   """PROCEDURE.md step 2: forward to the tap, dst.diff = dst.data * mask, backward to the data."""
+  return np.asarray(_blob_vjp(params, jnp.asarray(data, jnp.float32), jnp.asarray(mask, jnp.float32), tap=tap),
+                    np.float64)
+
+
+# Jitted only so that it compiles as one program (eagerly, each of the net's ops compiles on its own).
+@functools.partial(jax.jit, static_argnames="tap")
+def _blob_vjp(params, data, mask, *, tap):
   net = googlenet.GoogLeNet()
   blob = lambda d: net.apply({"params": params}, d[None], taps=(tap,))[tap][0]
-  act, vjp = jax.vjp(blob, jnp.asarray(data, jnp.float32))
-  return np.asarray(vjp(act * mask)[0], np.float64)
+  act, vjp = jax.vjp(blob, data)
+  return vjp(act * mask)[0]
+
+
+@functools.partial(jax.jit, static_argnames="tap")
+def _data_blob(params, data, *, tap):
+  """The tap's blob of the net applied to the data blob directly [h, w, C] (data: [H, W, 3])."""
+  return googlenet.GoogLeNet().apply({"params": params}, data[None], taps=(tap,))[tap][0]
 
 
 def _script_step(params, tap, x, mask, oy, ox):
@@ -65,7 +79,7 @@ def _roll_of_step(cfg, seed, step):
   index = jnp.stack(jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32),
                                  indexing="ij") + [jnp.zeros((h, w))], -1)
   key = jax.random.fold_in(engine._keys(seed)[1], step)
-  moved = np.asarray(engine._parts(cfg).transform.apply(key, index))
+  moved = np.asarray(jax.jit(engine._parts(cfg).transform.apply)(key, index))
   # A roll by (oy, ox): moved[1, 1] = index[1 - oy, 1 - ox].
   return 1 - int(moved[1, 1, 0]), 1 - int(moved[1, 1, 1])
 
@@ -113,8 +127,7 @@ class Zipser2015RecipeTest(absltest.TestCase):
     seed = next(s for s in range(50) if all(_roll_of_step(cfg, s, 0)))
     oy, ox = _roll_of_step(cfg, seed, 0)
     x0 = _data(rfspec.initial_image(seed, cfg))
-    start = np.asarray(googlenet.GoogLeNet().apply({"params": self.params}, jnp.asarray(x0, jnp.float32)[None],
-                                                   taps=(tap,))[tap][0])
+    start = np.asarray(_data_blob(self.params, jnp.asarray(x0, jnp.float32), tap=tap))
     channel = int(np.argmax(start[h // 2, w // 2]))
     mask = np.asarray(masks.node_mask(tap, channel, hw, position=(h // 2, w // 2)))
     want = _script_step(self.params, tap, x0, mask, oy, ox)

@@ -26,8 +26,12 @@ def _blob_at_start(params, cfg, seed):
   """The tap's blob on the start image, from the data blob the script would set."""
   rgb = np.asarray(rfspec.initial_image(seed, cfg), np.float64)
   data = rgb[..., ::-1] * 255.0 - np.asarray(cfg.caffe_mean)
-  net = googlenet.GoogLeNet()
-  return np.asarray(net.apply({"params": params}, jnp.asarray(data, jnp.float32)[None], taps=(TAP,))[TAP][0])
+  return np.asarray(_data_blob(params, jnp.asarray(data, jnp.float32)))
+
+
+@jax.jit  # one program (eagerly, each of the net's ops is dispatched on its own, for every seed)
+def _data_blob(params, data):
+  return googlenet.GoogLeNet().apply({"params": params}, data[None], taps=(TAP,))[TAP][0]
 
 
 class ChannelRuleTest(absltest.TestCase):

@@ -18,12 +18,21 @@ def _keys(n):
   return jax.random.split(jax.random.key(42), n)
 
 
+# The transforms run jitted, as the engine runs them: eagerly, each of their ops is compiled on its own.
+def _apply(t):
+  return jax.jit(t.apply)
+
+
+def _apply_each(t):
+  return jax.jit(jax.vmap(t.apply, in_axes=(0, None)))
+
+
 class TransformsTest(parameterized.TestCase):
 
   def test_all_off_is_the_exact_identity(self):
     t = transforms.standard((H, W))
     img = _image()
-    np.testing.assert_array_equal(t.apply(jax.random.key(0), img), img)
+    np.testing.assert_array_equal(_apply(t)(jax.random.key(0), img), img)
 
   def test_pad_and_crop(self):
     img = _image()
@@ -35,7 +44,7 @@ class TransformsTest(parameterized.TestCase):
   def test_jitter_wrap_is_a_roll_within_range_and_per_key(self):
     img = _image()
     t = transforms.jitter(3, wrap=True)
-    outs = jax.vmap(t.apply, in_axes=(0, None))(_keys(16), img)
+    outs = _apply_each(t)(_keys(16), img)
     shifts = set()
     for out in np.asarray(outs):
       found = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4)
@@ -43,7 +52,7 @@ class TransformsTest(parameterized.TestCase):
       self.assertLen(found, 1)
       shifts.add(found[0])
     self.assertGreater(len(shifts), 4)  # each element draws its own shift
-    np.testing.assert_array_equal(t.apply(jax.random.key(5), img), t.apply(jax.random.key(5), img))
+    np.testing.assert_array_equal(_apply(t)(jax.random.key(5), img), _apply(t)(jax.random.key(5), img))
 
   def test_jitter_shifts_without_wrapping(self):
     # The default never shows one edge's pixels at the other: the uncovered border is the
@@ -54,7 +63,7 @@ class TransformsTest(parameterized.TestCase):
     fill = np.asarray(preprocess.from_caffe(jnp.zeros(3)))
     t = transforms.jitter(3)
     shifts = set()
-    for out in np.asarray(jax.vmap(t.apply, in_axes=(0, None))(_keys(16), jnp.asarray(img))):
+    for out in np.asarray(_apply_each(t)(_keys(16), jnp.asarray(img))):
       found = []
       for dy in range(-3, 4):
         for dx in range(-3, 4):
@@ -76,12 +85,13 @@ class TransformsTest(parameterized.TestCase):
     sx = cx + m[1, 0] * (yy - cy) + m[1, 1] * (xx - cx)
     ref = jnp.stack([jax.scipy.ndimage.map_coordinates(img[..., k], (sy, sx), order=1, mode="nearest")
                      for k in range(3)], -1)
-    np.testing.assert_allclose(transforms.resample(img, m), ref, atol=1e-6)
-    np.testing.assert_allclose(transforms.resample(img, jnp.eye(2)), img, atol=1e-7)
+    resample = jax.jit(transforms.resample)
+    np.testing.assert_allclose(resample(img, m), ref, atol=1e-6)
+    np.testing.assert_allclose(resample(img, jnp.eye(2)), img, atol=1e-7)
 
   def test_scale_zooms_about_the_centre(self):
     img = jnp.zeros((21, 21, 3)).at[10, 12].set(1.0)  # a dot 2 px right of the centre
-    out = transforms.random_scale((2.0,)).apply(jax.random.key(0), img)
+    out = _apply(transforms.random_scale((2.0,)))(jax.random.key(0), img)
     self.assertEqual(out.shape, img.shape)
     y, x = np.unravel_index(np.argmax(np.asarray(out[..., 0])), (21, 21))
     self.assertEqual((y, x), (10, 14))  # now 4 px right of the centre
@@ -89,8 +99,8 @@ class TransformsTest(parameterized.TestCase):
   def test_rotation_per_key_and_keeps_constants(self):
     flat = jnp.full((H, W, 3), 0.3)
     t = transforms.random_rotate(20.0)
-    np.testing.assert_allclose(t.apply(jax.random.key(0), flat), flat, atol=1e-6)
-    outs = jax.vmap(t.apply, in_axes=(0, None))(_keys(4), _image())
+    np.testing.assert_allclose(_apply(t)(jax.random.key(0), flat), flat, atol=1e-6)
+    outs = _apply_each(t)(_keys(4), _image())
     self.assertEqual(outs.shape, (4, H, W, 3))
     for a in range(4):
       for b in range(a):
@@ -100,12 +110,12 @@ class TransformsTest(parameterized.TestCase):
   def test_standard_chain_keeps_size_and_is_differentiable(self, scales, degrees):
     t = transforms.standard((H, W), pad_width=4, max_shift=2, scales=scales, rotate_degrees=degrees)
     img = _image()
-    out = t.apply(jax.random.key(0), img)
+    out = _apply(t)(jax.random.key(0), img)
     self.assertEqual(out.shape, (H, W, 3))
-    g = jax.grad(lambda x: t.apply(jax.random.key(0), x)[H // 2, W // 2].sum())(img)
+    g = jax.jit(jax.grad(lambda x: t.apply(jax.random.key(0), x)[H // 2, W // 2].sum()))(img)
     self.assertTrue(bool(jnp.all(jnp.isfinite(g))))
     self.assertGreater(float(g.sum()), 0.5)  # the centre pixel comes from somewhere near it
-    outs = jax.vmap(t.apply, in_axes=(0, None))(_keys(3), img)
+    outs = _apply_each(t)(_keys(3), img)
     self.assertFalse(np.allclose(outs[0], outs[1]))
 
 
