@@ -274,7 +274,7 @@ def _draw_inputs(key, st: _Static, n: int, mode: str) -> tuple:
   chan = jnp.broadcast_to(jnp.arange(st.k)[None, :, None], (st.p, st.k, st.s))
 
   def draw(key):
-    k1, k2, k3 = jax.random.split(key, 3)
+    k1, k2, _ = jax.random.split(key, 3)  # three, as ever: the recorded runs' draws stay what they were
     if mode == "boot":
       picks = jax.random.randint(k1, (st.k,), 0, st.k)
       counts = jax.vmap(lambda kk: _seed_counts(kk, st))(jax.random.split(k2, st.k))
