@@ -37,19 +37,17 @@ def _script_gradient(params, tap, data, mask):
                     np.float64)
 
 
-# Jitted only so that it compiles as one program (eagerly, each of the net's ops compiles on its own).
-@functools.partial(jax.jit, static_argnames="tap")
-def _blob_vjp(params, data, mask, *, tap):
-  net = googlenet.GoogLeNet()
-  blob = lambda d: net.apply({"params": params}, d[None], taps=(tap,))[tap][0]
-  act, vjp = jax.vjp(blob, data)
-  return vjp(act * mask)[0]
-
-
+# Jitted only so that each compiles as one program (eagerly, each of the net's ops compiles on its own).
 @functools.partial(jax.jit, static_argnames="tap")
 def _data_blob(params, data, *, tap):
   """The tap's blob of the net applied to the data blob directly [h, w, C] (data: [H, W, 3])."""
   return googlenet.GoogLeNet().apply({"params": params}, data[None], taps=(tap,))[tap][0]
+
+
+@functools.partial(jax.jit, static_argnames="tap")
+def _blob_vjp(params, data, mask, *, tap):
+  act, vjp = jax.vjp(lambda d: _data_blob(params, d, tap=tap), data)
+  return vjp(act * mask)[0]
 
 
 def _script_step(params, tap, x, mask, oy, ox):
