@@ -6,7 +6,7 @@
   python -m experiments.specificity --workdir=/tmp/pilot --config=experiments/configs/specificity.py:pilot224
   # full (default): the paper's 2,000 steps, six taps, ablations at full size (a GPU)
   python -m experiments.specificity --workdir=/tmp/spec
-  # quick: CI smoke run (48 px, 2 taps, 4 steps): checks the pipeline, not the science
+  # quick: CI smoke run (64 px, 2 taps, 4 steps): checks the pipeline, not the science
   python -m experiments.specificity --workdir=/tmp/spec_quick --config=experiments/configs/specificity.py:quick
 
 Fields (see `rfspec.runs.sweep.SweepSettings`):
@@ -83,8 +83,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.input_size_taps = ()
     c.padding_taps = ()
   elif arg == "quick":
-    c.taps = ("conv2/3x3", "inception_3b/output")  # a small and a large RF at 48 px; 3b compiles faster than 4a
-    c.vis = dict(recipe="zipser2015", image_hw=(48, 48), steps=4, chunk=4, dtype="float32")
+    c.taps = ("conv2/3x3", "inception_3b/output")  # a small and a large RF at 64 px; 3b compiles faster than 4a
+    c.vis = dict(recipe="zipser2015", image_hw=(64, 64), steps=4, chunk=4, dtype="float32")
     c.channels_per_tap = 2
     c.seeds_per_position = 3
     c.seed_pool = 12

@@ -85,7 +85,7 @@ def atlas():
 
 
 def specificity():
-  """(workdir, first run) of specificity's quick variant (48 px, 2 taps, 4 steps)."""
+  """(workdir, first run) of specificity's quick variant (64 px, 2 taps, 4 steps)."""
   return _session_run("specificity", *SPEC_ARGS)
 
 
