@@ -53,6 +53,10 @@ class QuickRunTest(absltest.TestCase):
       for field in ("verdict", "estimate", "ci", "null"):
         self.assertIn(field, c)
       self.assertEqual(c["verdict"], "not evaluated")  # a smoke test decides nothing
+    # ... but it computes: claims 1-4 each get a number (at 64 px the two taps share off-image
+    # fractions, so claim 4's matched-truncation comparison has pairs to compare).
+    for c in summary["claims"][:4]:
+      self.assertIsInstance(c["estimate"], float, c)
     self.assertEqual(set(summary["dead_runs"]), {"conv2/3x3", "inception_3b/output"})
     self.assertEqual(summary["weights_sha256"], store.weights_sha256(tiny_weights()))
 
