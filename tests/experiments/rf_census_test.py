@@ -10,7 +10,7 @@ import pytest
 from absl.testing import absltest
 
 from rfspec.locking import LOCK_FILE
-from tests.conftest import CAFFEMODEL, REPO, shared_file, smoke_env
+from tests.conftest import REPO, smoke_env, tiny_weights
 
 QUICK = "--config=experiments/configs/rf_census.py:quick"
 OUTPUTS = ("rf_census.json", "rf_census.md", "pct_inside_vs_depth.png", "inside_fraction_inception_3a_output.png",
@@ -83,11 +83,12 @@ class GeometryOnlyTest(absltest.TestCase):
 
 @pytest.mark.slow
 class WithWeightsTest(absltest.TestCase):
-  """Quick config with the ERF section on the real BVLC weights."""
+  """Quick config with the ERF section on random weights of the real shapes: the section's plumbing,
+  caching and per-tap checksums; the ERF on the real weights is tests/geometry_test.py's."""
 
   def test_erf_summary(self):
     workdir = tempfile.mkdtemp(prefix="rf_census_erf_")
-    result = run_binary(f"--workdir={workdir}", QUICK, f"--weights={shared_file(CAFFEMODEL)}")
+    result = run_binary(f"--workdir={workdir}", QUICK, f"--weights={tiny_weights()}")
     self.assertEqual(result.returncode, 0, result.stderr[-3000:])
     with open(os.path.join(workdir, "rf_census.json")) as f:
       erf = json.load(f)["erf"]
@@ -101,7 +102,7 @@ class WithWeightsTest(absltest.TestCase):
       self.assertGreater(rows[tap, "centre"]["radius95"], 0.0)
     self.assertIn("## Effective RF at 96x96", open(os.path.join(workdir, "rf_census.md")).read())
     # A rerun with the same settings reuses the cached ERFs (no weights needed any more).
-    again = run_binary(f"--workdir={workdir}", QUICK, f"--weights={shared_file(CAFFEMODEL)}")
+    again = run_binary(f"--workdir={workdir}", QUICK, f"--weights={tiny_weights()}")
     self.assertEqual(again.returncode, 0, again.stderr[-3000:])
     self.assertIn("cached", again.stderr)
     self.assertNotIn("loading weights", again.stderr)
@@ -110,13 +111,13 @@ class WithWeightsTest(absltest.TestCase):
     # verified by checksum, so a hand-edited one is recomputed, not trusted (item 2).
     from rfspec.weights.store import weights_sha256
 
-    self.assertEqual(erf["weights_sha256"], weights_sha256(str(shared_file(CAFFEMODEL))))
+    self.assertEqual(erf["weights_sha256"], weights_sha256(tiny_weights()))
     unit = os.path.join(workdir, "erf", "conv2_3x3.json")
     with open(unit) as f:
       edited = f.read().replace('"radius95": ', '"radius95": 1')
     with open(unit, "w") as f:
       f.write(edited)
-    fixed = run_binary(f"--workdir={workdir}", QUICK, f"--weights={shared_file(CAFFEMODEL)}")
+    fixed = run_binary(f"--workdir={workdir}", QUICK, f"--weights={tiny_weights()}")
     self.assertEqual(fixed.returncode, 0, fixed.stderr[-3000:])
     self.assertIn("ERF 1/2: conv2/3x3 at", fixed.stderr)  # that tap only is recomputed
     self.assertIn("ERF 2/2: inception_3a/output cached", fixed.stderr)
