@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 from absl.testing import absltest
 
-from experiments import screenshots
+from experiments import _chromium, screenshots
 from rfspec.errors import UserError
 from tests.conftest import REPO
 
@@ -16,15 +16,15 @@ class HelpersTest(absltest.TestCase):
 
   def test_page_url_carries_the_view(self):
     path = os.path.join(self.create_tempdir().full_path, "my atlas.html")
-    url = screenshots.page_url(path, cell=(0, 13))
+    url = _chromium.page_url(path, cell=(0, 13))
     self.assertTrue(url.startswith("file:///"), url)
     self.assertTrue(url.endswith("/my%20atlas.html?cell=0,13"), url)
-    self.assertEqual(screenshots.page_url(path), url.split("?")[0])
+    self.assertEqual(_chromium.page_url(path), url.split("?")[0])
 
   def test_names(self):
-    self.assertEqual(screenshots.shot_name("/x/atlas.html"), "atlas.png")
-    self.assertEqual(screenshots.shot_name("/x/atlas.html", cell=(0, 13)), "atlas_cell_0_13.png")
-    self.assertEqual(screenshots.shot_name("/x/atlas_psi.png"), "atlas_psi.png")
+    self.assertEqual(_chromium.shot_name("/x/atlas.html"), "atlas.png")
+    self.assertEqual(_chromium.shot_name("/x/atlas.html", cell=(0, 13)), "atlas_cell_0_13.png")
+    self.assertEqual(_chromium.shot_name("/x/atlas_psi.png"), "atlas_psi.png")
 
   def test_positions(self):
     self.assertEqual(screenshots.parse_position("6,13"), (6, 13))
@@ -38,12 +38,12 @@ class HelpersTest(absltest.TestCase):
     open(atlas, "w").write("<script>function atlasView(search, hash){}</script>")
     open(report, "w").write("<p>no views</p>")
     views = [dict(), dict(cell=(0, 0)), dict(tile=(1, 2))]
-    self.assertEqual(screenshots.views_of(atlas, views), views)
-    self.assertEqual(screenshots.views_of(report, views), [dict()])  # not three copies of one page
-    self.assertEqual(screenshots.views_of(os.path.join(folder, "fig1.png"), views), [dict()])
+    self.assertEqual(_chromium.views_of(atlas, views), views)
+    self.assertEqual(_chromium.views_of(report, views), [dict()])  # not three copies of one page
+    self.assertEqual(_chromium.views_of(os.path.join(folder, "fig1.png"), views), [dict()])
 
   def test_the_browser_runs_headless_with_a_throwaway_profile(self):
-    cmd = screenshots.chromium_command("/usr/bin/chromium", "file:///a.html?cell=1,2", "/o.png", (800, 600), "/p")
+    cmd = _chromium.chromium_command("/usr/bin/chromium", "file:///a.html?cell=1,2", "/o.png", (800, 600), "/p")
     for flag in ("--headless", "--no-sandbox", "--disable-background-networking", "--user-data-dir=/p",
                  "--window-size=800,600", "--screenshot=/o.png"):
       self.assertIn(flag, cmd)
@@ -55,7 +55,7 @@ class HelpersTest(absltest.TestCase):
     os.environ["PATH"] = empty
     try:
       with self.assertRaisesRegex(UserError, r"No Chromium found.*apt-get install -y chromium.*--chromium=") as e:
-        screenshots.find_chromium("")
+        _chromium.find_chromium("")
     finally:
       os.environ["PATH"] = old
     self.assertNotIn("\n", str(e.exception))
@@ -68,7 +68,7 @@ class HelpersTest(absltest.TestCase):
     arr = np.full((400, 300, 3), 255, np.uint8)
     arr[:100] = rng.integers(0, 256, (100, 300, 3))  # content that compresses badly, then blank page
     Image.fromarray(arr).save(path)
-    size = screenshots.finish(path, max_kb=40)
+    size = _chromium.finish(path, max_kb=40)
     im = Image.open(path)
     self.assertEqual(im.size, (300, 116))  # the content and a 16 px band
     self.assertLessEqual(size, os.path.getsize(path))
@@ -83,7 +83,7 @@ class HelpersTest(absltest.TestCase):
     src = os.path.join(REPO, "experiments", "results", "position_atlas_cpu", "atlas.png")
     before = np.asarray(Image.open(src).convert("RGB")).astype(int)
     Image.fromarray(before.astype(np.uint8)).save(path)
-    screenshots.finish(path, max_kb=100)
+    _chromium.finish(path, max_kb=100)
     im = Image.open(path)
     self.assertEqual(im.mode, "P")
     after = np.asarray(im.convert("RGB")).astype(int)
@@ -94,7 +94,7 @@ class HelpersTest(absltest.TestCase):
 def _need_chromium(test):
   """Skips where Chromium is missing, except in CI (.ci/run installs it and sets RFSPEC_CI): there a
   missing browser fails, since a skipped test is not a pass."""
-  if any(shutil.which(b) for b in screenshots.BROWSERS):
+  if any(shutil.which(b) for b in _chromium.BROWSERS):
     return
   if os.environ.get("RFSPEC_CI"):
     test.fail("Chromium is not installed, and CI needs it: apt-get install chromium (see README, Test).")
@@ -115,8 +115,8 @@ class ChromiumTest(absltest.TestCase):
         "</div><script>if (new URLSearchParams(location.search).get('cell') === '2,3') "
         "document.getElementById('d').style.background = '#f00';</script></body></html>")
     out = os.path.join(folder, "shot.png")
-    chromium = screenshots.find_chromium()
-    screenshots.screenshot(chromium, screenshots.page_url(page, cell=(2, 3)), out, (400, 300), max_kb=1000)
+    chromium = _chromium.find_chromium()
+    _chromium.screenshot(chromium, _chromium.page_url(page, cell=(2, 3)), out, (400, 300), max_kb=1000)
     shot = np.asarray(Image.open(out).convert("RGB"))
     np.testing.assert_array_equal(shot[100, 100], [255, 0, 0])  # the script saw cell=2,3 (else blue)
 
@@ -162,9 +162,9 @@ class ChromiumTest(absltest.TestCase):
     def within(tree, ident):
       return [(tag, a, up) for tag, a, up in tree.elements if any(i == ident for i, _ in up)]
 
-    chromium = screenshots.find_chromium()
+    chromium = _chromium.find_chromium()
     tile = Tree()
-    tile.feed(screenshots.dom(chromium, screenshots.page_url(page, tile=(0, 0))))
+    tile.feed(_chromium.dom(chromium, _chromium.page_url(page, tile=(0, 0))))
     detail = next(a for tag, a, _ in tile.elements if a.get("id") == "detail")
     self.assertNotIn("hidden", detail)
     shown = within(tile, "detail")
@@ -181,7 +181,7 @@ class ChromiumTest(absltest.TestCase):
       self.assertLessEqual(b["top"] + b["height"], f["height"] + 0.5, (f, b))
       self.assertLessEqual(b["left"] + b["width"], f["width"] + 0.5, (f, b))
     cell = Tree()
-    cell.feed(screenshots.dom(chromium, screenshots.page_url(page, cell=(0, 0))))
+    cell.feed(_chromium.dom(chromium, _chromium.page_url(page, cell=(0, 0))))
     body = next(a for tag, a, _ in cell.elements if a.get("id") == "pairbody")
     self.assertNotIn("hidden", body)
     cuts = [a for tag, a, up in within(cell, "pairbody") if tag == "img" and (None, "cut") in up]
@@ -190,7 +190,7 @@ class ChromiumTest(absltest.TestCase):
       self.assertIn("cut to the common window", a["alt"])
     # A pair whose bootstrap collapsed shows no interval, only the value, n and the exact bound.
     (i, j), = [t["position"] for t in summary["tiles"] if t["psi_degenerate"]]
-    text = screenshots.dom(chromium, screenshots.page_url(page, cell=(i, j)))
+    text = _chromium.dom(chromium, _chromium.page_url(page, cell=(i, j)))
     self.assertIn(f"psi_auc 1.00 (n = {n_s}, no interval; exact bound [-0.20, 1.00])", text)
 
 
