@@ -572,9 +572,24 @@ class _ChunkFns(NamedTuple):
   chunk: Callable
 
 
+# Steps per loop iteration of a chunk's scan, once a chunk has at least _UNROLL_MIN_STEPS steps.
+# Each iteration has a fixed cost, and at its end the batch's pieces (`batch_parts`) wait for each
+# other; two steps per iteration pay it half as often: the same numbers bit for bit, 5-9 % faster at
+# inception_4c/5x5, 224 px (issue 23). Shorter chunks (tests, smoke runs) keep one step per
+# iteration: the doubled loop body would cost more compile time than it saves.
+_UNROLL = 2
+_UNROLL_MIN_STEPS = 8
+
+
+def _chunk_unroll(n: int) -> int:
+  """Steps per scan iteration for a chunk of `n` steps (_UNROLL when it divides a long chunk, else 1)."""
+  return _UNROLL if n >= _UNROLL_MIN_STEPS and n % _UNROLL == 0 else 1
+
+
 @functools.lru_cache(maxsize=64)
-def _chunk_fns(cfg: VisConfig) -> _ChunkFns:
+def _chunk_fns(cfg: VisConfig, unroll: int | None = None) -> _ChunkFns:
   n = min(cfg.chunk, cfg.steps)
+  unroll = _chunk_unroll(n) if unroll is None else unroll
   # Build (and cache) the parameterisation eagerly: built first inside a trace, its cached
   # arrays (e.g. the Fourier spectrum scale) would be tracers that leak into later calls.
   _parts(cfg)
@@ -592,7 +607,7 @@ def _chunk_fns(cfg: VisConfig) -> _ChunkFns:
 
     # The scan runs the whole batch step by step (not one scan per element, vmapped), so that
     # a step can be cut into independent pieces (`batch_parts`).
-    state, trace = jax.lax.scan(body, state, step0 + jnp.arange(n))
+    state, trace = jax.lax.scan(body, state, step0 + jnp.arange(n), unroll=unroll)
     trace = trace.T
     images = jax.vmap(_parts(cfg).param.to_image)(state.z)
     finite = (jnp.all(jnp.isfinite(state.z.reshape(len(seeds), -1)), axis=1)

@@ -188,6 +188,20 @@ class VisualizeTest(parameterized.TestCase):
     self.assertFalse(np.allclose(whole[2][0], whole[2][2]))  # same mask, other seed: pieces can't swap
     self.assertEqual(vis.batch_parts(jax.devices()[:1]), 2)
 
+  def test_two_steps_per_loop_iteration_is_the_same_computation_bit_for_bit(self):
+    # Long chunks run their scan two steps per iteration (speed); the images and traces must be
+    # exactly those of one step per iteration, with the batch cut as visualize_grid cuts it.
+    self.assertEqual([vis._chunk_unroll(n) for n in (3, 6, 8, 9, 50)], [1, 1, 2, 1, 2])
+    cfg = dataclasses.replace(SMALL, steps=8, chunk=8)
+    seeds = np.array([3, 11], np.int32)
+    ms = _masks(cfg)
+    runs = [vis._chunk_fns(cfg, unroll)  # cached per (cfg, unroll); no other test uses these
+            for unroll in (None, 1)]
+    got, want = (f.chunk(self.params, seeds, ms, f.init(seeds), np.int32(0), parts=2) for f in runs)
+    np.testing.assert_array_equal(got[2], want[2])  # images
+    np.testing.assert_array_equal(got[1], want[1])  # traces
+    self.assertTrue(np.all(np.ptp(want[1], axis=1) > 0))  # each element's objective moved over the 8 steps
+
   def test_apply_in_parts(self):
     x = jnp.arange(7.0)
     fn = lambda a, b: (a * 2 + b, {"s": a[:, None] * jnp.ones(3)})
