@@ -30,7 +30,9 @@ Sections:
              rfspec.engine.keep_freed_memory() on: `kept_memory_over_forward`).
   flops:     the engine's achieved FLOP rate (XLA's count per image-step x image-steps/s) on a
              zipser2015 grid at --flops_tap, --step_size px, divided by a --matmul_size² float32
-             matmul's rate in the same process: `flops_over_matmul`.
+             matmul's rate in the same process: `flops_over_matmul`. When the chunk runs two steps
+             per scan iteration, on CPU also that chunk against one step per iteration, in
+             interleaved pairs: `unrolled_over_one_step`.
   compile:   two fresh processes with one empty persistent compilation cache, one after the other:
              `warm_compile_over_cold` = the second's first grid call / the first's.
   throughput: zipser2015 grid image-steps/s at --step_size px for each of --throughput_taps (the
@@ -425,6 +427,8 @@ def bench_flops(params, repeats: int) -> dict:
   """The engine's achieved FLOP rate on a zipser2015 grid (--flops_tap, --step_size px, --flops_grid,
   --flops_steps steps per call) divided by a --matmul_size² float32 matmul's, both timed in this
   process, interleaved. FLOPs per image-step are XLA's count (`step_flops`)."""
+  import jax
+
   from rfspec import engine as vis
 
   P, S = (int(v) for v in _FLOPS_GRID.value)
@@ -449,8 +453,41 @@ def bench_flops(params, repeats: int) -> dict:
          "dtype": cfg.dtype, "grid_s": float(np.median(grid_t)), "image_steps_per_s": rate,
          "flops_per_image_step": per_step, "achieved_gflops": achieved / 1e9, "matmul_size": _MATMUL.value,
          "matmul_s": float(np.median(mm_t)), "matmul_gflops": roof / 1e9, "flops_over_matmul": achieved / roof}
+  # The unroll's pairs on CPU only: on a GPU they would cost the device check a second large compile.
+  if vis._chunk_unroll(min(cfg.chunk, cfg.steps)) > 1 and jax.default_backend() == "cpu":
+    row.update(_unroll_pairs(params, cfg, seeds, masks, max(1, repeats // 2)))
   print(f"flops: {row}", file=sys.stderr, flush=True)
   return {"flops": row, "flops_over_matmul": row["flops_over_matmul"]}
+
+
+def _unroll_pairs(params, cfg, seeds, masks, repeats: int) -> dict:
+  """The engine's chunk (two steps per scan iteration, `engine._chunk_unroll`) against the same
+  chunk at one step per iteration: interleaved pairs of calls, the batch cut as visualize_grid
+  cuts it. `unrolled_over_one_step` is the median of the pairs' time ratios; `max_abs_diff`
+  between their images (0: the same numbers)."""
+  import jax
+
+  from rfspec import engine as vis
+
+  flat_seeds = np.tile(np.asarray(seeds, np.int32), len(masks))  # b = p * S + s, as the engine flattens
+  flat_masks = np.repeat(np.asarray(masks), len(seeds), axis=0)
+  parts = vis.batch_parts(jax.devices())
+  unroll = vis._chunk_unroll(min(cfg.chunk, cfg.steps))
+  fns = {u: vis._chunk_fns(cfg, u) for u in (unroll, 1)}
+  run = lambda f: jax.block_until_ready(f.chunk(params, flat_seeds, flat_masks, f.init(flat_seeds), np.int32(0),
+                                                parts=parts))
+  images = {u: np.asarray(run(f)[2]) for u, f in fns.items()}  # compile
+  times = {u: [] for u in fns}
+  for _ in range(repeats):
+    for u, f in fns.items():
+      t0 = time.perf_counter()
+      run(f)
+      times[u].append(time.perf_counter() - t0)
+  ratios = np.array(times[unroll]) / np.array(times[1])
+  return {"unroll": unroll, "unrolled_s": float(np.median(times[unroll])), "one_step_s": float(np.median(times[1])),
+          "unrolled_over_one_step": float(np.median(ratios)),
+          "unrolled_over_one_step_quartiles": [float(q) for q in np.percentile(ratios, [25, 75])],
+          "max_abs_diff": float(np.abs(images[unroll] - images[1]).max())}
 
 
 def first_call_probe(params) -> dict:

@@ -574,9 +574,11 @@ class _ChunkFns(NamedTuple):
 
 # Steps per loop iteration of a chunk's scan, once a chunk has at least _UNROLL_MIN_STEPS steps.
 # Each iteration has a fixed cost, and at its end the batch's pieces (`batch_parts`) wait for each
-# other; two steps per iteration pay it half as often: the same numbers bit for bit, 5-9 % faster at
-# inception_4c/5x5, 224 px (issue 23). Shorter chunks (tests, smoke runs) keep one step per
-# iteration: the doubled loop body would cost more compile time than it saves.
+# other; two steps per iteration pay it half as often: the same numbers bit for bit, and 0.90 of
+# the time at inception_4c/5x5, 224 px, on 2 CPU cores (`unrolled_over_one_step` in
+# experiments/results/benchmark_cpu_flops.json; about 0.97 at conv2/3x3). Shorter chunks (tests,
+# smoke runs) keep one step per iteration: the doubled loop body would cost more compile time than
+# it saves.
 _UNROLL = 2
 _UNROLL_MIN_STEPS = 8
 

@@ -26,6 +26,8 @@ TAP, HW = "conv2/3x3", (40, 40)  # grid 10 x 10, RF 19 px: most pixels lie outsi
 SMALL = VisConfig(tap=TAP, image_hw=HW, steps=6, jitter=3, chunk=4, learning_rate=0.02, objective="pre_relu")
 # No jitter, 3 steps: one compiled shape shared by the tests that need pixels to stay put.
 STILL = dataclasses.replace(SMALL, jitter=0, steps=3)
+# A chunk long enough to run two steps per scan iteration (engine._chunk_unroll).
+LONG_CHUNK = dataclasses.replace(SMALL, steps=8, chunk=8)
 QUIET = dict(progress=lambda info: None)
 
 
@@ -192,7 +194,7 @@ class VisualizeTest(parameterized.TestCase):
     # Long chunks run their scan two steps per iteration (speed); the images and traces must be
     # exactly those of one step per iteration, with the batch cut as visualize_grid cuts it.
     self.assertEqual([vis._chunk_unroll(n) for n in (3, 6, 8, 9, 50)], [1, 1, 2, 1, 2])
-    cfg = dataclasses.replace(SMALL, steps=8, chunk=8)
+    cfg = LONG_CHUNK
     seeds = np.array([3, 11], np.int32)
     ms = _masks(cfg)
     runs = [vis._chunk_fns(cfg, unroll)  # cached per (cfg, unroll); no other test uses these

@@ -60,6 +60,15 @@ class BenchmarkSmokeTest(absltest.TestCase):
     for tap, rate in report["throughput"]["image_steps_per_s"].items():
       self.assertAlmostEqual(throughput.CPU_224[tap], rate, places=1)
     self.assertLen(report["load_average_1_5_15_min_at_start"], 3)
+    # The flops section re-measured after the engine's scan began to run two steps per iteration
+    # (experiments/results/benchmark_cpu_flops.json): the headline is its row's, and the pairs
+    # timed the same numbers.
+    flops = json.load(open(os.path.join(REPO, "experiments", "results", "benchmark_cpu_flops.json")))
+    self.assertEqual(flops["sections"], ["flops"])
+    self.assertEqual(flops["flops_over_matmul"], flops["flops"]["flops_over_matmul"])
+    self.assertAlmostEqual(flops["flops"]["flops_over_matmul"],
+                           flops["flops"]["achieved_gflops"] / flops["flops"]["matmul_gflops"])
+    self.assertEqual((flops["flops"]["unroll"], flops["flops"]["max_abs_diff"]), (2, 0.0))
 
   def test_device_check_dry_run_reports_every_speed_section(self):
     # experiments/device_check.sh end to end on CPU at tiny sizes: no install, the speed sections
@@ -109,6 +118,22 @@ class BenchmarkSmokeTest(absltest.TestCase):
     for row in report["grid"]:
       self.assertGreater(row["peak_memory_bytes"], 0)
       self.assertGreater(row["flops_per_image_step"], 0)
+
+  def test_unroll_pairs_time_the_same_numbers(self):
+    # The flops section's pairs (two steps per scan iteration vs one) on random weights at 40 px:
+    # the same images, the ratio is the median of the pairs' ratios. The engine test's config and
+    # shapes, so the session's compilation cache serves both.
+    from experiments import benchmark
+    from tests.conftest import tiny_params
+    from tests.engine_test import LONG_CHUNK, _masks
+
+    row = benchmark._unroll_pairs(tiny_params(), LONG_CHUNK, np.array([3, 11], np.int32), _masks(LONG_CHUNK)[:1],
+                                  repeats=3)
+    self.assertEqual(row["unroll"], 2)
+    self.assertEqual(row["max_abs_diff"], 0.0)
+    lo, hi = row["unrolled_over_one_step_quartiles"]
+    self.assertTrue(0 < lo <= row["unrolled_over_one_step"] <= hi, row)
+    self.assertGreater(min(row["unrolled_s"], row["one_step_s"]), 0)
 
   def test_unknown_section_is_a_user_error(self):
     proc = subprocess.run([sys.executable, "-m", "experiments.benchmark", f"--weights={shared_file(CAFFEMODEL)}",
