@@ -23,6 +23,7 @@ from tests.conftest import REPO
 NO_WEIGHTS = "--weights=/nonexistent/flag_errors_test.caffemodel"
 QUICK = {name: f"--config=experiments/configs/{name}.py:quick" for name in ("position_atlas", "specificity")}
 QUICK["reproduce_paper"] = "--config=experiments/configs/reproduce_paper.py:quick"
+QUICK["rf_census"] = "--config=experiments/configs/rf_census.py:quick"
 
 # name: (binary, overrides, needles the one error paragraph must hold)
 CASES = {
@@ -74,6 +75,17 @@ CASES = {
                               ["config.batch_positions must be a whole number in [0, "]),
     "atlas_mosaic_tile": ("position_atlas", ["--config.mosaic_tile=-5"],
                           ["config.mosaic_tile must be a whole number in [160, 2048]"]),
+    "sweep_no_channels": ("specificity", ["--config.channels_per_tap=0"], ["channels_per_tap"]),
+    "sweep_seeds_per_position": ("specificity", ["--config.seeds_per_position=2"], ["seeds_per_position"]),
+    "sweep_judge_layer_as_tap": ("specificity", ["--config.taps=('inception_3a/output',)"], ["judge layer"]),
+    "sweep_unknown_vis_field": ("specificity", ["--config.vis.stepz=3"], ["stepz"]),
+    # rf_census: a tap's typo gets the name it meant; sizes too small for a tap's RF, or not sizes.
+    "census_heatmap_tap": ("rf_census", ["--config.erf=False", "--config.heatmap_taps=('inception_4c/outptu',)"],
+                           ["Did you mean 'inception_4c/output'"]),
+    "census_erf_tap": ("rf_census", ["--config.erf_taps=('conv2/3x4',)"], ["Did you mean 'conv2/3x3'"]),
+    "census_size_too_small": ("rf_census", ["--config.erf=False", "--config.sizes=(100,)"], ["needs at least 223 px"]),
+    "census_erf_size_too_small": ("rf_census", ["--config.erf_image_size=5"], ["needs at least 7 px"]),
+    "census_bad_size_value": ("rf_census", ["--config.erf=False", "--config.sizes=(0,)"], ["config.sizes"]),
 }
 
 
@@ -143,6 +155,7 @@ class FlagErrorsTest(absltest.TestCase):
     super().setUpClass()
     tmp = tempfile.mkdtemp(prefix="flag_errors_")
     cls.addClassCleanup(shutil.rmtree, tmp, ignore_errors=True)
+    cls.tmp = tmp
     cls.results = _run_all(tmp)
 
   def check(self, name):
@@ -157,6 +170,8 @@ class FlagErrorsTest(absltest.TestCase):
     for needle in needles:
       self.assertIn(needle, errors[0])
     self.assertEqual(out, "")
+    workdir = os.path.join(self.tmp, name, "workdir")  # nothing written but the run's lock
+    self.assertEqual([f for f in (os.listdir(workdir) if os.path.isdir(workdir) else []) if f != ".rfspec.lock"], [])
 
 
 for _name in CASES:
