@@ -58,7 +58,7 @@ import time
 from absl import flags
 import numpy as np
 
-from experiments import _cli
+from experiments import _cli, _engine_timing
 
 _WEIGHTS = _cli.define_weights_flag()
 _WORKDIR = _cli.define_workdir_flag(required=False)
@@ -455,39 +455,9 @@ def bench_flops(params, repeats: int) -> dict:
          "matmul_s": float(np.median(mm_t)), "matmul_gflops": roof / 1e9, "flops_over_matmul": achieved / roof}
   # The unroll's pairs on CPU only: on a GPU they would cost the device check a second large compile.
   if vis._chunk_unroll(min(cfg.chunk, cfg.steps)) > 1 and jax.default_backend() == "cpu":
-    row.update(_unroll_pairs(params, cfg, seeds, masks, max(1, repeats // 2)))
+    row.update(_engine_timing.unroll_pairs(params, cfg, seeds, masks, max(1, repeats // 2)))
   print(f"flops: {row}", file=sys.stderr, flush=True)
   return {"flops": row, "flops_over_matmul": row["flops_over_matmul"]}
-
-
-def _unroll_pairs(params, cfg, seeds, masks, repeats: int) -> dict:
-  """The engine's chunk (two steps per scan iteration, `engine._chunk_unroll`) against the same
-  chunk at one step per iteration: interleaved pairs of calls, the batch cut as visualize_grid
-  cuts it. `unrolled_over_one_step` is the median of the pairs' time ratios; `max_abs_diff`
-  between their images (0: the same numbers)."""
-  import jax
-
-  from rfspec import engine as vis
-
-  flat_seeds = np.tile(np.asarray(seeds, np.int32), len(masks))  # b = p * S + s, as the engine flattens
-  flat_masks = np.repeat(np.asarray(masks), len(seeds), axis=0)
-  parts = vis.batch_parts(jax.devices())
-  unroll = vis._chunk_unroll(min(cfg.chunk, cfg.steps))
-  fns = {u: vis._chunk_fns(cfg, u) for u in (unroll, 1)}
-  run = lambda f: jax.block_until_ready(f.chunk(params, flat_seeds, flat_masks, f.init(flat_seeds), np.int32(0),
-                                                parts=parts))
-  images = {u: np.asarray(run(f)[2]) for u, f in fns.items()}  # compile
-  times = {u: [] for u in fns}
-  for _ in range(repeats):
-    for u, f in fns.items():
-      t0 = time.perf_counter()
-      run(f)
-      times[u].append(time.perf_counter() - t0)
-  ratios = np.array(times[unroll]) / np.array(times[1])
-  return {"unroll": unroll, "unrolled_s": float(np.median(times[unroll])), "one_step_s": float(np.median(times[1])),
-          "unrolled_over_one_step": float(np.median(ratios)),
-          "unrolled_over_one_step_quartiles": [float(q) for q in np.percentile(ratios, [25, 75])],
-          "max_abs_diff": float(np.abs(images[unroll] - images[1]).max())}
 
 
 def first_call_probe(params) -> dict:

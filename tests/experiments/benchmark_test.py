@@ -123,11 +123,11 @@ class BenchmarkSmokeTest(absltest.TestCase):
     # The flops section's pairs (two steps per scan iteration vs one) on random weights at 40 px:
     # the same images, the ratio is the median of the pairs' ratios. The engine test's config and
     # shapes, so the session's compilation cache serves both.
-    from experiments import benchmark
+    from experiments import _engine_timing  # not experiments.benchmark: its flags clash with other binaries'
     from tests.conftest import tiny_params
     from tests.engine_test import LONG_CHUNK, _masks
 
-    row = benchmark._unroll_pairs(tiny_params(), LONG_CHUNK, np.array([3, 11], np.int32), _masks(LONG_CHUNK)[:1],
+    row = _engine_timing.unroll_pairs(tiny_params(), LONG_CHUNK, np.array([3, 11], np.int32), _masks(LONG_CHUNK)[:1],
                                   repeats=3)
     self.assertEqual(row["unroll"], 2)
     self.assertEqual(row["max_abs_diff"], 0.0)
