@@ -12,7 +12,8 @@ own start, jitter, scale and rotation.
 `visualize` and `visualize_grid` wrap it for use: they validate on the host, run the flattened
 grid (b = p * S + s) as ONE compiled function in chunks of `cfg.chunk` steps (compiled once; the
 state is carried between chunks) so they can report progress and stop on non-finite values,
-and shard the grid over every device. Inside a chunk one scan steps the whole batch; on a lone
+and shard the grid over every device. Inside a chunk one scan steps the whole batch (two steps
+per loop iteration once a chunk has 8 or more: the same numbers, less loop overhead); on a lone
 CPU device each step's batch is cut into two independent halves that XLA runs side by side
 (`batch_parts`, `apply_in_parts`).
 
