@@ -589,10 +589,15 @@ def _chunk_unroll(n: int) -> int:
   return _UNROLL if n >= _UNROLL_MIN_STEPS and n % _UNROLL == 0 else 1
 
 
-@functools.lru_cache(maxsize=64)
 def _chunk_fns(cfg: VisConfig, unroll: int | None = None) -> _ChunkFns:
+  """The chunk's jitted functions; `unroll` (steps per scan iteration) defaults to `_chunk_unroll`,
+  and the default and its explicit value share one cached set (one compile, not two)."""
+  return _chunk_fns_unrolled(cfg, _chunk_unroll(min(cfg.chunk, cfg.steps)) if unroll is None else unroll)
+
+
+@functools.lru_cache(maxsize=64)
+def _chunk_fns_unrolled(cfg: VisConfig, unroll: int) -> _ChunkFns:
   n = min(cfg.chunk, cfg.steps)
-  unroll = _chunk_unroll(n) if unroll is None else unroll
   # Build (and cache) the parameterisation eagerly: built first inside a trace, its cached
   # arrays (e.g. the Fourier spectrum scale) would be tracers that leak into later calls.
   _parts(cfg)
