@@ -102,6 +102,7 @@ class WithWeightsTest(absltest.TestCase):
     self.assertIn("cached", again.stderr)
     self.assertNotIn("loading weights", again.stderr)
     self.assertEqual(stray_files(workdir), [])
+    self.assertEqual(sorted(set(os.listdir(workdir)) - {LOCK_FILE, "erf"}), sorted(OUTPUTS))  # the outputs, nothing else
     # Keyed on the weights' content, recorded in the JSON (issue 20 item 3); each tap's ERF is a unit
     # verified by checksum, so a hand-edited one is recomputed, not trusted (item 2).
     from rfspec.weights.store import weights_sha256
