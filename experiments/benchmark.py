@@ -32,7 +32,9 @@ Sections:
              zipser2015 grid at --flops_tap, --step_size px, divided by a --matmul_size² float32
              matmul's rate in the same process: `flops_over_matmul`. When the chunk runs two steps
              per scan iteration, on CPU also that chunk against one step per iteration, in
-             interleaved pairs: `unrolled_over_one_step`.
+             interleaved pairs: `unrolled_over_one_step`; on a lone CPU device also the batch's
+             pieces called from their own threads (as visualize_grid runs them) against one call
+             cut inside: `threaded_over_one_call`.
   compile:   two fresh processes with one empty persistent compilation cache, one after the other:
              `warm_compile_over_cold` = the second's first grid call / the first's.
   throughput: zipser2015 grid image-steps/s at --step_size px for each of --throughput_taps (the
@@ -456,6 +458,8 @@ def bench_flops(params, repeats: int) -> dict:
   # The unroll's pairs on CPU only: on a GPU they would cost the device check a second large compile.
   if vis._chunk_unroll(min(cfg.chunk, cfg.steps)) > 1 and jax.default_backend() == "cpu":
     row.update(_engine_timing.unroll_pairs(params, cfg, seeds, masks, max(1, repeats // 2)))
+    if vis.batch_parts(jax.devices()) > 1:
+      row.update(_engine_timing.threaded_pieces_pairs(params, cfg, seeds, masks, max(1, repeats // 2)))
   print(f"flops: {row}", file=sys.stderr, flush=True)
   return {"flops": row, "flops_over_matmul": row["flops_over_matmul"]}
 

@@ -14,8 +14,9 @@ grid (b = p * S + s) as ONE compiled function in chunks of `cfg.chunk` steps (co
 state is carried between chunks) so they can report progress and stop on non-finite values,
 and shard the grid over every device. Inside a chunk one scan steps the whole batch (two steps
 per loop iteration once a chunk has 8 or more: the same numbers, less loop overhead); on a lone
-CPU device each step's batch is cut into two independent halves that XLA runs side by side
-(`batch_parts`, `apply_in_parts`).
+CPU device the batch runs as two independent halves, each a call of the same compiled chunk from
+its own thread, on its own core (a batch that does not split evenly: one call that cuts each step
+in two inside; `batch_parts`, `apply_in_parts`).
 
 Sharding and multi-host: the flattened grid is padded to a multiple of the device count (with
 copies of element 0, dropped afterwards) and laid out with `NamedSharding(mesh, P("grid"))` on a
@@ -30,6 +31,7 @@ col); images RGB in [0, 1].
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import difflib
 import functools
@@ -453,15 +455,20 @@ def _run_steps(params, seed, node_mask, state: _State, steps, cfg: VisConfig):
 
 
 def batch_parts(devices: Sequence[jax.Device]) -> int:
-  """How many independent pieces `visualize_grid` cuts each step's batch into on `devices`.
+  """How many independent pieces `visualize_grid` cuts its batch into on `devices`.
 
-  2 on a lone CPU device, else 1. XLA's CPU runtime runs independent operations concurrently:
-  two half-batch steps keep both cores busy through the backward pass's many small,
-  memory-bound operations, which one batch-wide step runs one after the other, each split over
-  the cores. Measured on 2 cores at 224 px (`experiments/benchmark.py --sections=step`): the
-  step is 13-15 % faster at batch 4 and 8, the forward unchanged. Several CPU devices
-  (`--xla_force_host_platform_device_count`) already run concurrently, and on a GPU or TPU a
-  smaller batch only leaves the chip idler.
+  2 on a lone CPU device, else 1. XLA's CPU runtime runs a YNNPACK convolution on one core (a
+  [2, 56, 56, 192] -> 64 3x3 convolution: 95 GFLOP/s, where a 2048² matmul reaches 190 on both
+  cores) and hands ready work to a second core only when more than 8 operations are ready at
+  once, so one call that steps a whole batch, or even two halves of it, leaves a core idle through
+  the net's long single-branch stretches (conv1, conv2). `visualize_grid` therefore runs a batch
+  that splits evenly as one call of the same compiled chunk per half, each from its own thread:
+  the two calls run on separate cores and give the same numbers bit for bit as one call that cuts
+  the batch inside (which an odd batch still uses). Measured on 2 cores at 224 px
+  (`experiments/benchmark.py --sections=flops`: `threaded_over_one_call`): a 2 x 2 zipser2015 grid
+  at inception_4c/5x5 takes 0.85 of the time of one call cut inside, which was itself 13-15 %
+  faster than an uncut step. Several CPU devices (`--xla_force_host_platform_device_count`) already
+  run concurrently, and on a GPU or TPU a smaller batch only leaves the chip idler.
   """
   return googlenet.default_grad_parts(devices)  # the same rule as a user's jax.grad of rfspec.forward
 
@@ -710,39 +717,53 @@ def _run_grid(params, seeds: np.ndarray, masks: np.ndarray, cfg: VisConfig, prog
   padded = -(-batch // mesh.size) * mesh.size
   idx = np.concatenate([np.arange(batch), np.zeros(padded - batch, np.int64)])
   along, replicated = NamedSharding(mesh, P("grid")), NamedSharding(mesh, P())
-  seeds_d = _put(seeds[idx], along)
-  masks_d = _put(masks[idx], along)
   params_d = jax.tree.map(lambda a: _put(a, replicated), params)
   progress = check_progress(progress)
 
   n = min(cfg.chunk, cfg.steps)
   parts = batch_parts(mesh.devices.flat)
-  state = fns.init(seeds_d)
+  # A batch that splits into `parts` equal pieces runs them as calls of one compiled program, each
+  # from its own thread, so that XLA's CPU runtime runs them on separate cores (see `batch_parts`);
+  # any other batch runs as one call, cut into pieces inside.
+  pieces = parts if parts > 1 and padded % parts == 0 else 1
+  cut = 1 if pieces > 1 else parts
+  size = padded // pieces
+  seeds_p = [_put(seeds[idx[i * size:(i + 1) * size]], along) for i in range(pieces)]
+  masks_p = [_put(masks[idx[i * size:(i + 1) * size]], along) for i in range(pieces)]
+  states = [fns.init(s) for s in seeds_p]
   # Traced once per machine when the compilation cache is on (rfspec.program_cache).
-  chunk = program_cache.cached(fns.chunk, _chunk_key(cfg), (params_d, seeds_d, masks_d, state, np.int32(0)),
-                               jax.tree.structure((state, 0, 0, 0)), donate_argnums=(3,), parts=parts)
-  traces, snaps, start, first_done, first_step = [], {}, time.perf_counter(), None, 0
-  for step0 in range(0, cfg.steps, n):
-    state, trace, images, finite = chunk(params_d, seeds_d, masks_d, state, np.int32(step0))
-    traces.append(trace)
-    finite = _get(finite)[:batch]
-    done = min(step0 + n, cfg.steps)
-    if not finite.all():
-      bad = np.flatnonzero(~finite)
-      raise NonFiniteError(
-          f"Non-finite image or objective by step {done} of {cfg.steps} in {len(bad)} of {batch} "
-          f"elements: {', '.join(describe(b) for b in bad[:10])}{' ...' if len(bad) > 10 else ''}. "
-          "Lower cfg.learning_rate, use dtype='float32', or set normalize_grad=True.")
-    if done in snapshot_steps:
-      snaps[done] = _get(images)[:batch]
-    now = time.perf_counter()
-    if first_done is None:  # the first chunk's time includes compilation
-      first_done, first_step = now, done
-      rate = batch * done / max(now - start, 1e-9)
-    else:
-      rate = batch * (done - first_step) / max(now - first_done, 1e-9)
-    eta = (cfg.steps - done) * batch / max(rate, 1e-9)
-    progress(Progress(done, cfg.steps, batch, rate, now - start, eta))
+  chunk = program_cache.cached(fns.chunk, _chunk_key(cfg), (params_d, seeds_p[0], masks_p[0], states[0], np.int32(0)),
+                               jax.tree.structure((states[0], 0, 0, 0)), donate_argnums=(3,), parts=cut)
+
+  def run_piece(i, step0):
+    return jax.block_until_ready(chunk(params_d, seeds_p[i], masks_p[i], states[i], np.int32(step0)))
+
+  join = (lambda xs: xs[0]) if pieces == 1 else (lambda xs: jnp.concatenate(xs))
+  with concurrent.futures.ThreadPoolExecutor(pieces) as pool:
+    traces, snaps, start, first_done, first_step = [], {}, time.perf_counter(), None, 0
+    for step0 in range(0, cfg.steps, n):
+      outs = list(pool.map(run_piece, range(pieces), [step0] * pieces)) if pieces > 1 else [run_piece(0, step0)]
+      states = [o[0] for o in outs]
+      trace, images, finite = (join([o[k] for o in outs]) for k in (1, 2, 3))
+      traces.append(trace)
+      finite = _get(finite)[:batch]
+      done = min(step0 + n, cfg.steps)
+      if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise NonFiniteError(
+            f"Non-finite image or objective by step {done} of {cfg.steps} in {len(bad)} of {batch} "
+            f"elements: {', '.join(describe(b) for b in bad[:10])}{' ...' if len(bad) > 10 else ''}. "
+            "Lower cfg.learning_rate, use dtype='float32', or set normalize_grad=True.")
+      if done in snapshot_steps:
+        snaps[done] = _get(images)[:batch]
+      now = time.perf_counter()
+      if first_done is None:  # the first chunk's time includes compilation
+        first_done, first_step = now, done
+        rate = batch * done / max(now - start, 1e-9)
+      else:
+        rate = batch * (done - first_step) / max(now - first_done, 1e-9)
+      eta = (cfg.steps - done) * batch / max(rate, 1e-9)
+      progress(Progress(done, cfg.steps, batch, rate, now - start, eta))
   traces = _get(jnp.concatenate(traces, axis=1))[:batch, :cfg.steps]
   final = _get(images)[:batch]
   snapshots = (np.stack([snaps[k] for k in snapshot_steps]) if snapshot_steps

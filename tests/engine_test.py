@@ -5,6 +5,8 @@ steps; the real weights only where the recipes must drive the real net's nodes t
 """
 
 import dataclasses
+import threading
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -173,6 +175,38 @@ class VisualizeTest(parameterized.TestCase):
     self.assertEqual([c.step for c in calls], [2, 4, 5] * 2)
     self.assertTrue(all(c.total == 5 and c.images == 4 and c.image_steps_per_s > 0 for c in calls))
     self.assertEqual(calls[-1].eta_s, 0.0)
+
+  def test_an_even_batch_runs_as_one_call_per_half_from_two_threads_with_the_same_numbers(self):
+    # On a lone CPU device visualize_grid runs each half of an even batch as its own call of the
+    # compiled chunk, from its own thread (XLA's CPU runtime then runs them on separate cores); the
+    # images must be those of one call that cuts the batch inside, bit for bit. An odd batch runs
+    # as that one call.
+    cfg = STILL
+    calls, real_cached = [], vis.program_cache.cached
+
+    def recording(*args, **kwargs):
+      fn = real_cached(*args, **kwargs)
+
+      def call(*a):
+        calls.append((threading.get_ident(), len(a[1]), kwargs["parts"]))
+        return fn(*a)
+
+      return call
+
+    fns = vis._chunk_fns(cfg)
+    for seeds, ms in (([3, 11], _masks(cfg)), ([3, 11, 5], _masks(cfg)[:1])):
+      flat_seeds = np.tile(np.array(seeds, np.int32), len(ms))
+      flat_masks = np.repeat(ms, len(seeds), axis=0)
+      one_call = fns.chunk(self.params, flat_seeds, flat_masks, fns.init(flat_seeds), np.int32(0), parts=2)[2]
+      calls.clear()
+      with mock.patch.object(vis.program_cache, "cached", recording):
+        grid = vis.visualize_grid(self.params, seeds, ms, cfg, progress=None)
+      np.testing.assert_array_equal(grid.reshape(one_call.shape), one_call)
+      if len(flat_seeds) % 2 == 0:
+        self.assertEqual(sorted(c[1:] for c in calls), [(2, 1), (2, 1)])  # two halves, nothing cut inside
+        self.assertLen({c[0] for c in calls}, 2)  # from two threads
+      else:
+        self.assertEqual([c[1:] for c in calls], [(3, 2)])  # one call, cut in two inside
 
   def test_batch_cut_in_pieces_is_the_same_computation(self):
     # visualize_grid cuts each step's batch into independent pieces on a lone CPU device; every

@@ -119,8 +119,9 @@ class BenchmarkSmokeTest(absltest.TestCase):
       self.assertGreater(row["peak_memory_bytes"], 0)
       self.assertGreater(row["flops_per_image_step"], 0)
 
-  def test_unroll_pairs_time_the_same_numbers(self):
-    # The flops section's pairs (two steps per scan iteration vs one) on random weights at 40 px:
+  def test_engine_pairs_time_the_same_numbers(self):
+    # The flops section's pairs (two steps per scan iteration vs one; threaded halves vs one call)
+    # on random weights at 40 px:
     # the same images, the ratio is the median of the pairs' ratios. The engine test's config and
     # shapes, so the session's compilation cache serves both.
     from experiments import _engine_timing  # not experiments.benchmark: its flags clash with other binaries'
@@ -134,6 +135,13 @@ class BenchmarkSmokeTest(absltest.TestCase):
     lo, hi = row["unrolled_over_one_step_quartiles"]
     self.assertTrue(0 < lo <= row["unrolled_over_one_step"] <= hi, row)
     self.assertGreater(min(row["unrolled_s"], row["one_step_s"]), 0)
+    # The batch's halves called from two threads (as visualize_grid runs them) vs one call cut inside.
+    row = _engine_timing.threaded_pieces_pairs(tiny_params(), LONG_CHUNK, np.array([3, 11], np.int32),
+                                               _masks(LONG_CHUNK)[:1], repeats=3)
+    self.assertEqual(row["threaded_max_abs_diff"], 0.0)
+    lo, hi = row["threaded_over_one_call_quartiles"]
+    self.assertTrue(0 < lo <= row["threaded_over_one_call"] <= hi, row)
+    self.assertGreater(min(row["threaded_s"], row["one_call_s"]), 0)
 
   def test_unknown_section_is_a_user_error(self):
     proc = subprocess.run([sys.executable, "-m", "experiments.benchmark", f"--weights={shared_file(CAFFEMODEL)}",
