@@ -584,7 +584,7 @@ class _ChunkFns(NamedTuple):
 # Each iteration has a fixed cost, and at its end the batch's pieces (`batch_parts`) wait for each
 # other; two steps per iteration pay it half as often: the same numbers bit for bit, and 0.90 of
 # the time at inception_4c/5x5, 224 px, on 2 CPU cores (`unrolled_over_one_step` in
-# experiments/results/benchmark_cpu_flops.json; about 0.97 at conv2/3x3). Shorter chunks (tests,
+# experiments/results/benchmark_cpu.json: 0.90 and 0.93 in two runs; about 0.97 at conv2/3x3). Shorter chunks (tests,
 # smoke runs) keep one step per iteration: the doubled loop body would cost more compile time than
 # it saves.
 _UNROLL = 2

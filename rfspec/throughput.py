@@ -4,7 +4,7 @@ One image-step is one ascent step (forward to the tap + input gradient + update)
 `CPU_224` holds what `experiments/benchmark.py --sections=throughput` measured on this project's
 2-core CPU VM (zipser2015 recipe, a 2 x 2 grid per call, 10 steps per call, after compiling; the
 JSON is `experiments/results/benchmark_cpu.json`, which also records the load average: measured with
-nothing else running, 1-minute load average 1.5, the benchmark's own two threads; on a busy machine
+nothing else running, 1-minute load average 1.2-1.9, the benchmark's own threads; on a busy machine
 a run's measured rate takes over after its first call).
 Every run's ETA before its first step comes from here (through `cpu_prior`);
 after a tap's first chunk the run's own measured rate replaces it.
@@ -28,21 +28,21 @@ __all__ = ["CPU_224", "CPU_GRID_SECONDS", "MEASURED", "cpu_prior", "markdown_tab
 # image-steps/s at 224 x 224 px on 2 CPU cores, from experiments/results/benchmark_cpu.json
 # ("throughput" section); the taps the figures, atlas and sweep use.
 CPU_224: dict[str, float] = {
-    "conv2/3x3": 47.05,
-    "inception_3b/output": 31.26,
-    "inception_4a/output": 30.21,
-    "inception_4c/5x5": 26.25,
-    "inception_4e/5x5": 19.48,
-    "inception_5b/output": 20.52,
+    "conv2/3x3": 61.93,
+    "inception_3b/output": 35.61,
+    "inception_4a/output": 32.41,
+    "inception_4c/5x5": 29.81,
+    "inception_4e/5x5": 23.49,
+    "inception_5b/output": 19.68,
 }
 # How CPU_224 was measured (from the same JSON).
 MEASURED = {
-    "command": "python -m experiments.benchmark --weights=../shared/weights/bvlc_googlenet.caffemodel --sections=grad,flops,compile,throughput --repeats=9 --throughput_steps=10 --workdir=/tmp/bench_idle2",
-    "load_average_1_5_15_min_at_start": [1.48, 4.66, 6.94],
-    "load_average_1_5_15_min_at_end": [1.52, 3.86, 6.44],
+    "command": "python -m experiments.benchmark --weights=../shared/weights/bvlc_googlenet.caffemodel --sections=grad,flops,compile,throughput --repeats=9 --throughput_steps=10 --workdir=/tmp/bench_full_thr",
+    "load_average_1_5_15_min_at_start": [1.22, 1.54, 1.88],
+    "load_average_1_5_15_min_at_end": [1.86, 1.68, 1.88],
     "cpu_model": "AMD EPYC",
     "cpu_count": 2,
-    "rfspec_commit": "826524d0bccbd1acd5538b625c5a4de0c7a2e8d1",
+    "rfspec_commit": "2b9abd1aeb6a5cfa5f0e555a0d3d77e6b02670ab",
 }
 _IMAGE_HW = (224, 224)
 
