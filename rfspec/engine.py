@@ -779,7 +779,9 @@ def visualize_grid(params, seeds, masks, cfg: VisConfig, *,
   Element (p, s) is `visualize(params, seeds[s], masks[p], cfg)`. The flattened grid
   (b = p * S + s) is padded to a multiple of the device count and sharded over a 1-D "grid"
   mesh; params are replicated. The steps run as compiled chunks of `cfg.chunk` steps (one
-  compilation whatever the seed values), with `progress` called after each chunk.
+  compilation whatever the seed values), with `progress` called after each chunk. On a lone CPU
+  device an even batch runs as its two halves, each a call of that compiled chunk from its own
+  thread so that both cores work (`batch_parts`); the numbers are those of one call.
 
   Multi-host: after `jax.distributed.initialize()`, call it on every process with the same
   arguments; the grid is spread over all hosts' devices and every process returns the result.
