@@ -9,18 +9,18 @@ from absl.testing import absltest
 import numpy as np
 
 from tests.conftest import CAFFEMODEL, REPO, SHARED, shared_file, smoke_env, tiny_weights
+from tests.experiments import quick_runs
 
 
 class BenchmarkSmokeTest(absltest.TestCase):
 
   def test_tiny_run_writes_json(self):
     workdir = self.create_tempdir().full_path
-    proc = subprocess.run(
-        [sys.executable, "-m", "experiments.benchmark", f"--weights={shared_file(CAFFEMODEL)}", f"--workdir={workdir}",
-         "--sections=forward,visualize,step", "--repeats=1", "--sizes=40", "--grid=2,2", "--steps=2", "--tap=conv2/3x3",
-         "--step_size=40", "--step_batch=2", "--step_loop=2"],
-        cwd=REPO, env=dict(os.environ, RFSPEC_SHARED=str(SHARED), **smoke_env()), capture_output=True, text=True,
-        timeout=600)  # the plumbing and OpenCV side by side; timings, not numbers
+    proc = quick_runs.run_binary(
+        "benchmark", f"--weights={shared_file(CAFFEMODEL)}", f"--workdir={workdir}",
+        "--sections=forward,visualize,step", "--repeats=1", "--sizes=40", "--grid=2,2", "--steps=2", "--tap=conv2/3x3",
+        "--step_size=40", "--step_batch=2", "--step_loop=2",
+        env={"RFSPEC_SHARED": str(SHARED)}, timeout=600)  # the plumbing and OpenCV side by side; timings, not numbers
     self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     self.assertEqual(report, json.load(open(os.path.join(workdir, "benchmark.json"))))

@@ -15,10 +15,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 
-from tests.conftest import REPO, session_once, smoke_env, tiny_weights
+from tests.conftest import session_once, smoke_env, tiny_weights
+from tests.experiments import launcher
 
 PAPER_ARGS = ("--config=experiments/configs/reproduce_paper.py:quick", "--figures=fig4", "--config.vis.steps=2",
               "--config.vis.chunk=2")
@@ -28,10 +28,9 @@ SPEC_ARGS = ("--config=experiments/configs/specificity.py:quick",)
 
 
 def start_binary(name, *args, env=None):
-  """The binary `name` with `args` in a smoke-test process (`smoke_env`), plus `env`."""
-  return subprocess.Popen([sys.executable, "-m", f"experiments.{name}", *args], cwd=REPO,
-                          env=dict(os.environ, **smoke_env(), **(env or {})), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+  """The binary `name` with `args` in a smoke-test process (`smoke_env`), plus `env`, forked from
+  this test process's fork server (tests/experiments/launcher.py)."""
+  return launcher.start(name, args, dict(os.environ, **smoke_env(), **(env or {})))
 
 
 def finish(proc, timeout=900):

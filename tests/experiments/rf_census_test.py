@@ -3,15 +3,14 @@ tests/experiments/flag_errors_test.py's census_* cases)."""
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 
 import pytest
 from absl.testing import absltest
 
 from rfspec.locking import LOCK_FILE
-from tests.conftest import REPO, smoke_env, tiny_weights
+from tests.conftest import tiny_weights
+from tests.experiments import quick_runs
 
 QUICK = "--config=experiments/configs/rf_census.py:quick"
 OUTPUTS = ("rf_census.json", "rf_census.md", "pct_inside_vs_depth.png", "inside_fraction_inception_3a_output.png",
@@ -19,8 +18,7 @@ OUTPUTS = ("rf_census.json", "rf_census.md", "pct_inside_vs_depth.png", "inside_
 
 
 def run_binary(*args, timeout=600):
-  return subprocess.run([sys.executable, "-m", "experiments.rf_census", *args], cwd=REPO,
-                        env=dict(os.environ, **smoke_env()), capture_output=True, text=True, timeout=timeout)
+  return quick_runs.run_binary("rf_census", *args, timeout=timeout)
 
 
 def stray_files(workdir):
