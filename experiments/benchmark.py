@@ -455,9 +455,10 @@ def bench_flops(params, repeats: int) -> dict:
          "dtype": cfg.dtype, "grid_s": float(np.median(grid_t)), "image_steps_per_s": rate,
          "flops_per_image_step": per_step, "achieved_gflops": achieved / 1e9, "matmul_size": _MATMUL.value,
          "matmul_s": float(np.median(mm_t)), "matmul_gflops": roof / 1e9, "flops_over_matmul": achieved / roof}
-  # The unroll's pairs on CPU only: on a GPU they would cost the device check a second large compile.
-  if vis._chunk_unroll(min(cfg.chunk, cfg.steps)) > 1 and jax.default_backend() == "cpu":
-    row.update(_engine_timing.unroll_pairs(params, cfg, seeds, masks, max(1, repeats // 2)))
+  # The pairs on CPU only: on a GPU they would cost the device check a second large compile.
+  if jax.default_backend() == "cpu":
+    if vis._chunk_unroll(min(cfg.chunk, cfg.steps)) > 1:
+      row.update(_engine_timing.unroll_pairs(params, cfg, seeds, masks, max(1, repeats // 2)))
     if vis.batch_parts(jax.devices()) > 1:
       row.update(_engine_timing.threaded_pieces_pairs(params, cfg, seeds, masks, max(1, repeats // 2)))
   print(f"flops: {row}", file=sys.stderr, flush=True)

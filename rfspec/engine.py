@@ -466,8 +466,8 @@ def batch_parts(devices: Sequence[jax.Device]) -> int:
   the two calls run on separate cores and give the same numbers bit for bit as one call that cuts
   the batch inside (which an odd batch still uses). Measured on 2 cores at 224 px
   (`experiments/benchmark.py --sections=flops`: `threaded_over_one_call`): a 2 x 2 zipser2015 grid
-  at inception_4c/5x5 takes 0.85 of the time of one call cut inside, which was itself 13-15 %
-  faster than an uncut step. Several CPU devices (`--xla_force_host_platform_device_count`) already
+  at inception_4c/5x5 takes 0.85-0.94 of the time of one call cut inside (three runs; 0.94 in
+  experiments/results/benchmark_cpu.json), which was itself 13-15 % faster than an uncut step. Several CPU devices (`--xla_force_host_platform_device_count`) already
   run concurrently, and on a GPU or TPU a smaller batch only leaves the chip idler.
   """
   return googlenet.default_grad_parts(devices)  # the same rule as a user's jax.grad of rfspec.forward
@@ -582,9 +582,9 @@ class _ChunkFns(NamedTuple):
 
 # Steps per loop iteration of a chunk's scan, once a chunk has at least _UNROLL_MIN_STEPS steps.
 # Each iteration has a fixed cost, and at its end the batch's pieces (`batch_parts`) wait for each
-# other; two steps per iteration pay it half as often: the same numbers bit for bit, and 0.90 of
-# the time at inception_4c/5x5, 224 px, on 2 CPU cores (`unrolled_over_one_step` in
-# experiments/results/benchmark_cpu.json: 0.90 and 0.93 in two runs; about 0.97 at conv2/3x3). Shorter chunks (tests,
+# other; two steps per iteration pay it half as often: the same numbers bit for bit, and 0.89-0.93
+# of the time at inception_4c/5x5, 224 px, on 2 CPU cores in four runs (`unrolled_over_one_step`,
+# 0.93 in experiments/results/benchmark_cpu.json; about 0.97 at conv2/3x3). Shorter chunks (tests,
 # smoke runs) keep one step per iteration: the doubled loop body would cost more compile time than
 # it saves.
 _UNROLL = 2

@@ -100,6 +100,9 @@ class BenchmarkSmokeTest(absltest.TestCase):
     self.assertGreater(flops["flops_per_image_step"], 0)
     self.assertAlmostEqual(flops["flops_over_matmul"], flops["achieved_gflops"] / flops["matmul_gflops"])
     self.assertAlmostEqual(flops["image_steps_per_s"], 2 * 1 * 2 / flops["grid_s"])
+    self.assertEqual(flops["threaded_max_abs_diff"], 0.0)  # the threaded halves, timed against one call
+    lo, hi = flops["threaded_over_one_call_quartiles"]
+    self.assertTrue(0 < lo <= flops["threaded_over_one_call"] <= hi, flops)
     comp = report["compile"]
     self.assertGreater(comp["cache_entries"], 0)  # the first process wrote the cache the second read
     self.assertEqual(comp["cold"]["cache_dir"], comp["warm"]["cache_dir"])
