@@ -168,8 +168,55 @@ def tiny_weights() -> str:
 _SLOW_MODULES = ("tests/experiments/benchmark_test.py",)
 
 
+# The longest scopes (what `--dist loadscope` keeps on one worker: a test class, else a module),
+# with their seconds on a worker in a 185 s run. They are handed out first, longest first, so that
+# no long one starts near the end while the other worker has nothing left to do (xdist's default
+# order, most tests first, left the one-test README tour for last: 17 s of one worker alone). The
+# quick runs' own tests make the session's runs, so they are among the first too; the page check
+# reads all three runs, so it comes last. Every other scope keeps its collection order. A stale
+# number only changes the order, never a result.
+_LONGEST_FIRST = {
+    "tests/experiments/specificity_test.py::QuickRunTest": 34,
+    "tests/engine_test.py::VisualizeTest": 32,
+    "tests/experiments/benchmark_test.py::BenchmarkSmokeTest": 32,
+    "tests/metrics_test.py::NaturalPhotoCalibrationTest": 17,
+    "tests/readme_test.py::ReadmeTourTest": 16,
+    "tests/multihost_test.py::MultiHostTest": 9,
+    "tests/models/googlenet_grad_test.py::ForwardGradTest": 9,
+    "tests/recipes_test.py::Zipser2015RecipeTest": 9,
+    "tests/experiments/position_atlas_test.py::QuickRunTest": 8.5,
+    "tests/experiments/notebook_test.py::ColabNotebookTest": 8,
+    "tests/experiments/cli_test.py::CliTest": 7,
+    "tests/experiments/rf_census_test.py::WithWeightsTest": 7,
+    "tests/sharding_test.py::ShardingTest": 7,
+    "tests/transforms_test.py::TransformsTest": 7,
+    "tests/geometry_test.py::ExactnessByGradientTest": 6.5,
+    "tests/geometry_test.py::EffectiveRFTest": 6.5,
+    "tests/atlas_test.py::RunAtlasTest": 6,
+    "tests/models/googlenet_grad_test.py::ConvGradTest": 6,
+    "tests/experiments/reproduce_paper_test.py::SmallRunTest": 5,
+}
+_LAST = ("tests/experiments/html_pages_test.py",)
+
+
+def _scope(nodeid: str) -> str:
+  """The scope xdist's loadscope gives a test (its class, else its module)."""
+  return nodeid.rsplit("::", 1)[0]
+
+
 def pytest_collection_modifyitems(config, items):
   del config
   for item in items:
     if item.nodeid.split("::")[0] in _SLOW_MODULES:
       item.add_marker(pytest.mark.slow)
+  first_seen = {}
+  for i, item in enumerate(items):
+    first_seen.setdefault(_scope(item.nodeid), i)
+
+  def rank(item):
+    scope = _scope(item.nodeid)
+    last = scope.split("::")[0] in _LAST
+    return (last, -_LONGEST_FIRST.get(scope, 0), first_seen[scope])
+
+  items.sort(key=rank)  # stable: a scope's tests keep their order
+
