@@ -14,9 +14,9 @@ grid (b = p * S + s) as ONE compiled function in chunks of `cfg.chunk` steps (co
 state is carried between chunks) so they can report progress and stop on non-finite values,
 and shard the grid over every device. Inside a chunk one scan steps the whole batch (two steps
 per loop iteration once a chunk has 8 or more: the same numbers, less loop overhead); on a lone
-CPU device the batch runs as two independent halves, each a call of the same compiled chunk from
-its own thread, on its own core (a batch that does not split evenly: one call that cuts each step
-in two inside; `batch_parts`, `apply_in_parts`).
+CPU device a batch of two or more runs as two independent halves, each a call of the same compiled
+chunk from its own thread, on its own core (an odd batch gets a copy of element 0 to split evenly;
+`batch_parts`).
 
 Sharding and multi-host: the flattened grid is padded to a multiple of the device count (with
 copies of element 0, dropped afterwards) and laid out with `NamedSharding(mesh, P("grid"))` on a
@@ -462,13 +462,16 @@ def batch_parts(devices: Sequence[jax.Device]) -> int:
   cores) and hands ready work to a second core only when more than 8 operations are ready at
   once, so one call that steps a whole batch, or even two halves of it, leaves a core idle through
   the net's long single-branch stretches (conv1, conv2). `visualize_grid` therefore runs a batch
-  that splits evenly as one call of the same compiled chunk per half, each from its own thread:
-  the two calls run on separate cores and give the same numbers bit for bit as one call that cuts
-  the batch inside (which an odd batch still uses). Measured on 2 cores at 224 px
-  (`experiments/benchmark.py --sections=flops`: `threaded_over_one_call`): a 2 x 2 zipser2015 grid
-  at inception_4c/5x5 takes 0.85-0.94 of the time of one call cut inside (three runs; 0.94 in
-  experiments/results/benchmark_cpu.json), which was itself 13-15 % faster than an uncut step. Several CPU devices (`--xla_force_host_platform_device_count`) already
-  run concurrently, and on a GPU or TPU a smaller batch only leaves the chip idler.
+  of two or more as one call of the same compiled chunk per half, each from its own thread: the
+  two calls run on separate cores and give the same numbers bit for bit as one call that cuts the
+  batch in two inside. An odd batch gets one more element (a copy of its first, dropped
+  afterwards): its longer half is as long as before, and the compiled program is the half
+  batch's, uncut (one copy of the step, where one call cut in two inside holds two). Measured on
+  2 cores at 224 px (`experiments/benchmark.py --sections=flops`: `threaded_over_one_call`): a
+  2 x 2 zipser2015 grid at inception_4c/5x5 takes 0.85-0.94 of the time of one call cut inside
+  (three runs; 0.94 in experiments/results/benchmark_cpu.json), which was itself 13-15 % faster
+  than an uncut step. Several CPU devices (`--xla_force_host_platform_device_count`) already run
+  concurrently, and on a GPU or TPU a smaller batch only leaves the chip idler.
   """
   return googlenet.default_grad_parts(devices)  # the same rule as a user's jax.grad of rfspec.forward
 
@@ -714,26 +717,25 @@ def _run_grid(params, seeds: np.ndarray, masks: np.ndarray, cfg: VisConfig, prog
   mesh = grid_mesh(devices)
   memory.check_fits(cfg, len(seeds), list(mesh.devices.flat))  # refuse before compiling or allocating
   batch = len(seeds)
-  padded = -(-batch // mesh.size) * mesh.size
+  # On a lone CPU device a batch of two or more runs as `batch_parts` equal pieces, each a call of
+  # one compiled program from its own thread, so that XLA's CPU runtime runs them on separate cores
+  # (see `batch_parts`). An odd batch gets one more element (a copy of its first, dropped at the
+  # end): its longer half is no longer than it was, and the program is the half batch's, uncut.
+  pieces = batch_parts(mesh.devices.flat) if batch > 1 else 1
+  padded = -(-batch // (mesh.size * pieces)) * mesh.size * pieces  # and a multiple of the devices
   idx = np.concatenate([np.arange(batch), np.zeros(padded - batch, np.int64)])
   along, replicated = NamedSharding(mesh, P("grid")), NamedSharding(mesh, P())
   params_d = jax.tree.map(lambda a: _put(a, replicated), params)
   progress = check_progress(progress)
 
   n = min(cfg.chunk, cfg.steps)
-  parts = batch_parts(mesh.devices.flat)
-  # A batch that splits into `parts` equal pieces runs them as calls of one compiled program, each
-  # from its own thread, so that XLA's CPU runtime runs them on separate cores (see `batch_parts`);
-  # any other batch runs as one call, cut into pieces inside.
-  pieces = parts if parts > 1 and padded % parts == 0 else 1
-  cut = 1 if pieces > 1 else parts
   size = padded // pieces
   seeds_p = [_put(seeds[idx[i * size:(i + 1) * size]], along) for i in range(pieces)]
   masks_p = [_put(masks[idx[i * size:(i + 1) * size]], along) for i in range(pieces)]
   states = [fns.init(s) for s in seeds_p]
   # Traced once per machine when the compilation cache is on (rfspec.program_cache).
   chunk = program_cache.cached(fns.chunk, _chunk_key(cfg), (params_d, seeds_p[0], masks_p[0], states[0], np.int32(0)),
-                               jax.tree.structure((states[0], 0, 0, 0)), donate_argnums=(3,), parts=cut)
+                               jax.tree.structure((states[0], 0, 0, 0)), donate_argnums=(3,))
 
   def run_piece(i, step0):
     return jax.block_until_ready(chunk(params_d, seeds_p[i], masks_p[i], states[i], np.int32(step0)))
@@ -780,8 +782,9 @@ def visualize_grid(params, seeds, masks, cfg: VisConfig, *,
   (b = p * S + s) is padded to a multiple of the device count and sharded over a 1-D "grid"
   mesh; params are replicated. The steps run as compiled chunks of `cfg.chunk` steps (one
   compilation whatever the seed values), with `progress` called after each chunk. On a lone CPU
-  device an even batch runs as its two halves, each a call of that compiled chunk from its own
-  thread so that both cores work (`batch_parts`); the numbers are those of one call.
+  device a batch of two or more runs as its two halves (an odd one with a copy of element 0 added),
+  each a call of that compiled chunk from its own thread so that both cores work (`batch_parts`);
+  the numbers are those of one call.
 
   Multi-host: after `jax.distributed.initialize()`, call it on every process with the same
   arguments; the grid is spread over all hosts' devices and every process returns the result.

@@ -176,11 +176,11 @@ class VisualizeTest(parameterized.TestCase):
     self.assertTrue(all(c.total == 5 and c.images == 4 and c.image_steps_per_s > 0 for c in calls))
     self.assertEqual(calls[-1].eta_s, 0.0)
 
-  def test_an_even_batch_runs_as_one_call_per_half_from_two_threads_with_the_same_numbers(self):
-    # On a lone CPU device visualize_grid runs each half of an even batch as its own call of the
-    # compiled chunk, from its own thread (XLA's CPU runtime then runs them on separate cores); the
-    # images must be those of one call that cuts the batch inside, bit for bit. An odd batch runs
-    # as that one call.
+  def test_a_batch_runs_as_one_call_per_half_from_two_threads_with_the_same_numbers(self):
+    # On a lone CPU device visualize_grid runs each half of a batch as its own call of the compiled
+    # chunk, from its own thread (XLA's CPU runtime then runs them on separate cores); an odd batch
+    # first gets a copy of element 0. The images must be those of one call that cuts that batch in
+    # two inside, bit for bit.
     cfg = STILL
     calls, real_cached = [], vis.program_cache.cached
 
@@ -188,25 +188,30 @@ class VisualizeTest(parameterized.TestCase):
       fn = real_cached(*args, **kwargs)
 
       def call(*a):
-        calls.append((threading.get_ident(), len(a[1]), kwargs["parts"]))
+        calls.append((threading.get_ident(), len(a[1]), kwargs.get("parts", 1)))
         return fn(*a)
 
       return call
 
     fns = vis._chunk_fns(cfg)
-    for seeds, ms in (([3, 11], _masks(cfg)), ([3, 11, 5], _masks(cfg)[:1])):
+    # (seeds, masks, the calls' (batch, parts inside) and how many threads make them): 4 elements
+    # in two halves; 3 in two halves of 2 (the second ending with the copy of the first); 1 alone.
+    cases = (([3, 11], _masks(cfg), [(2, 1), (2, 1)], 2), ([3, 11, 5], _masks(cfg)[:1], [(2, 1), (2, 1)], 2),
+             ([3], _masks(cfg)[:1], [(1, 1)], 1))
+    self.assertLen(_masks(cfg), 2)
+    for seeds, ms, want_calls, threads in cases:
       flat_seeds = np.tile(np.array(seeds, np.int32), len(ms))
       flat_masks = np.repeat(ms, len(seeds), axis=0)
-      one_call = fns.chunk(self.params, flat_seeds, flat_masks, fns.init(flat_seeds), np.int32(0), parts=2)[2]
+      pad = len(flat_seeds) % 2 * (len(flat_seeds) > 1)  # the copy of element 0 an odd batch gets
+      flat_seeds, flat_masks = (np.concatenate([a, a[:pad]]) for a in (flat_seeds, flat_masks))
+      one_call = fns.chunk(self.params, flat_seeds, flat_masks, fns.init(flat_seeds), np.int32(0),
+                           parts=min(2, len(flat_seeds)))[2][:len(flat_seeds) - pad]
       calls.clear()
       with mock.patch.object(vis.program_cache, "cached", recording):
         grid = vis.visualize_grid(self.params, seeds, ms, cfg, progress=None)
       np.testing.assert_array_equal(grid.reshape(one_call.shape), one_call)
-      if len(flat_seeds) % 2 == 0:
-        self.assertEqual(sorted(c[1:] for c in calls), [(2, 1), (2, 1)])  # two halves, nothing cut inside
-        self.assertLen({c[0] for c in calls}, 2)  # from two threads
-      else:
-        self.assertEqual([c[1:] for c in calls], [(3, 2)])  # one call, cut in two inside
+      self.assertEqual(sorted(c[1:] for c in calls), want_calls)  # nothing cut inside
+      self.assertLen({c[0] for c in calls}, threads)
 
   def test_batch_cut_in_pieces_is_the_same_computation(self):
     # visualize_grid cuts each step's batch into independent pieces on a lone CPU device; every
