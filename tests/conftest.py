@@ -219,4 +219,3 @@ def pytest_collection_modifyitems(config, items):
     return (last, -_LONGEST_FIRST.get(scope, 0), first_seen[scope])
 
   items.sort(key=rank)  # stable: a scope's tests keep their order
-
