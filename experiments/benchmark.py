@@ -202,7 +202,6 @@ def step_flops(params, cfg, batch: int) -> float:
 def bench_visualize(params, repeats: int) -> dict:
   """Grid call vs a Python loop of single calls, compile time, and achieved FLOP/s."""
   import jax
-  import jax.numpy as jnp
 
   from rfspec import engine as vis
   from rfspec import masks as masks_lib

@@ -15,7 +15,6 @@ specificity.md, specificity.html, psi_vs_off_image.png; DIR/sweep/<tap>/ holds t
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 from absl import flags

@@ -37,7 +37,6 @@ import difflib
 import functools
 import logging
 import math
-import sys
 import time
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -52,7 +51,7 @@ from rfspec import masks as masks_lib
 from rfspec import memory, objectives, param, program_cache, recipes, transforms
 from rfspec.progress import Progress, print_progress
 from rfspec.errors import UserError
-from rfspec.models import googlenet, preprocess
+from rfspec.models import googlenet
 
 __all__ = ["GridResult", "NonFiniteError", "VisConfig", "VisResult", "initial_image", "keep_freed_memory", "make_grid_fn",
            "optimize", "visualize", "visualize_batch", "visualize_grid"]

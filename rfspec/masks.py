@@ -13,7 +13,7 @@ spatial extent and are treated as a 1x1 grid.
 from __future__ import annotations
 
 import numbers
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 

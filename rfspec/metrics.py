@@ -37,7 +37,7 @@ right) in px, half-open, may extend past the image.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
