@@ -50,8 +50,8 @@ def unroll_pairs(params, cfg, seeds, masks, repeats: int) -> dict:
 
 def threaded_pieces_pairs(params, cfg, seeds, masks, repeats: int) -> dict:
   """The engine's batch pieces as calls from their own threads (how `visualize_grid` runs a batch
-  that splits evenly on a lone CPU device) against one call that cuts the batch inside: interleaved
-  pairs of one chunk each. `threaded_over_one_call` is the median of the pairs' time ratios;
+  of two or more on a lone CPU device; give an even grid, since the engine pads an odd one) against
+  one call that cuts the batch inside: interleaved pairs of one chunk each. `threaded_over_one_call` is the median of the pairs' time ratios;
   `threaded_max_abs_diff` between their images (0: the same numbers)."""
   import concurrent.futures
 
